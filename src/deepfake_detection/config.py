@@ -1,0 +1,79 @@
+"""Where the Hydra configs live, the resolvers they use, and checks Hydra cannot do for us."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from deepfake_detection.errors import ConfigError
+
+_PACKAGED_CONF = Path(__file__).resolve().parent / "conf"
+_SOURCE_CONF = Path(__file__).resolve().parents[2] / "conf"
+
+#: Image size used for the built-in demo set, which is generated at this resolution.
+DEMO_IMAGE_SIZE = 64
+#: Image size used for user datasets when `data.image_size` is not given.
+DEFAULT_IMAGE_SIZE = 224
+
+
+def config_dir() -> Path:
+    """The `conf/` folder: inside the wheel when installed, at the repo root when editable."""
+    for candidate in (_PACKAGED_CONF, _SOURCE_CONF):
+        if (candidate / "train.yaml").is_file():
+            return candidate
+    raise FileNotFoundError(f"cannot find the config folder (looked in {_PACKAGED_CONF})")
+
+
+def _default_image_size(root: str | None) -> int:
+    # The demo set is small and low-resolution so `python -m train` stays a 3-minute demo
+    # on a laptop CPU; real datasets get the ImageNet resolution the backbones expect.
+    return DEMO_IMAGE_SIZE if root in (None, "") else DEFAULT_IMAGE_SIZE
+
+
+def _auto_precision() -> str:
+    # Mixed precision pays off on CUDA only; bf16 autocast is many times slower on CPUs.
+    import torch
+
+    return "16-mixed" if torch.cuda.is_available() else "32-true"
+
+
+def register_resolvers() -> None:
+    """Register the `dd.*` resolvers used in conf/ (idempotent)."""
+    resolvers = {
+        "dd.default_image_size": _default_image_size,
+        "dd.auto_precision": _auto_precision,
+    }
+    for name, fn in resolvers.items():
+        if not OmegaConf.has_resolver(name):
+            OmegaConf.register_new_resolver(name, fn)
+
+
+def check_group_choices(overrides: list[str], conf: Path | None = None) -> None:
+    """Reject `group=option` overrides that name no config file, listing the valid options.
+
+    Hydra reports these too, but over several lines; we want one line before anything loads.
+    """
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    conf = conf or config_dir()
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides)
+    except HydraException:
+        return  # malformed overrides: Hydra's own message explains them better
+    for override in parsed:
+        group = override.key_or_group
+        group_dir = conf / group
+        if override.is_delete() or override.package or not group_dir.is_dir():
+            continue
+        if override.is_sweep_override():
+            values = list(override.sweep_string_iterator())
+        else:
+            values = [override.get_value_element_as_str()]
+        choices = sorted(p.stem for p in group_dir.glob("*.yaml"))
+        for value in values:
+            if value not in choices:
+                raise ConfigError(
+                    f"{group}={value}: unknown {group} option; choose one of: {', '.join(choices)}"
+                )

@@ -1,0 +1,114 @@
+"""The LightningDataModule over `<root>/<split>/{Fake,Real}/` folders."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader
+
+from deepfake_detection.data.dataset import ImageFileDataset
+from deepfake_detection.data.demo import ensure_demo_dataset
+from deepfake_detection.data.discovery import DatasetIndex, discover
+from deepfake_detection.data.transforms import eval_transform, train_transform
+from deepfake_detection.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+def auto_num_workers() -> int:
+    """Leave one core to the training loop, and don't spawn more workers than can help."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, min(8, (cores or 1) - 1))
+
+
+class DeepfakeDataModule(L.LightningDataModule):
+    """Binary Fake(1)/Real(0) images; `root=None` uses the generated demo set."""
+
+    def __init__(
+        self,
+        root: str | None = None,
+        image_size: int = 224,
+        batch_size: int = 32,
+        num_workers: int | None = None,
+        val_fraction: float = 0.1,
+        crop_scale: Sequence[float] = (0.8, 1.0),
+        eval_crop_fraction: float = 0.875,
+        seed: int = 0,
+        demo_cache_dir: str | None = None,
+        pin_memory: bool | None = None,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        _check_positive_int("data.image_size", image_size)
+        _check_positive_int("data.batch_size", batch_size)
+        if num_workers is not None and (not isinstance(num_workers, int) or num_workers < 0):
+            raise ConfigError(f"data.num_workers={num_workers}: must be null (auto) or an int >= 0")
+        if not 0.0 < eval_crop_fraction <= 1.0:
+            raise ConfigError(f"data.eval_crop_fraction={eval_crop_fraction}: must be in (0, 1]")
+        if len(crop_scale) != 2 or not 0.0 < crop_scale[0] <= crop_scale[1] <= 1.0:
+            raise ConfigError(f"data.crop_scale={list(crop_scale)}: need [low, high], 0<low<=high<=1")
+        self.root = root
+        self.image_size = image_size
+        self.batch_size = batch_size
+        self.num_workers = auto_num_workers() if num_workers is None else num_workers
+        self.val_fraction = val_fraction
+        self.crop_scale = tuple(crop_scale)
+        self.eval_crop_fraction = eval_crop_fraction
+        self.seed = seed
+        self.demo_cache_dir = demo_cache_dir
+        self.pin_memory = torch.cuda.is_available() if pin_memory is None else pin_memory
+        self._index: DatasetIndex | None = None
+
+    @property
+    def index(self) -> DatasetIndex:
+        """The indexed dataset; built on first access so bad paths fail before training."""
+        if self._index is None:
+            root = self.root
+            if root in (None, ""):
+                root = ensure_demo_dataset(self.demo_cache_dir)
+                log.info("data.root is unset: using the generated demo set at %s", root)
+            self._index = discover(root, val_fraction=self.val_fraction, seed=self.seed)
+        return self._index
+
+    def describe(self) -> str:
+        counts = self.index.counts()
+        parts = [f"{split}: {c['Fake']} Fake / {c['Real']} Real" for split, c in counts.items()]
+        carved = f" (val carved from train, {self.val_fraction:.0%})" if self.index.val_carved else ""
+        return f"{self.index.root} -> " + "; ".join(parts) + carved
+
+    def dataset(self, split: str) -> ImageFileDataset:
+        transform = (
+            train_transform(self.image_size, self.crop_scale)
+            if split == "train"
+            else eval_transform(self.image_size, self.eval_crop_fraction)
+        )
+        return ImageFileDataset(self.index.splits[split], transform)
+
+    def _loader(self, split: str) -> DataLoader:
+        return DataLoader(
+            self.dataset(split),
+            batch_size=self.batch_size,
+            shuffle=split == "train",
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            pin_memory=self.pin_memory,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train")
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val")
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test")
+
+
+def _check_positive_int(key: str, value: object) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        raise ConfigError(f"{key}={value}: must be a positive integer")

@@ -1,0 +1,44 @@
+"""Train and eval preprocessing, built from torchvision transforms v2."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torchvision.transforms import v2
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def _finish() -> list[v2.Transform]:
+    return [v2.ToDtype(torch.float32, scale=True), v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
+
+
+def train_transform(image_size: int, crop_scale: Sequence[float] = (0.8, 1.0)) -> v2.Compose:
+    """Random resized crop and horizontal flip.
+
+    The default crop keeps 80-100% of the image: stronger zoom would resample away the
+    high-frequency traces that separate generated faces from real ones.
+    """
+    return v2.Compose(
+        [
+            v2.ToImage(),
+            v2.RandomResizedCrop(image_size, scale=tuple(crop_scale), antialias=True),
+            v2.RandomHorizontalFlip(),
+            *_finish(),
+        ]
+    )
+
+
+def eval_transform(image_size: int, crop_fraction: float = 0.875) -> v2.Compose:
+    """Resize so that the centre `crop_fraction` of the image becomes `image_size` pixels."""
+    resize_to = round(image_size / crop_fraction)
+    return v2.Compose(
+        [
+            v2.ToImage(),
+            v2.Resize(resize_to, antialias=True),
+            v2.CenterCrop(image_size),
+            *_finish(),
+        ]
+    )

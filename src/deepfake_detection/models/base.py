@@ -1,0 +1,130 @@
+"""The interface every detector implements, and the training logic they share."""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from collections.abc import Callable, Mapping, Sequence
+
+import lightning as L
+import torch
+from torch import nn
+from torchmetrics import MaxMetric, MeanMetric
+
+from deepfake_detection.metrics import binary_metrics
+from deepfake_detection.models.freeze import (
+    FreezeSpec,
+    apply_freeze,
+    count_parameters,
+    frozen_batchnorms,
+)
+
+OptimizerFactory = Callable[..., torch.optim.Optimizer]
+SchedulerFactory = Callable[..., torch.optim.lr_scheduler.LRScheduler]
+
+
+class BaseDetector(L.LightningModule):
+    """A binary Real/Fake classifier producing one logit per image (Fake = positive).
+
+    Subclasses build `net`, a plain `nn.Module` whose `state_dict` is what gets shipped, and
+    say which of its modules are the ordered feature blocks that freeze strategies act on.
+    """
+
+    model_name: str = "detector"
+
+    def __init__(
+        self,
+        net: nn.Module,
+        freeze: Mapping | None = None,
+        optimizer: OptimizerFactory | None = None,
+        scheduler: SchedulerFactory | None = None,
+        channels_last: bool = True,
+    ) -> None:
+        super().__init__()
+        self.net = net
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+        self.channels_last = channels_last
+        if channels_last:
+            # ~3x faster convolutions on CPU for MobileNetV2, and the fast path for AMP on GPU.
+            self.net = self.net.to(memory_format=torch.channels_last)
+        self.freeze_spec = FreezeSpec.from_config(freeze)
+        apply_freeze(self.net, self.feature_blocks(), self.freeze_spec, self.model_name)
+        self._frozen_bn = frozen_batchnorms(self.net)
+        self.criterion = nn.BCEWithLogitsLoss()
+        self.train_metrics = binary_metrics("train")
+        self.val_metrics = binary_metrics("val")
+        self.test_metrics = binary_metrics("test")
+        self.train_loss, self.val_loss, self.test_loss = MeanMetric(), MeanMetric(), MeanMetric()
+        self.val_auroc_best = MaxMetric()
+
+    @abstractmethod
+    def feature_blocks(self) -> Sequence[nn.Module]:
+        """Feature-extractor blocks of `net`, input to output; the rest of `net` is the head."""
+
+    def parameter_counts(self) -> dict[str, int]:
+        trainable, total = count_parameters(self.net)
+        return {"params/trainable": trainable, "params/total": total}
+
+    def train(self, mode: bool = True) -> BaseDetector:
+        super().train(mode)
+        for bn in self._frozen_bn:
+            bn.eval()
+        return self
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        if self.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        return self.net(images).squeeze(-1)
+
+    def _step(self, batch: tuple[torch.Tensor, torch.Tensor], split: str) -> torch.Tensor:
+        images, targets = batch
+        logits = self(images)
+        loss = self.criterion(logits, targets)
+        getattr(self, f"{split}_metrics").update(torch.sigmoid(logits.detach()), targets.long())
+        getattr(self, f"{split}_loss").update(loss.detach(), weight=targets.numel())
+        return loss
+
+    def _log_epoch(self, split: str) -> dict[str, torch.Tensor]:
+        metrics, loss = getattr(self, f"{split}_metrics"), getattr(self, f"{split}_loss")
+        values = {f"{split}/loss": loss.compute(), **metrics.compute()}
+        self.log_dict(values, prog_bar=split == "val")
+        metrics.reset()
+        loss.reset()
+        return values
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        return self._step(batch, "train")
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        self._step(batch, "val")
+
+    def test_step(self, batch, batch_idx: int) -> None:
+        self._step(batch, "test")
+
+    def on_train_start(self) -> None:
+        # The sanity-check pass must not count towards the best validation score.
+        self.val_auroc_best.reset()
+
+    def on_train_epoch_end(self) -> None:
+        self._log_epoch("train")
+
+    def on_validation_epoch_end(self) -> None:
+        values = self._log_epoch("val")
+        self.val_auroc_best.update(values["val/auroc"])
+        self.log("val/auroc_best", self.val_auroc_best.compute(), prog_bar=True)
+
+    def on_test_epoch_end(self) -> None:
+        self._log_epoch("test")
+
+    def configure_optimizers(self):
+        if self.optimizer_factory is None:
+            raise RuntimeError(f"{type(self).__name__} was built without an optimizer")
+        params = [p for p in self.parameters() if p.requires_grad]
+        optimizer = self.optimizer_factory(params=params)
+        if self.scheduler_factory is None:
+            return optimizer
+        scheduler = self.scheduler_factory(optimizer=optimizer)
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "monitor": "val/loss", "interval": "epoch"},
+        }

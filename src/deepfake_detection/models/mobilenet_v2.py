@@ -1,0 +1,59 @@
+"""torchvision MobileNetV2 with a GAP → Dropout → Linear(1280, 1) head."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+
+from torch import nn
+from torchvision.models import MobileNet_V2_Weights, mobilenet_v2
+
+from deepfake_detection.errors import ConfigError
+from deepfake_detection.models.base import BaseDetector, OptimizerFactory, SchedulerFactory
+from deepfake_detection.models.pretrained import (
+    download_state_dict,
+    load_backbone_weights,
+    read_state_dict,
+)
+
+WEIGHTS_ENV_VAR = "MOBILENET_V2_WEIGHTS"
+log = logging.getLogger(__name__)
+
+
+class MobileNetV2Detector(BaseDetector):
+    """torchvision's own `mobilenet_v2(num_classes=1)`, so `model.pth` loads without this package.
+
+    Its classifier is exactly Dropout → Linear after torchvision's global average pooling.
+    `pretrained` starts from ImageNet weights: the local `weights_path` when given, else
+    torchvision's download.
+    """
+
+    model_name = "mobilenet_v2"
+
+    def __init__(
+        self,
+        pretrained: bool = True,
+        weights_path: str | None = None,
+        dropout: float = 0.2,
+        freeze: Mapping | None = None,
+        optimizer: OptimizerFactory | None = None,
+        scheduler: SchedulerFactory | None = None,
+        channels_last: bool = True,
+    ) -> None:
+        if not 0.0 <= dropout < 1.0:
+            raise ConfigError(f"model.dropout={dropout}: must be in [0, 1)")
+        net = mobilenet_v2(weights=None, num_classes=1, dropout=dropout)
+        if pretrained and weights_path:
+            state = read_state_dict(weights_path)
+            load_backbone_weights(net, state, "classifier.", f"model.weights_path={weights_path}")
+        elif pretrained:
+            weights = MobileNet_V2_Weights.IMAGENET1K_V1
+            state = download_state_dict(weights, WEIGHTS_ENV_VAR)
+            load_backbone_weights(net, state, "classifier.", str(weights))
+        elif weights_path:
+            log.info("model.pretrained=false: random init, ignoring weights_path=%s", weights_path)
+        super().__init__(net, freeze, optimizer, scheduler, channels_last)
+        self.save_hyperparameters(ignore=["optimizer", "scheduler"])
+
+    def feature_blocks(self) -> Sequence[nn.Module]:
+        return list(self.net.features)

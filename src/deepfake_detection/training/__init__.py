@@ -1,0 +1,1 @@
+"""Running a training job: the pipeline, its callbacks and the artifacts it writes."""
