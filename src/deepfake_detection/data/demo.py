@@ -20,9 +20,11 @@ from PIL import Image
 
 DEMO_VERSION = 1
 #: Images per class in each split of the default demo set.
-DEMO_SIZES: dict[str, int] = {"train": 600, "valid": 150, "test": 250}
+DEMO_SIZES: dict[str, int] = {"train": 800, "valid": 200, "test": 300}
 DEMO_RESOLUTION = 64
 _SEEDS = {"train": 0, "valid": 1, "test": 2}
+#: Sensor-noise level of both classes; Fake noise is rendered at half resolution.
+_NOISE = 0.06
 
 
 def default_cache_dir() -> Path:
@@ -79,15 +81,15 @@ def _random_params(rng: np.random.Generator) -> dict:
 
 def render_real(rng: np.random.Generator, size: int) -> np.ndarray:
     image = _scene(_random_params(rng), size)
-    return image + rng.normal(0.0, 0.03, image.shape)
+    return image + rng.normal(0.0, _NOISE, image.shape)
 
 
 def render_fake(rng: np.random.Generator, size: int) -> np.ndarray:
     low = _scene(_random_params(rng), size // 2)
-    low = low + rng.normal(0.0, 0.03, low.shape)
+    low = low + rng.normal(0.0, _NOISE, low.shape)
     image = low.repeat(2, axis=0).repeat(2, axis=1)
     checker = np.where((np.add.outer(np.arange(size), np.arange(size)) % 2) == 0, 1.0, -1.0)
-    amplitude = rng.uniform(0.01, 0.03)
+    amplitude = rng.uniform(0.03, 0.08)
     return image + amplitude * checker[..., None] * (0.5 + image)
 
 

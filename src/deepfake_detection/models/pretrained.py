@@ -51,7 +51,13 @@ def load_backbone_weights(
 ) -> None:
     """Load everything but the classifier head, which is new for the one-logit task."""
     backbone_state = {k: v for k, v in state.items() if not k.startswith(head_prefix)}
-    result = net.load_state_dict(backbone_state, strict=False)
+    try:
+        result = net.load_state_dict(backbone_state, strict=False)
+    except RuntimeError as err:  # shape mismatches
+        first = str(err).split("\n\t")[1] if "\n\t" in str(err) else str(err)
+        raise WeightsError(
+            f"{source}: does not match the {type(net).__name__} backbone: {first}"
+        ) from err
     missing = [k for k in result.missing_keys if not k.startswith(head_prefix)]
     if missing or result.unexpected_keys:
         detail = (

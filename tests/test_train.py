@@ -1,0 +1,105 @@
+"""End-to-end runs through the composed Hydra config, as `python -m train` does them."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import compose_train
+from torchvision.models import mobilenet_v2
+
+from deepfake_detection.models.custom_cnn import CustomCNN
+from deepfake_detection.training.pipeline import train
+
+FAST = ["data.image_size=32", "data.batch_size=4"]
+TEST_KEYS = {f"test/{m}" for m in ("loss", "acc", "precision", "recall", "f1", "auroc")}
+
+
+def read_metrics(run_dir: Path) -> dict:
+    return json.loads((run_dir / "metrics.json").read_text())
+
+
+@pytest.mark.parametrize(
+    "model", ["model=custom_cnn", "model=mobilenet_v2 model.pretrained=false freeze=last_n"]
+)
+def test_fast_dev_run_for_each_model(tmp_path: Path, dataset: Path, model: str) -> None:
+    run_dir = tmp_path / "run"
+    cfg = compose_train(
+        [f"data.root={dataset}", *FAST, *model.split(), "+trainer.fast_dev_run=true"], run_dir
+    )
+    train(cfg)
+    metrics = read_metrics(run_dir)
+    assert TEST_KEYS <= metrics.keys()
+    assert (run_dir / "model.pth").is_file()
+
+
+def test_run_writes_metrics_checkpoints_weights_and_tensorboard(
+    tmp_path: Path, dataset: Path
+) -> None:
+    run_dir = tmp_path / "run"
+    cfg = compose_train(
+        [
+            f"data.root={dataset}",
+            *FAST,
+            "model.widths=[4,8]",
+            "trainer.max_epochs=2",
+            "early_stopping=none",
+        ],
+        run_dir,
+    )
+    returned = train(cfg)
+    metrics = read_metrics(run_dir)
+
+    assert TEST_KEYS <= metrics.keys()
+    assert all(0.0 <= metrics[k] <= 1.0 for k in TEST_KEYS - {"test/loss"})
+    assert metrics["epochs"] == 2
+    assert metrics["train_seconds"] > 0
+    assert metrics["best/monitor"] == "val/auroc"
+    assert metrics["val/auroc_best"] == pytest.approx(metrics["best/score"])
+    assert returned == metrics["val/auroc_best"]
+    total = sum(p.numel() for p in CustomCNN([4, 8]).parameters())
+    assert metrics["params/total"] == metrics["params/trainable"] == total
+
+    best = run_dir / metrics["best/checkpoint"]
+    assert best.is_file() and (run_dir / "checkpoints" / "last.ckpt").is_file()
+    checkpoint = torch.load(best, weights_only=True)
+    assert checkpoint["config"]["model"]["widths"] == [4, 8]
+    assert checkpoint["config"]["data"]["root"] == str(dataset)
+
+    net = CustomCNN([4, 8])
+    net.load_state_dict(torch.load(run_dir / "model.pth", weights_only=True))
+    best_net = {k.removeprefix("net."): v for k, v in checkpoint["state_dict"].items()}
+    assert all(torch.equal(v, best_net[k]) for k, v in net.state_dict().items())
+    assert list((run_dir / "tensorboard").glob("events.out.tfevents.*"))
+
+
+def test_mobilenet_weights_load_into_bare_torchvision(tmp_path: Path, dataset: Path) -> None:
+    run_dir = tmp_path / "run"
+    cfg = compose_train(
+        [
+            f"data.root={dataset}",
+            *FAST,
+            "model=mobilenet_v2",
+            "model.pretrained=false",
+            "freeze=backbone",
+            "+trainer.fast_dev_run=true",
+        ],
+        run_dir,
+    )
+    train(cfg)
+    assert read_metrics(run_dir)["params/trainable"] == 1281
+    net = mobilenet_v2(num_classes=1)
+    net.load_state_dict(torch.load(run_dir / "model.pth", weights_only=True))
+
+
+def test_same_seed_gives_same_metrics(tmp_path: Path, dataset: Path) -> None:
+    def run(name: str, seed: int) -> dict:
+        overrides = [f"data.root={dataset}", *FAST, "model.widths=[4,8]", f"seed={seed}"]
+        overrides += ["trainer.max_epochs=1", "data.num_workers=1"]
+        train(compose_train(overrides, tmp_path / name))
+        metrics = read_metrics(tmp_path / name)
+        return {k: v for k, v in metrics.items() if k.startswith(("test/", "val/"))}
+
+    first, again, other = run("a", 1), run("b", 1), run("c", 2)
+    assert first == again
+    assert first != other

@@ -1,0 +1,71 @@
+import urllib.error
+from pathlib import Path
+
+import pytest
+import torch
+from torchvision.models import MobileNet_V2_Weights, mobilenet_v2
+
+from deepfake_detection.errors import WeightsError
+from deepfake_detection.models import MobileNetV2Detector
+
+
+@pytest.fixture
+def imagenet_like_weights(tmp_path: Path) -> Path:
+    """A torchvision MobileNetV2 state_dict with its 1000-class head, like the real file."""
+    torch.manual_seed(7)
+    path = tmp_path / "mobilenet_v2.pth"
+    torch.save(mobilenet_v2().state_dict(), path)
+    return path
+
+
+def test_loads_local_weights_except_the_classifier(imagenet_like_weights: Path) -> None:
+    model = MobileNetV2Detector(weights_path=str(imagenet_like_weights))
+    source = torch.load(imagenet_like_weights, weights_only=True)
+    state = model.net.state_dict()
+    for key, value in source.items():
+        if not key.startswith("classifier."):
+            assert torch.equal(state[key], value), key
+    assert state["classifier.1.weight"].shape == (1, 1280)
+
+
+def test_weights_path_comes_from_the_environment(monkeypatch, imagenet_like_weights) -> None:
+    from conftest import compose_train
+    from hydra.utils import instantiate
+
+    monkeypatch.setenv("MOBILENET_V2_WEIGHTS", str(imagenet_like_weights))
+    cfg = compose_train(["model=mobilenet_v2"], imagenet_like_weights.parent)
+    assert cfg.model.weights_path == str(imagenet_like_weights)
+    model = instantiate(cfg.model)
+    source = torch.load(imagenet_like_weights, weights_only=True)
+    assert torch.equal(model.net.state_dict()["features.0.0.weight"], source["features.0.0.weight"])
+
+
+def test_offline_download_failure_names_both_ways(monkeypatch) -> None:
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(MobileNet_V2_Weights.IMAGENET1K_V1.__class__, "get_state_dict", offline)
+    with pytest.raises(WeightsError) as info:
+        MobileNetV2Detector(pretrained=True, weights_path=None)
+    message = str(info.value)
+    assert "model.pretrained=true: could not download" in message
+    assert "model.weights_path=" in message and "MOBILENET_V2_WEIGHTS" in message
+
+
+def test_missing_weights_file(tmp_path: Path) -> None:
+    with pytest.raises(WeightsError, match=r"model.weights_path=.*missing.pth: no such file"):
+        MobileNetV2Detector(weights_path=str(tmp_path / "missing.pth"))
+
+
+def test_wrong_architecture_weights(tmp_path: Path) -> None:
+    path = tmp_path / "other.pth"
+    torch.save({"features.0.0.weight": torch.zeros(3)}, path)
+    with pytest.raises(WeightsError, match=r"does not match the MobileNetV2 backbone"):
+        MobileNetV2Detector(weights_path=str(path))
+
+
+def test_not_a_torch_file(tmp_path: Path) -> None:
+    path = tmp_path / "text.pth"
+    path.write_text("hello")
+    with pytest.raises(WeightsError, match=r"text.pth: not a loadable tensor state_dict"):
+        MobileNetV2Detector(weights_path=str(path))
