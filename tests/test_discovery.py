@@ -1,8 +1,8 @@
 from pathlib import Path
 
 import pytest
-from conftest import KAGGLE_SPLITS, LOWERCASE_SPLITS, make_dataset
 
+from conftest import KAGGLE_SPLITS, LOWERCASE_SPLITS, make_dataset
 from deepfake_detection.data.discovery import discover
 from deepfake_detection.errors import DatasetError
 

@@ -42,7 +42,9 @@ def test_last_zero_equals_backbone() -> None:
 
 
 def test_deeper_unfreezing_trains_more() -> None:
-    counts = [mobilenet(name="last_n", n=n).parameter_counts()["params/trainable"] for n in (0, 1, 3)]
+    counts = [
+        mobilenet(name="last_n", n=n).parameter_counts()["params/trainable"] for n in (0, 1, 3)
+    ]
     assert counts[0] < counts[1] < counts[2]
 
 
@@ -57,12 +59,16 @@ def test_custom_cnn_last_n_counts_its_conv_blocks() -> None:
 
 @pytest.mark.parametrize("n", [-1, 20])
 def test_n_out_of_range(n: int) -> None:
-    with pytest.raises(ConfigError, match=rf"freeze.n={n} is out of range for mobilenet_v2: choose 0..19"):
+    with pytest.raises(
+        ConfigError, match=rf"freeze.n={n} is out of range for mobilenet_v2: choose 0..19"
+    ):
         mobilenet(name="last_n", n=n)
 
 
 def test_unknown_freeze_name() -> None:
-    with pytest.raises(ConfigError, match="freeze.name=partial: unknown; choose one of: none, backbone, last_n"):
+    with pytest.raises(
+        ConfigError, match="freeze.name=partial: unknown; choose one of: none, backbone, last_n"
+    ):
         mobilenet(name="partial")
 
 

@@ -25,9 +25,7 @@ def odd_images(tmp_path: Path) -> dict[str, Path]:
         "RGBA": _save(tmp_path / "rgba.png", Image.new("RGBA", (40, 30), (10, 20, 30, 0))),
         "P+transparency": _save(tmp_path / "pal.png", palette, transparency=0),
         "CMYK": _save(tmp_path / "cmyk.jpg", Image.new("CMYK", (40, 30), (0, 50, 100, 0))),
-        "I;16": _save(
-            tmp_path / "deep.png", Image.fromarray((gradient * 200).astype(np.uint16))
-        ),
+        "I;16": _save(tmp_path / "deep.png", Image.fromarray((gradient * 200).astype(np.uint16))),
         "LA": _save(tmp_path / "la.png", Image.new("LA", (40, 30), (128, 255))),
     }
 

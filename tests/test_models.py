@@ -42,7 +42,9 @@ def test_scheduler_is_attached_and_monitors_val_loss() -> None:
         scheduler=partial(torch.optim.lr_scheduler.ReduceLROnPlateau, patience=1),
     )
     config = model.configure_optimizers()
-    assert isinstance(config["lr_scheduler"]["scheduler"], torch.optim.lr_scheduler.ReduceLROnPlateau)
+    assert isinstance(
+        config["lr_scheduler"]["scheduler"], torch.optim.lr_scheduler.ReduceLROnPlateau
+    )
     assert config["lr_scheduler"]["monitor"] == "val/loss"
 
 

@@ -29,8 +29,9 @@ def test_loads_local_weights_except_the_classifier(imagenet_like_weights: Path) 
 
 
 def test_weights_path_comes_from_the_environment(monkeypatch, imagenet_like_weights) -> None:
-    from conftest import compose_train
     from hydra.utils import instantiate
+
+    from conftest import compose_train
 
     monkeypatch.setenv("MOBILENET_V2_WEIGHTS", str(imagenet_like_weights))
     cfg = compose_train(["model=mobilenet_v2"], imagenet_like_weights.parent)

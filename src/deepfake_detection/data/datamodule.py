@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Sequence
-from pathlib import Path
 
 import lightning as L
 import torch
@@ -51,7 +50,9 @@ class DeepfakeDataModule(L.LightningDataModule):
         if not 0.0 < eval_crop_fraction <= 1.0:
             raise ConfigError(f"data.eval_crop_fraction={eval_crop_fraction}: must be in (0, 1]")
         if len(crop_scale) != 2 or not 0.0 < crop_scale[0] <= crop_scale[1] <= 1.0:
-            raise ConfigError(f"data.crop_scale={list(crop_scale)}: need [low, high], 0<low<=high<=1")
+            raise ConfigError(
+                f"data.crop_scale={list(crop_scale)}: need [low, high], 0<low<=high<=1"
+            )
         self.root = root
         self.image_size = image_size
         self.batch_size = batch_size
@@ -78,7 +79,9 @@ class DeepfakeDataModule(L.LightningDataModule):
     def describe(self) -> str:
         counts = self.index.counts()
         parts = [f"{split}: {c['Fake']} Fake / {c['Real']} Real" for split, c in counts.items()]
-        carved = f" (val carved from train, {self.val_fraction:.0%})" if self.index.val_carved else ""
+        carved = (
+            f" (val carved from train, {self.val_fraction:.0%})" if self.index.val_carved else ""
+        )
         return f"{self.index.root} -> " + "; ".join(parts) + carved
 
     def dataset(self, split: str) -> ImageFileDataset:

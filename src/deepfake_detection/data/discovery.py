@@ -108,8 +108,7 @@ def discover(root: str | Path, val_fraction: float = 0.1, seed: int = 0) -> Data
         if required not in index.splits:
             names = "|".join(SPLIT_ALIASES[required])
             raise DatasetError(
-                f"data.root={root}: missing the {required} split (a folder named {names}, "
-                "any case)"
+                f"data.root={root}: missing the {required} split (a folder named {names}, any case)"
             )
     if "val" not in index.splits:
         if not 0.0 < val_fraction < 1.0:

@@ -25,7 +25,9 @@ class FreezeSpec:
         cfg = dict(cfg or {})
         name = cfg.get("name", "none")
         if name not in FREEZE_NAMES:
-            raise ConfigError(f"freeze.name={name}: unknown; choose one of: {', '.join(FREEZE_NAMES)}")
+            raise ConfigError(
+                f"freeze.name={name}: unknown; choose one of: {', '.join(FREEZE_NAMES)}"
+            )
         n = cfg.get("n")
         if name == "last_n" and (not isinstance(n, int) or isinstance(n, bool)):
             raise ConfigError(f"freeze.n={n}: must be an integer for freeze=last_n")

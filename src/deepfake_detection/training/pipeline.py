@@ -85,4 +85,4 @@ def train(cfg: DictConfig) -> float | None:
     write_json(output_dir / METRICS_FILE, metrics)
     log.info("test metrics of the best checkpoint: %s", test_metrics)
     log.info("outputs in %s", output_dir)
-    return metrics.get(cfg.get("optimized_metric") or "", None)
+    return metrics.get(cfg.get("optimized_metric") or "")

@@ -1,0 +1,76 @@
+"""`python -m train` as a user runs it: one-line errors for bad input, and sweeps."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from conftest import make_dataset, run_cli
+
+FAST = ["data.image_size=32", "data.batch_size=4", "data.num_workers=0", "model.widths=[4,8]"]
+
+
+def assert_one_line_error(result, *fragments: str) -> None:
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr + result.stdout
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1, result.stderr[-2000:]
+    for fragment in fragments:
+        assert fragment in errors[0], errors[0]
+
+
+@pytest.mark.parametrize(
+    ("override", "fragments"),
+    [
+        ("model=resnet", ["model=resnet", "custom_cnn, mobilenet_v2"]),
+        ("freeze=partial", ["freeze=partial", "backbone, last_n, none"]),
+        ("optimizer=lion", ["optimizer=lion", "adam, adamw, sgd"]),
+    ],
+)
+def test_unknown_group_option(tmp_path: Path, override: str, fragments: list[str]) -> None:
+    assert_one_line_error(run_cli([override], tmp_path), *fragments)
+
+
+def test_missing_data_root(tmp_path: Path) -> None:
+    result = run_cli([f"data.root={tmp_path / 'nowhere'}"], tmp_path)
+    assert_one_line_error(result, "data.root=", "nowhere", "no such directory")
+
+
+def test_missing_class_folder(tmp_path: Path) -> None:
+    root = make_dataset(tmp_path / "data", {"train": 1, "valid": 1, "test": 1}, classes=["Real"])
+    assert_one_line_error(
+        run_cli([f"data.root={root}"], tmp_path), "missing the Fake/ class folder"
+    )
+
+
+def test_empty_split(tmp_path: Path) -> None:
+    root = make_dataset(tmp_path / "data", {"train": 1, "valid": 1, "test": 1})
+    for image in (root / "valid" / "Fake").iterdir():
+        image.unlink()
+    assert_one_line_error(run_cli([f"data.root={root}"], tmp_path), "valid/Fake: empty split")
+
+
+def test_freeze_n_out_of_range(tmp_path: Path) -> None:
+    root = make_dataset(tmp_path / "data", {"train": 1, "valid": 1, "test": 1})
+    result = run_cli([f"data.root={root}", *FAST, "freeze=last_n", "freeze.n=7"], tmp_path)
+    assert_one_line_error(result, "freeze.n=7 is out of range for custom_cnn: choose 0..2")
+    assert not list(tmp_path.glob("outputs/**/checkpoints/*.ckpt"))
+
+
+def test_two_job_multirun_over_freeze_depth(tmp_path: Path) -> None:
+    root = make_dataset(tmp_path / "data", {"train": 4, "valid": 2, "test": 2})
+    sweep_dir = tmp_path / "sweep"
+    args = ["-m", f"data.root={root}", *FAST, f"hydra.sweep.dir={sweep_dir}"]
+    args += ["freeze=last_n", "freeze.n=0,2", "trainer.max_epochs=1"]
+    result = run_cli(args, tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    jobs = sorted(p for p in sweep_dir.iterdir() if p.is_dir() and p.name.isdigit())
+    assert [p.name for p in jobs] == ["0", "1"]
+    trainable = []
+    for job in jobs:
+        metrics = json.loads((job / "metrics.json").read_text())
+        assert 0.0 <= metrics["test/auroc"] <= 1.0
+        assert (job / ".hydra" / "config.yaml").is_file()
+        assert (job / "model.pth").is_file()
+        trainable.append(metrics["params/trainable"])
+    assert trainable[0] < trainable[1] == metrics["params/total"]
