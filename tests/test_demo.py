@@ -1,6 +1,8 @@
+import re
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from torchmetrics.functional.classification import binary_auroc
 
@@ -8,6 +10,7 @@ from conftest import compose_train
 from deepfake_detection.data.datamodule import DeepfakeDataModule
 from deepfake_detection.data.demo import ensure_demo_dataset
 from deepfake_detection.data.images import load_rgb
+from deepfake_detection.errors import ConfigError
 
 SMALL = {"train": 6, "valid": 3, "test": 3}
 
@@ -60,3 +63,18 @@ def test_datamodule_uses_the_demo_set_when_root_is_unset(tmp_path: Path, monkeyp
     assert datamodule.index.root.parent == tmp_path
     images, labels = next(iter(datamodule.train_dataloader()))
     assert images.shape[1:] == (3, 32, 32) and set(labels.tolist()) <= {0.0, 1.0}
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "key"),
+    [
+        ({"image_size": 0}, "data.image_size=0"),
+        ({"batch_size": -4}, "data.batch_size=-4"),
+        ({"num_workers": -1}, "data.num_workers=-1"),
+        ({"crop_scale": [0.9, 0.5]}, "data.crop_scale="),
+        ({"eval_crop_fraction": 1.5}, "data.eval_crop_fraction=1.5"),
+    ],
+)
+def test_bad_data_settings_name_the_key(kwargs: dict, key: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(key)):
+        DeepfakeDataModule(**kwargs)
