@@ -1,0 +1,44 @@
+import re
+from pathlib import Path
+
+import pytest
+
+from conftest import compose_train
+from deepfake_detection.data.datamodule import DeepfakeDataModule
+from deepfake_detection.errors import ConfigError
+
+SMALL = {"train": 6, "valid": 3, "test": 3}
+
+
+def test_image_size_defaults_to_224_for_user_data_and_64_for_the_demo(tmp_path: Path) -> None:
+    assert compose_train([], tmp_path).data.image_size == 64
+    assert compose_train([f"data.root={tmp_path}"], tmp_path).data.image_size == 224
+    assert (
+        compose_train([f"data.root={tmp_path}", "data.image_size=96"], tmp_path).data.image_size
+        == 96
+    )
+
+
+def test_datamodule_uses_the_demo_set_when_root_is_unset(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr("deepfake_detection.data.demo.DEMO_SIZES", SMALL)
+    datamodule = DeepfakeDataModule(
+        root=None, image_size=32, num_workers=0, demo_cache_dir=str(tmp_path)
+    )
+    assert datamodule.index.root.parent == tmp_path
+    images, labels = next(iter(datamodule.train_dataloader()))
+    assert images.shape[1:] == (3, 32, 32) and set(labels.tolist()) <= {0.0, 1.0}
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "key"),
+    [
+        ({"image_size": 0}, "data.image_size=0"),
+        ({"batch_size": -4}, "data.batch_size=-4"),
+        ({"num_workers": -1}, "data.num_workers=-1"),
+        ({"crop_scale": [0.9, 0.5]}, "data.crop_scale="),
+        ({"eval_crop_fraction": 1.5}, "data.eval_crop_fraction=1.5"),
+    ],
+)
+def test_bad_data_settings_name_the_key(kwargs: dict, key: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(key)):
+        DeepfakeDataModule(**kwargs)
