@@ -30,8 +30,13 @@ def _callbacks(cfg: DictConfig) -> list[Callback]:
     return callbacks
 
 
-def _relative(path: str, start: Path) -> str | None:
-    return str(Path(path).resolve().relative_to(start.resolve())) if path else None
+def _relative(path: str, start: Path) -> str:
+    """`path` relative to the run dir when inside it, so the run dir can be moved."""
+    resolved = Path(path).resolve()
+    try:
+        return str(resolved.relative_to(start.resolve()))
+    except ValueError:
+        return str(resolved)
 
 
 def train(cfg: DictConfig) -> float | None:
