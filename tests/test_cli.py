@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import pytest
+from omegaconf import OmegaConf
 
 from conftest import make_dataset, run_cli
 
@@ -67,10 +68,11 @@ def test_two_job_multirun_over_freeze_depth(tmp_path: Path) -> None:
     jobs = sorted(p for p in sweep_dir.iterdir() if p.is_dir() and p.name.isdigit())
     assert [p.name for p in jobs] == ["0", "1"]
     trainable = []
-    for job in jobs:
+    for job, depth in zip(jobs, (0, 2), strict=True):
+        saved = OmegaConf.load(job / ".hydra" / "config.yaml")
+        assert saved.model.freeze == {"name": "last_n", "n": depth}
         metrics = json.loads((job / "metrics.json").read_text())
         assert 0.0 <= metrics["test/auroc"] <= 1.0
-        assert (job / ".hydra" / "config.yaml").is_file()
         assert (job / "model.pth").is_file()
         trainable.append(metrics["params/trainable"])
     assert trainable[0] < trainable[1] == metrics["params/total"]

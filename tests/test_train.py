@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 from torchvision.models import mobilenet_v2
 
 from conftest import compose_train
@@ -71,6 +72,9 @@ def test_run_writes_metrics_checkpoints_weights_and_tensorboard(
     best_net = {k.removeprefix("net."): v for k, v in checkpoint["state_dict"].items()}
     assert all(torch.equal(v, best_net[k]) for k, v in net.state_dict().items())
     assert list((run_dir / "tensorboard").glob("events.out.tfevents.*"))
+    saved = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
+    assert saved.data.image_size == 32 and saved.model.freeze == {"name": "none"}
+    assert saved == OmegaConf.create(checkpoint["config"])
 
 
 def test_mobilenet_weights_load_into_bare_torchvision(tmp_path: Path, dataset: Path) -> None:

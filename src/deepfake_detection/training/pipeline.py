@@ -11,20 +11,18 @@ from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 
-from deepfake_detection.training.artifacts import save_state_dict, write_json
+from deepfake_detection.training.artifacts import atomic_write_bytes, save_state_dict, write_json
 from deepfake_detection.training.callbacks import ConfigInCheckpoint
 
 log = logging.getLogger(__name__)
 
 METRICS_FILE = "metrics.json"
 WEIGHTS_FILE = "model.pth"
+RESOLVED_CONFIG_FILE = ".hydra/config.yaml"
 
 
-def _callbacks(cfg: DictConfig) -> list[Callback]:
-    callbacks: list[Callback] = [
-        instantiate(cfg.checkpoint),
-        ConfigInCheckpoint(OmegaConf.to_container(cfg, resolve=True)),
-    ]
+def _callbacks(cfg: DictConfig, resolved: dict) -> list[Callback]:
+    callbacks: list[Callback] = [instantiate(cfg.checkpoint), ConfigInCheckpoint(resolved)]
     if cfg.get("early_stopping"):
         callbacks.append(instantiate(cfg.early_stopping))
     return callbacks
@@ -45,6 +43,10 @@ def train(cfg: DictConfig) -> float | None:
     Returns the value of `cfg.optimized_metric`, which a Hydra sweeper maximises.
     """
     output_dir = Path(cfg.paths.output_dir)
+    # Hydra saves the config with its interpolations; store the values this run really used
+    # (environment variables, automatic defaults) so the run dir documents itself.
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    atomic_write_bytes(output_dir / RESOLVED_CONFIG_FILE, OmegaConf.to_yaml(resolved).encode())
     L.seed_everything(cfg.seed, workers=True)
 
     datamodule = instantiate(cfg.data)
@@ -59,7 +61,7 @@ def train(cfg: DictConfig) -> float | None:
         counts["params/total"],
     )
 
-    callbacks = _callbacks(cfg)
+    callbacks = _callbacks(cfg, resolved)
     checkpoint = next(cb for cb in callbacks if isinstance(cb, ModelCheckpoint))
     logger = instantiate(cfg.logger)
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger)
