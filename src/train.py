@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 
 import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from deepfake_detection.config import check_group_choices, config_dir, register_resolvers
-from deepfake_detection.errors import UserInputError, find_user_error
+from deepfake_detection.errors import UserInputError, find_user_error, one_line
 
 register_resolvers()
+log = logging.getLogger("train")
 
 
 def _fail(error: UserInputError) -> None:
-    print(f"error: {error}", file=sys.stderr)
+    print(f"error: {one_line(error)}", file=sys.stderr)
     sys.exit(2)
 
 
@@ -28,6 +32,10 @@ def main(cfg: DictConfig) -> float | None:
         user_error = find_user_error(err)
         if user_error is None:
             raise
+        if HydraConfig.get().mode == RunMode.MULTIRUN:
+            # Fail this job only: Hydra records it and goes on with the rest of the sweep.
+            log.error("error: %s", one_line(user_error))
+            raise user_error from None
         _fail(user_error)
 
 

@@ -76,3 +76,22 @@ def test_two_job_multirun_over_freeze_depth(tmp_path: Path) -> None:
         assert (job / "model.pth").is_file()
         trainable.append(metrics["params/trainable"])
     assert trainable[0] < trainable[1] == metrics["params/total"]
+
+
+def test_unreadable_image_mid_training_is_one_line_naming_the_file(tmp_path: Path) -> None:
+    root = make_dataset(tmp_path / "data", {"train": 2, "valid": 1, "test": 1})
+    (root / "train" / "Fake" / "001.png").write_bytes(b"not a png at all")
+    result = run_cli([f"data.root={root}", *FAST, "data.num_workers=1"], tmp_path)
+    assert_one_line_error(result, "train/Fake/001.png: cannot read image")
+
+
+def test_a_failing_sweep_job_does_not_stop_the_others(tmp_path: Path) -> None:
+    root = make_dataset(tmp_path / "data", {"train": 2, "valid": 1, "test": 1})
+    sweep_dir = tmp_path / "sweep"
+    args = ["-m", f"data.root={root}", *FAST, f"hydra.sweep.dir={sweep_dir}"]
+    args += ["freeze=last_n", "freeze.n=9,1", "trainer.max_epochs=1"]
+    result = run_cli(args, tmp_path)
+    assert result.returncode != 0
+    assert "freeze.n=9 is out of range" in (sweep_dir / "0" / "train.log").read_text()
+    assert not (sweep_dir / "0" / "metrics.json").exists()
+    assert (sweep_dir / "1" / "metrics.json").is_file()

@@ -86,3 +86,11 @@ def test_ambiguous_split_folders(tmp_path: Path) -> None:
     root = make_dataset(tmp_path, {"train": 1, "val": 1, "valid": 1, "test": 1})
     with pytest.raises(DatasetError, match=r"several folders could be the val split"):
         discover(root)
+
+
+def test_carving_needs_two_training_images_per_class(tmp_path: Path) -> None:
+    root = make_dataset(tmp_path, {"train": 1, "test": 1})
+    with pytest.raises(
+        DatasetError, match=r"cannot carve a validation split: the train Real/ folder has 1"
+    ):
+        discover(root)

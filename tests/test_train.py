@@ -3,9 +3,12 @@
 import json
 from pathlib import Path
 
+import lightning as L
 import pytest
 import torch
+from hydra.utils import instantiate
 from omegaconf import OmegaConf
+from torch import nn
 from torchvision.models import mobilenet_v2
 
 from conftest import compose_train
@@ -107,3 +110,27 @@ def test_same_seed_gives_same_metrics(tmp_path: Path, dataset: Path) -> None:
     first, again, other = run("a", 1), run("b", 1), run("c", 2)
     assert first == again
     assert first != other
+
+
+def test_frozen_batchnorm_statistics_survive_a_real_fit(tmp_path: Path, dataset: Path) -> None:
+    cfg = compose_train(
+        [f"data.root={dataset}", *FAST, "model=mobilenet_v2", "model.pretrained=false"]
+        + ["freeze=last_n", "freeze.n=1"],
+        tmp_path,
+    )
+    model = instantiate(cfg.model)
+    frozen = [m for m in model.net.features[:18].modules() if isinstance(m, nn.BatchNorm2d)]
+    trained = [m for m in model.net.features[18].modules() if isinstance(m, nn.BatchNorm2d)]
+    before = [m.running_mean.clone() for m in frozen + trained]
+    trainer = L.Trainer(
+        max_epochs=2,
+        limit_train_batches=2,
+        limit_val_batches=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+    )
+    trainer.fit(model, datamodule=instantiate(cfg.data))
+    after = [m.running_mean for m in frozen + trained]
+    assert all(torch.equal(b, a) for b, a in zip(before[: len(frozen)], after, strict=False))
+    assert not torch.equal(before[-1], after[-1])

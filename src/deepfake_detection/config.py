@@ -38,11 +38,18 @@ def _auto_precision() -> str:
     return "16-mixed" if torch.cuda.is_available() else "32-true"
 
 
+def _metric_mode(monitor: str) -> str:
+    # Losses and error rates improve downwards, everything else we log improves upwards.
+    name = monitor.rsplit("/", 1)[-1]
+    return "min" if name in {"loss", "eer", "ece"} or name.endswith("_loss") else "max"
+
+
 def register_resolvers() -> None:
     """Register the `dd.*` resolvers used in conf/ (idempotent)."""
     resolvers = {
         "dd.default_image_size": _default_image_size,
         "dd.auto_precision": _auto_precision,
+        "dd.metric_mode": _metric_mode,
     }
     for name, fn in resolvers.items():
         if not OmegaConf.has_resolver(name):
@@ -55,6 +62,7 @@ def check_group_choices(overrides: list[str], conf: Path | None = None) -> None:
     Hydra reports these too, but over several lines; we want one line before anything loads.
     """
     from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.core.override_parser.types import ChoiceSweep
     from hydra.errors import HydraException
 
     conf = conf or config_dir()
@@ -67,13 +75,16 @@ def check_group_choices(overrides: list[str], conf: Path | None = None) -> None:
         group_dir = conf / group
         if override.is_delete() or override.package or not group_dir.is_dir():
             continue
-        if override.is_sweep_override():
-            values = list(override.sweep_string_iterator())
+        value = override.value()
+        if isinstance(value, ChoiceSweep):
+            values = value.list
+        elif override.is_sweep_override():
+            continue  # glob() and range() sweeps: Hydra expands and checks them
         else:
-            values = [override.get_value_element_as_str()]
+            values = [value]
         choices = sorted(p.stem for p in group_dir.glob("*.yaml"))
         for value in values:
-            if value not in choices:
+            if value is not None and str(value) not in choices:
                 raise ConfigError(
                     f"{group}={value}: unknown {group} option; choose one of: {', '.join(choices)}"
                 )

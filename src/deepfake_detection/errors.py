@@ -32,3 +32,17 @@ def find_user_error(exc: BaseException | None) -> UserInputError | None:
         seen.add(id(exc))
         exc = exc.__cause__ or exc.__context__
     return None
+
+
+def one_line(error: UserInputError) -> str:
+    """The message of `error` on one line.
+
+    An error raised in a DataLoader worker comes back with the worker's traceback folded
+    into its message; its last line is the original message, prefixed by the class name.
+    """
+    lines = [line for line in str(error).splitlines() if line.strip()]
+    if len(lines) <= 1:
+        return lines[0] if lines else type(error).__name__
+    last = lines[-1]
+    prefix = f"{type(error).__module__}.{type(error).__qualname__}: "
+    return last.removeprefix(prefix)

@@ -87,6 +87,11 @@ def stratified_split(
     carved: list[Sample] = []
     for label in sorted(CLASS_NAMES):
         members = [s for s in samples if s[1] == label]
+        if len(members) < 2:
+            raise DatasetError(
+                f"cannot carve a validation split: the train {CLASS_NAMES[label]}/ folder has "
+                f"{len(members)} image(s); add a valid/ split or more training images"
+            )
         rng.shuffle(members)
         n_carved = min(len(members) - 1, max(1, round(fraction * len(members))))
         carved.extend(members[:n_carved])
@@ -116,9 +121,12 @@ def discover(root: str | Path, val_fraction: float = 0.1, seed: int = 0) -> Data
                 f"data.root={root} has no validation split and data.val_fraction={val_fraction} "
                 "is not in (0, 1)"
             )
-        index.splits["train"], index.splits["val"] = stratified_split(
-            index.splits["train"], val_fraction, seed
-        )
+        try:
+            index.splits["train"], index.splits["val"] = stratified_split(
+                index.splits["train"], val_fraction, seed
+            )
+        except DatasetError as err:
+            raise DatasetError(f"data.root={root}: {err}") from None
         index.val_carved = True
     index.splits = {split: index.splits[split] for split in SPLIT_ALIASES}
     return index

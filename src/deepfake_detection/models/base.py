@@ -65,11 +65,19 @@ class BaseDetector(L.LightningModule):
         trainable, total = count_parameters(self.net)
         return {"params/trainable": trainable, "params/total": total}
 
-    def train(self, mode: bool = True) -> BaseDetector:
-        super().train(mode)
+    def _keep_frozen_bn_in_eval(self) -> None:
         for bn in self._frozen_bn:
             bn.eval()
+
+    def train(self, mode: bool = True) -> BaseDetector:
+        super().train(mode)
+        self._keep_frozen_bn_in_eval()
         return self
+
+    def on_train_epoch_start(self) -> None:
+        # Lightning restores module modes by setting `.training` directly after validation,
+        # bypassing `train()`, so re-assert eval mode where training actually starts.
+        self._keep_frozen_bn_in_eval()
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         if self.channels_last:

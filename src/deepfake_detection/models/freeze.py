@@ -74,5 +74,6 @@ def frozen_batchnorms(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]
         m
         for m in model.modules()
         if isinstance(m, nn.modules.batchnorm._BatchNorm)
+        and m.affine
         and not any(p.requires_grad for p in m.parameters())
     ]
