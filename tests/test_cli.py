@@ -58,12 +58,17 @@ def test_freeze_n_out_of_range(tmp_path: Path) -> None:
     assert not list(tmp_path.glob("outputs/**/checkpoints/*.ckpt"))
 
 
-def test_two_job_multirun_over_freeze_depth(tmp_path: Path) -> None:
-    root = make_dataset(tmp_path / "data", {"train": 4, "valid": 2, "test": 2})
+def sweep_freeze_depths(tmp_path: Path, depths: str, per_class: int) -> tuple:
+    """Run a one-epoch `-m freeze=last_n freeze.n=<depths>` sweep; returns (result, sweep dir)."""
+    root = make_dataset(tmp_path / "data", {"train": per_class, "valid": 1, "test": 1})
     sweep_dir = tmp_path / "sweep"
     args = ["-m", f"data.root={root}", *FAST, f"hydra.sweep.dir={sweep_dir}"]
-    args += ["freeze=last_n", "freeze.n=0,2", "trainer.max_epochs=1"]
-    result = run_cli(args, tmp_path)
+    args += ["freeze=last_n", f"freeze.n={depths}", "trainer.max_epochs=1"]
+    return run_cli(args, tmp_path), sweep_dir
+
+
+def test_two_job_multirun_over_freeze_depth(tmp_path: Path) -> None:
+    result, sweep_dir = sweep_freeze_depths(tmp_path, "0,2", per_class=4)
     assert result.returncode == 0, result.stderr[-3000:]
     jobs = sorted(p for p in sweep_dir.iterdir() if p.is_dir() and p.name.isdigit())
     assert [p.name for p in jobs] == ["0", "1"]
@@ -86,11 +91,7 @@ def test_unreadable_image_mid_training_is_one_line_naming_the_file(tmp_path: Pat
 
 
 def test_a_failing_sweep_job_does_not_stop_the_others(tmp_path: Path) -> None:
-    root = make_dataset(tmp_path / "data", {"train": 2, "valid": 1, "test": 1})
-    sweep_dir = tmp_path / "sweep"
-    args = ["-m", f"data.root={root}", *FAST, f"hydra.sweep.dir={sweep_dir}"]
-    args += ["freeze=last_n", "freeze.n=9,1", "trainer.max_epochs=1"]
-    result = run_cli(args, tmp_path)
+    result, sweep_dir = sweep_freeze_depths(tmp_path, "9,1", per_class=2)
     assert result.returncode != 0
     assert "freeze.n=9 is out of range" in (sweep_dir / "0" / "train.log").read_text()
     assert not (sweep_dir / "0" / "metrics.json").exists()
