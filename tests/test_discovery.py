@@ -94,3 +94,13 @@ def test_carving_needs_two_training_images_per_class(tmp_path: Path) -> None:
         DatasetError, match=r"cannot carve a validation split: the train Real/ folder has 1"
     ):
         discover(root)
+
+
+def test_finds_images_in_nested_folders_but_not_hidden_ones(tmp_path: Path) -> None:
+    root = make_dataset(tmp_path, {"train": 1, "valid": 1, "test": 1})
+    image = (root / "train" / "Real" / "000.png").read_bytes()
+    for folder in ("batch_2", ".cache"):
+        (root / "train" / "Real" / folder).mkdir()
+        (root / "train" / "Real" / folder / "x.png").write_bytes(image)
+    names = sorted(str(p.relative_to(root)) for p, y in discover(root).splits["train"] if y == 0)
+    assert names == ["train/Real/000.png", "train/Real/batch_2/x.png"]

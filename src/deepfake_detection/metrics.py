@@ -11,12 +11,9 @@ from torchmetrics.classification import (
     BinaryRecall,
 )
 
-#: Metric names logged as `<split>/<name>`, besides `<split>/loss`.
-METRIC_NAMES = ("acc", "precision", "recall", "f1", "auroc")
-
 
 def binary_metrics(split: str, threshold: float = 0.5) -> MetricCollection:
-    """One collection per split, fed with probabilities of Fake and integer targets."""
+    """One collection per split, logged as `<split>/<name>`; fed with P(Fake) and int targets."""
     return MetricCollection(
         {
             "acc": BinaryAccuracy(threshold=threshold),
