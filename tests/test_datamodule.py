@@ -25,7 +25,7 @@ def test_datamodule_uses_the_demo_set_when_root_is_unset(tmp_path: Path, monkeyp
         root=None, image_size=32, num_workers=0, demo_cache_dir=str(tmp_path)
     )
     assert datamodule.index.root.parent == tmp_path
-    images, labels = next(iter(datamodule.train_dataloader()))
+    images, labels, _ = next(iter(datamodule.train_dataloader()))
     assert images.shape[1:] == (3, 32, 32) and set(labels.tolist()) <= {0.0, 1.0}
 
 

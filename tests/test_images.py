@@ -52,7 +52,8 @@ def test_dataset_yields_normalised_tensors_for_any_mode(odd_images: dict[str, Pa
     for transform in (train_transform(24), eval_transform(24)):
         dataset = ImageFileDataset(samples, transform)
         for i in range(len(dataset)):
-            image, label = dataset[i]
+            image, label, index = dataset[i]
+            assert index == i
             assert image.shape == (3, 24, 24) and image.dtype == torch.float32
             assert label.item() == samples[i][1]
 

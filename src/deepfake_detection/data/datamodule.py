@@ -92,7 +92,8 @@ class DeepfakeDataModule(L.LightningDataModule):
         )
         return ImageFileDataset(self.index.splits[split], transform)
 
-    def _loader(self, split: str) -> DataLoader:
+    def dataloader(self, split: str) -> DataLoader:
+        """Loader of any split; only `train` shuffles and augments."""
         return DataLoader(
             self.dataset(split),
             batch_size=self.batch_size,
@@ -103,13 +104,13 @@ class DeepfakeDataModule(L.LightningDataModule):
         )
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader("train")
+        return self.dataloader("train")
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader("val")
+        return self.dataloader("val")
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader("test")
+        return self.dataloader("test")
 
 
 def _check_positive_int(key: str, value: object) -> None:

@@ -21,7 +21,9 @@ class ImageFileDataset(Dataset):
     def __len__(self) -> int:
         return len(self.samples)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, int]:
+        # The index travels with the batch so per-image scores can be traced back to their
+        # file, even when a distributed sampler reorders the split.
         path, label = self.samples[index]
         image = self.transform(load_rgb(path))
-        return image, torch.tensor(label, dtype=torch.float32)
+        return image, torch.tensor(label, dtype=torch.float32), index

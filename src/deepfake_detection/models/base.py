@@ -10,7 +10,8 @@ import torch
 from torch import nn
 from torchmetrics import MaxMetric, MeanMetric
 
-from deepfake_detection.metrics import binary_metrics
+from deepfake_detection.evaluation.metrics import binary_metrics, compute_metrics
+from deepfake_detection.evaluation.predictions import PredictionStore
 from deepfake_detection.models.freeze import (
     FreezeSpec,
     apply_freeze,
@@ -53,9 +54,18 @@ class BaseDetector(L.LightningModule):
         self.criterion = nn.BCEWithLogitsLoss()
         self.train_metrics = binary_metrics("train")
         self.val_metrics = binary_metrics("val")
-        self.test_metrics = binary_metrics("test")
+        self.test_predictions_store = PredictionStore()
         self.train_loss, self.val_loss, self.test_loss = MeanMetric(), MeanMetric(), MeanMetric()
         self.val_auroc_best = MaxMetric()
+        #: Decision threshold and metric prefix of the test pass; `evaluate` changes both.
+        self.test_threshold = 0.5
+        self.test_split = "test"
+        #: (P(Fake), targets, dataset indices) of the last test pass, for reports and figures.
+        self.test_outputs: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+        #: Exact values of the last test pass, as logged (the logger rounds to float32).
+        self.test_results: dict[str, float] = {}
+        #: Per-epoch train/val loss and accuracy, for learning curves; kept in checkpoints.
+        self.history: dict[int, dict[str, float]] = {}
 
     @abstractmethod
     def feature_blocks(self) -> Sequence[nn.Module]:
@@ -84,11 +94,15 @@ class BaseDetector(L.LightningModule):
             images = images.contiguous(memory_format=torch.channels_last)
         return self.net(images).squeeze(-1)
 
-    def _step(self, batch: tuple[torch.Tensor, torch.Tensor], split: str) -> torch.Tensor:
-        images, targets = batch
+    def _step(self, batch: Sequence[torch.Tensor], split: str) -> torch.Tensor:
+        images, targets = batch[0], batch[1]
         logits = self(images)
         loss = self.criterion(logits, targets)
-        getattr(self, f"{split}_metrics").update(torch.sigmoid(logits.detach()), targets.long())
+        probs = torch.sigmoid(logits.detach())
+        if split == "test":
+            self.test_predictions_store.update(probs, targets, batch[2])
+        else:
+            getattr(self, f"{split}_metrics").update(probs, targets.long())
         getattr(self, f"{split}_loss").update(loss.detach(), weight=targets.numel())
         return loss
 
@@ -109,20 +123,47 @@ class BaseDetector(L.LightningModule):
     def test_step(self, batch, batch_idx: int) -> None:
         self._step(batch, "test")
 
-    def on_train_start(self) -> None:
-        # The sanity-check pass must not count towards the best validation score.
-        self.val_auroc_best.reset()
+    def predict_step(self, batch, batch_idx: int) -> dict[str, torch.Tensor]:
+        return {
+            "probs": torch.sigmoid(self(batch[0])),
+            "targets": batch[1].long(),
+            "indices": torch.as_tensor(batch[2]),
+        }
+
+    def _record_history(self, values: Mapping[str, torch.Tensor]) -> None:
+        row = self.history.setdefault(self.current_epoch, {})
+        row.update(
+            {k: float(v) for k, v in values.items() if k.rsplit("/", 1)[-1] in {"loss", "acc"}}
+        )
 
     def on_train_epoch_end(self) -> None:
-        self._log_epoch("train")
+        self._record_history(self._log_epoch("train"))
 
     def on_validation_epoch_end(self) -> None:
         values = self._log_epoch("val")
+        if self.trainer.sanity_checking:
+            return  # the sanity-check pass must not count towards the best score
+        self._record_history(values)
         self.val_auroc_best.update(values["val/auroc"])
         self.log("val/auroc_best", self.val_auroc_best.compute(), prog_bar=True)
 
     def on_test_epoch_end(self) -> None:
-        self._log_epoch("test")
+        probs, targets, indices = self.test_predictions_store.compute()
+        self.test_predictions_store.reset()
+        self.test_outputs = (probs.cpu(), targets.cpu(), indices.cpu())
+        split = self.test_split
+        values = {f"{split}/loss": float(self.test_loss.compute())}
+        self.test_loss.reset()
+        metrics = compute_metrics(probs, targets, self.test_threshold)
+        values.update({f"{split}/{name}": value for name, value in metrics.items()})
+        self.test_results = values
+        self.log_dict({name: float(value) for name, value in values.items()})
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["history"] = {int(epoch): dict(row) for epoch, row in self.history.items()}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self.history = {int(e): dict(row) for e, row in checkpoint.get("history", {}).items()}
 
     def configure_optimizers(self):
         if self.optimizer_factory is None:

@@ -11,14 +11,25 @@ from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 
+from deepfake_detection.evaluation.figures import (
+    dataset_distribution_figure,
+    learning_curves_figure,
+    prediction_figures,
+    save_figures,
+)
+from deepfake_detection.evaluation.inference import last_test_predictions, predict_split
+from deepfake_detection.evaluation.predictions import Predictions
+from deepfake_detection.evaluation.threshold import THRESHOLD_RULE, youden_threshold
 from deepfake_detection.training.artifacts import atomic_write_bytes, save_state_dict, write_json
 from deepfake_detection.training.callbacks import ConfigInCheckpoint
+from deepfake_detection.training.hparams import log_hparams, run_hparams
 
 log = logging.getLogger(__name__)
 
 METRICS_FILE = "metrics.json"
 WEIGHTS_FILE = "model.pth"
 RESOLVED_CONFIG_FILE = ".hydra/config.yaml"
+PREDICTIONS_DIR = "predictions"
 
 
 def _callbacks(cfg: DictConfig, resolved: dict) -> list[Callback]:
@@ -35,6 +46,15 @@ def _relative(path: str, start: Path) -> str:
         return str(resolved.relative_to(start.resolve()))
     except ValueError:
         return str(resolved)
+
+
+def _val_threshold(predictions: Predictions) -> float | None:
+    """Youden's J threshold on validation scores; None when validation lacks a class."""
+    try:
+        return youden_threshold(predictions.probs, predictions.targets)
+    except ValueError as err:
+        log.warning("no validation threshold: %s", err)
+        return None
 
 
 def train(cfg: DictConfig) -> float | None:
@@ -71,24 +91,41 @@ def train(cfg: DictConfig) -> float | None:
     trainer.fit(model, datamodule=datamodule)
     train_seconds = time.perf_counter() - started
     fit_metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    history = dict(model.history)  # loading the best checkpoint below rewinds it
 
     best_path = checkpoint.best_model_path or None
     if best_path is None:
         log.warning("no best checkpoint was saved (e.g. fast_dev_run): testing current weights")
-    test_metrics = trainer.test(model, datamodule=datamodule, ckpt_path=best_path)[0]
+    trainer.test(model, datamodule=datamodule, ckpt_path=best_path)
+    test_metrics = model.test_results
+    test_predictions = last_test_predictions(model, datamodule, "test")
+    val_predictions = predict_split(trainer, model, datamodule, "val", ckpt_path=best_path)
     save_state_dict(output_dir / WEIGHTS_FILE, model.net)
+    for split, predictions in (("test", test_predictions), ("val", val_predictions)):
+        predictions.save_csv(output_dir / PREDICTIONS_DIR / f"{split}.csv")
+
+    figures = {
+        **prediction_figures(test_predictions, model.test_threshold),
+        "learning_curves": learning_curves_figure(history),
+        "dataset_distribution": dataset_distribution_figure(datamodule.index.counts()),
+    }
+    save_figures(figures, output_dir, getattr(logger, "experiment", None), trainer.global_step)
 
     best_score = checkpoint.best_model_score
     metrics = {
-        **{k: float(v) for k, v in test_metrics.items()},
+        **test_metrics,
         "val/auroc_best": fit_metrics.get("val/auroc_best"),
+        "val/threshold": _val_threshold(val_predictions),
+        "val/threshold_rule": THRESHOLD_RULE,
         "best/monitor": checkpoint.monitor,
         "best/score": float(best_score) if best_score is not None else None,
         "best/checkpoint": _relative(best_path, output_dir) if best_path else None,
         "epochs": trainer.current_epoch,
         "train_seconds": round(train_seconds, 3),
         **counts,
+        "hparams": run_hparams(cfg, model, datamodule.image_size),
     }
+    log_hparams(logger, metrics["hparams"], metrics)
     write_json(output_dir / METRICS_FILE, metrics)
     log.info("test metrics of the best checkpoint: %s", test_metrics)
     log.info("outputs in %s", output_dir)

@@ -1,0 +1,1 @@
+"""Everything that scores a trained detector: metrics, thresholds, predictions and figures."""

@@ -1,0 +1,168 @@
+"""The figures of a run: one function per figure, each returning a matplotlib Figure.
+
+Curves and the confusion matrix come from torchmetrics' own `.plot()`; the rest is plain
+matplotlib. Everything renders with the headless Agg backend, so it works on servers.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import math
+from collections.abc import Mapping
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+from torchmetrics.classification import (  # noqa: E402
+    BinaryConfusionMatrix,
+    BinaryPrecisionRecallCurve,
+    BinaryROC,
+)
+
+from deepfake_detection.data.images import load_rgb  # noqa: E402
+from deepfake_detection.evaluation.predictions import Predictions  # noqa: E402
+from deepfake_detection.training.artifacts import atomic_write_bytes  # noqa: E402
+
+log = logging.getLogger(__name__)
+
+CLASS_NAMES = ("Real", "Fake")  # index = label
+FIGURES_DIR = "figures"
+
+
+def confusion_matrix_figure(predictions: Predictions, threshold: float) -> Figure:
+    metric = BinaryConfusionMatrix(threshold=threshold)
+    metric.update(predictions.probs, predictions.targets)
+    fig, ax = metric.plot(labels=list(CLASS_NAMES))
+    ax.set_title(f"Confusion matrix (Fake when P(Fake) > {threshold:.3g})")
+    return fig
+
+
+def roc_figure(predictions: Predictions) -> Figure:
+    metric = BinaryROC()
+    metric.update(predictions.probs, predictions.targets)
+    fig, ax = metric.plot(score=True)
+    ax.plot([0, 1], [0, 1], linestyle=":", color="grey", linewidth=1)
+    ax.set_title("ROC curve (Fake = positive)")
+    return fig
+
+
+def pr_figure(predictions: Predictions) -> Figure:
+    metric = BinaryPrecisionRecallCurve()
+    metric.update(predictions.probs, predictions.targets)
+    fig, ax = metric.plot(score=True)
+    ax.axhline(float(predictions.targets.float().mean()), linestyle=":", color="grey")
+    ax.set_title("Precision-recall curve (Fake = positive; dotted: chance)")
+    return fig
+
+
+def score_histogram_figure(predictions: Predictions, threshold: float) -> Figure:
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    bins = torch.linspace(0, 1, 41).tolist()
+    for label, name in enumerate(CLASS_NAMES):
+        scores = predictions.probs[predictions.targets == label].numpy()
+        ax.hist(scores, bins=bins, alpha=0.6, label=f"{name} (n={len(scores)})")
+    ax.axvline(threshold, color="black", linestyle="--", label=f"threshold {threshold:.3g}")
+    ax.set(xlabel="P(Fake)", ylabel="images", title="Score distribution per class")
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def learning_curves_figure(history: Mapping[int, Mapping[str, float]]) -> Figure:
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    epochs = sorted(history)
+    for ax, metric in zip(axes, ("loss", "acc"), strict=True):
+        for split in ("train", "val"):
+            key = f"{split}/{metric}"
+            points = [(e, history[e][key]) for e in epochs if key in history[e]]
+            if points:
+                xs, ys = zip(*points, strict=True)
+                ax.plot(xs, ys, marker="o", label=split)
+        ax.set(xlabel="epoch", ylabel=metric, title=f"{metric} per epoch")
+        ax.xaxis.get_major_locator().set_params(integer=True)
+        ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def dataset_distribution_figure(counts: Mapping[str, Mapping[str, int]]) -> Figure:
+    """Grouped bars of images per class in each split, with the counts written on them."""
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    splits = list(counts)
+    width = 0.38
+    for offset, name in zip((-width / 2, width / 2), ("Fake", "Real"), strict=True):
+        values = [counts[split].get(name, 0) for split in splits]
+        bars = ax.bar([i + offset for i in range(len(splits))], values, width, label=name)
+        ax.bar_label(bars)
+    ax.set_xticks(range(len(splits)), splits)
+    ax.set(ylabel="images", title="Images per class and split")
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def confident_mistakes_figure(
+    predictions: Predictions, threshold: float, count: int = 16, thumbnail: int = 128
+) -> Figure:
+    """The misclassified images the model was most sure about: where to look for label noise."""
+    predicted = (predictions.probs > threshold).long()
+    wrong = torch.nonzero(predicted != predictions.targets).flatten()
+    confidence = (predictions.probs[wrong] - threshold).abs()
+    chosen = wrong[torch.argsort(confidence, descending=True)][:count]
+    columns = max(1, min(4, len(chosen)))
+    rows = max(1, math.ceil(len(chosen) / columns))
+    fig, axes = plt.subplots(rows, columns, figsize=(3 * columns, 3.6 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, i in zip(axes.flat, chosen.tolist(), strict=False):
+        path = predictions.paths[i]
+        try:
+            image = load_rgb(path)
+            image.thumbnail((thumbnail, thumbnail))
+            ax.imshow(image)
+        except Exception as err:  # a file gone since the test pass must not cost the report
+            log.warning("cannot show %s in the mistakes grid: %s", path, err)
+        truth = CLASS_NAMES[int(predictions.targets[i])]
+        ax.set_title(f"{Path(path).name}\n{truth}, P(Fake)={float(predictions.probs[i]):.3f}")
+    if not len(chosen):
+        axes.flat[0].text(0.5, 0.5, "no mistakes", ha="center", va="center")
+    fig.suptitle(f"Most confident mistakes ({len(chosen)} of {len(wrong)})")
+    fig.tight_layout()
+    return fig
+
+
+def prediction_figures(predictions: Predictions, threshold: float) -> dict[str, Figure]:
+    """Every figure that needs only the scores of one split."""
+    return {
+        "confusion_matrix": confusion_matrix_figure(predictions, threshold),
+        "roc_curve": roc_figure(predictions),
+        "pr_curve": pr_figure(predictions),
+        "score_histogram": score_histogram_figure(predictions, threshold),
+        "confident_mistakes": confident_mistakes_figure(predictions, threshold),
+    }
+
+
+def save_figures(
+    figures: Mapping[str, Figure], output_dir: str | Path, tensorboard=None, step: int = 0
+) -> list[Path]:
+    """Write each figure to `<output_dir>/figures/<name>.png`, log it, and free it.
+
+    `tensorboard` is a `SummaryWriter` (a TensorBoard logger's `.experiment`); each figure
+    appears there under `figures/<name>`.
+    """
+    paths = []
+    for name, fig in figures.items():
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
+        paths.append(
+            atomic_write_bytes(Path(output_dir) / FIGURES_DIR / f"{name}.png", buffer.getvalue())
+        )
+        if tensorboard is not None:
+            tensorboard.add_figure(f"figures/{name}", fig, global_step=step, close=False)
+        plt.close(fig)
+    return paths

@@ -1,0 +1,28 @@
+"""Choosing a decision threshold on validation scores (never on test labels)."""
+
+from __future__ import annotations
+
+import torch
+from torchmetrics.functional.classification import binary_roc
+
+#: How `threshold=val` picks its threshold; recorded next to the value in metrics.json.
+THRESHOLD_RULE = "youden_j"
+
+
+def youden_threshold(probs: torch.Tensor, targets: torch.Tensor) -> float:
+    """The threshold maximising Youden's J = TPR - FPR (equivalently balanced accuracy).
+
+    J is maximised at one of the scores; we return the midpoint between that score and the
+    next lower one, so the rule "Fake when score > threshold" keeps exactly the ROC point
+    that was chosen and is robust to rounding.
+    """
+    probs = probs.detach().float().flatten().cpu()
+    targets = targets.detach().long().flatten().cpu()
+    if not 0 < int(targets.sum()) < targets.numel():
+        raise ValueError("choosing a threshold needs both Fake and Real images")
+    fpr, tpr, thresholds = binary_roc(probs, targets)
+    best = int(torch.argmax(tpr - fpr))
+    chosen = float(thresholds[best])
+    lower = thresholds[best + 1 :]
+    below = float(lower[0]) if lower.numel() else 0.0
+    return (chosen + below) / 2
