@@ -40,6 +40,7 @@ class DeepfakeDataModule(L.LightningDataModule):
         seed: int = 0,
         demo_cache_dir: str | None = None,
         pin_memory: bool | None = None,
+        required_splits: Sequence[str] = ("train", "test"),
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -63,6 +64,7 @@ class DeepfakeDataModule(L.LightningDataModule):
         self.seed = seed
         self.demo_cache_dir = demo_cache_dir
         self.pin_memory = torch.cuda.is_available() if pin_memory is None else pin_memory
+        self.required_splits = tuple(required_splits)
         self._index: DatasetIndex | None = None
 
     @property
@@ -73,7 +75,9 @@ class DeepfakeDataModule(L.LightningDataModule):
             if root in (None, ""):
                 root = ensure_demo_dataset(self.demo_cache_dir)
                 log.info("data.root is unset: using the generated demo set at %s", root)
-            self._index = discover(root, val_fraction=self.val_fraction, seed=self.seed)
+            self._index = discover(
+                root, val_fraction=self.val_fraction, seed=self.seed, required=self.required_splits
+            )
         return self._index
 
     def describe(self) -> str:

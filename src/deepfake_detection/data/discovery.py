@@ -99,9 +99,20 @@ def stratified_split(
     return sorted(kept), sorted(carved)
 
 
-def discover(root: str | Path, val_fraction: float = 0.1, seed: int = 0) -> DatasetIndex:
-    """Index `<root>/<split>/{Fake,Real}/`, carving a validation split from train if needed."""
+def discover(
+    root: str | Path,
+    val_fraction: float = 0.1,
+    seed: int = 0,
+    required: Iterable[str] = ("train", "test"),
+) -> DatasetIndex:
+    """Index `<root>/<split>/{Fake,Real}/`, carving a validation split from train if needed.
+
+    `required` names the splits that must exist; training needs train and test, while
+    evaluating one split of another dataset needs only that one. When exactly one split is
+    required and `root` holds `Fake/` and `Real/` directly, `root` itself is that split.
+    """
     root = Path(root).expanduser()
+    required = tuple(required)
     if not root.is_dir():
         raise DatasetError(f"data.root={root}: no such directory")
     index = DatasetIndex(root=root)
@@ -109,13 +120,9 @@ def discover(root: str | Path, val_fraction: float = 0.1, seed: int = 0) -> Data
         split_dir = _match_child(root, aliases, f"{split} split")
         if split_dir is not None:
             index.splits[split] = _index_split(split_dir)
-    for required in ("train", "test"):
-        if required not in index.splits:
-            names = "|".join(SPLIT_ALIASES[required])
-            raise DatasetError(
-                f"data.root={root}: missing the {required} split (a folder named {names}, any case)"
-            )
-    if "val" not in index.splits:
+    if not index.splits and len(required) == 1 and _has_class_folders(root):
+        index.splits[required[0]] = _index_split(root)
+    if "val" not in index.splits and "train" in index.splits:
         if not 0.0 < val_fraction < 1.0:
             raise DatasetError(
                 f"data.root={root} has no validation split and data.val_fraction={val_fraction} "
@@ -128,5 +135,16 @@ def discover(root: str | Path, val_fraction: float = 0.1, seed: int = 0) -> Data
         except DatasetError as err:
             raise DatasetError(f"data.root={root}: {err}") from None
         index.val_carved = True
-    index.splits = {split: index.splits[split] for split in SPLIT_ALIASES}
+    for split in required:
+        if split not in index.splits:
+            names = "|".join(SPLIT_ALIASES[split])
+            raise DatasetError(
+                f"data.root={root}: missing the {split} split (a folder named {names}, any case)"
+            )
+    index.splits = {split: index.splits[split] for split in SPLIT_ALIASES if split in index.splits}
     return index
+
+
+def _has_class_folders(folder: Path) -> bool:
+    names = {p.name.lower() for p in folder.iterdir() if p.is_dir()}
+    return set(CLASS_LABELS) <= names

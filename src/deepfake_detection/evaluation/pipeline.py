@@ -1,0 +1,154 @@
+"""Checkpoint + any Fake/Real dataset → metrics.json, per-image scores and figures."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from hydra.utils import instantiate
+from lightning.pytorch.loggers import TensorBoardLogger
+from omegaconf import DictConfig, OmegaConf
+
+from deepfake_detection.data.datamodule import DeepfakeDataModule
+from deepfake_detection.data.discovery import SPLIT_ALIASES
+from deepfake_detection.errors import ConfigError, UserInputError
+from deepfake_detection.evaluation.checkpoint import (
+    load_checkpoint,
+    rebuild_detector,
+    resolve_checkpoint,
+)
+from deepfake_detection.evaluation.figures import (
+    dataset_distribution_figure,
+    prediction_figures,
+    save_figures,
+)
+from deepfake_detection.evaluation.inference import last_test_predictions, predict_split
+from deepfake_detection.evaluation.threshold import THRESHOLD_RULE, youden_threshold
+from deepfake_detection.models.base import BaseDetector
+from deepfake_detection.training.artifacts import write_json
+
+log = logging.getLogger(__name__)
+
+METRICS_FILE = "metrics.json"
+DATA_OVERRIDES = ("root", "image_size", "batch_size", "num_workers")
+
+
+def _split_name(value: str) -> str:
+    for split, aliases in SPLIT_ALIASES.items():
+        if str(value).lower() in (split, *aliases):
+            return split
+    raise ConfigError(f"data.split={value}: choose one of: {', '.join(SPLIT_ALIASES)}")
+
+
+def _datamodule(
+    train_data: dict[str, Any], overrides: DictConfig, split: str
+) -> DeepfakeDataModule:
+    """The training run's data settings, with the given overrides, needing only `split`."""
+    data = dict(train_data)
+    data.update({k: overrides[k] for k in DATA_OVERRIDES if overrides.get(k) is not None})
+    data["required_splits"] = [split]
+    return instantiate(data)
+
+
+def _stored_val_threshold(run_dir: Path | None, ckpt_file: Path) -> float | None:
+    """The threshold training chose on validation, if it was chosen for this checkpoint."""
+    if run_dir is None or not (run_dir / METRICS_FILE).is_file():
+        return None
+    metrics = json.loads((run_dir / METRICS_FILE).read_text())
+    best = metrics.get("best/checkpoint")
+    if best and (run_dir / best).resolve() == ckpt_file.resolve():
+        return metrics.get("val/threshold")
+    return None
+
+
+def _threshold(
+    cfg: DictConfig,
+    checkpoint: dict[str, Any],
+    ckpt_file: Path,
+    run_dir: Path | None,
+    trainer: L.Trainer,
+    model: BaseDetector,
+) -> tuple[float, str]:
+    """(threshold, how it was chosen). `val` never looks at the evaluated labels."""
+    value = cfg.threshold
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if not 0.0 <= value <= 1.0:
+            raise ConfigError(f"threshold={value}: must be in [0, 1], or `val`")
+        return float(value), "fixed"
+    if value != "val":
+        raise ConfigError(f"threshold={value}: must be a number in [0, 1], or `val`")
+    stored = _stored_val_threshold(run_dir, ckpt_file)
+    if stored is not None:
+        log.info(
+            "threshold=val: %.6f, chosen on validation when this checkpoint was trained", stored
+        )
+        return float(stored), THRESHOLD_RULE
+    # Score the training run's own validation split (its data settings, not the overrides).
+    train_data = dict(checkpoint["config"]["data"])
+    if cfg.data.get("num_workers") is not None:
+        train_data["num_workers"] = cfg.data.num_workers
+    try:
+        datamodule = instantiate(train_data)
+        predictions = predict_split(trainer, model, datamodule, "val")
+        threshold = youden_threshold(predictions.probs, predictions.targets)
+    except (UserInputError, ValueError) as err:
+        raise ConfigError(
+            f"threshold=val needs the training run's validation split, which failed: {err}"
+        ) from None
+    log.info("threshold=val: %.6f, Youden's J on %s", threshold, datamodule.index.root)
+    return threshold, THRESHOLD_RULE
+
+
+def evaluate(cfg: DictConfig) -> dict[str, Any]:
+    """Score one split of a dataset with a trained checkpoint; returns the metrics written."""
+    if OmegaConf.is_missing(cfg, "ckpt_path"):
+        raise ConfigError(
+            "ckpt_path is required: a training run dir or a .ckpt file, "
+            "e.g. python -m evaluate ckpt_path=outputs/train/<run>"
+        )
+    output_dir = Path(cfg.paths.output_dir)
+    split = _split_name(cfg.data.split)
+    ckpt_file, run_dir = resolve_checkpoint(cfg.ckpt_path)
+    checkpoint = load_checkpoint(ckpt_file)
+    model = rebuild_detector(checkpoint, ckpt_file)
+    datamodule = _datamodule(checkpoint["config"]["data"], cfg.data, split)
+    log.info("checkpoint: %s (%s)", ckpt_file, model.model_name)
+    log.info("data: %s", datamodule.describe())
+
+    logger = TensorBoardLogger(str(output_dir), name="tensorboard", version="")
+    trainer = L.Trainer(
+        accelerator=cfg.trainer.accelerator,
+        devices=cfg.trainer.devices,
+        precision=cfg.trainer.precision,
+        logger=logger,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+    )
+    threshold, rule = _threshold(cfg, checkpoint, ckpt_file, run_dir, trainer, model)
+    model.test_threshold, model.test_split = threshold, split
+    trainer.test(model, dataloaders=datamodule.dataloader(split))
+    predictions = last_test_predictions(model, datamodule, split)
+    predictions.save_csv(output_dir / "predictions" / f"{split}.csv")
+
+    figures = prediction_figures(predictions, threshold)
+    figures["dataset_distribution"] = dataset_distribution_figure(datamodule.index.counts())
+    save_figures(figures, output_dir, logger.experiment)
+
+    metrics = {
+        **model.test_results,
+        "threshold": threshold,
+        "threshold/rule": rule,
+        "checkpoint": str(ckpt_file),
+        "model": model.model_name,
+        "data/root": str(datamodule.index.root),
+        "data/split": split,
+        "data/images": len(predictions),
+        "data/image_size": datamodule.image_size,
+    }
+    write_json(output_dir / METRICS_FILE, metrics)
+    log.info("%s metrics: %s", split, model.test_results)
+    log.info("outputs in %s", output_dir)
+    return metrics

@@ -1,0 +1,27 @@
+"""Test a trained detector on any Fake/Real dataset:
+`python -m evaluate ckpt_path=<run dir or .ckpt> [data.root=<dataset>] [data.split=test]`."""
+
+from __future__ import annotations
+
+import hydra
+from omegaconf import DictConfig
+
+from deepfake_detection.cli import run_task
+from deepfake_detection.config import config_dir, register_resolvers
+
+register_resolvers()
+
+
+@hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="evaluate")
+def main(cfg: DictConfig) -> dict | None:
+    from deepfake_detection.evaluation.pipeline import evaluate
+
+    return run_task(evaluate, cfg)
+
+
+def cli() -> None:
+    main()
+
+
+if __name__ == "__main__":
+    cli()
