@@ -51,22 +51,27 @@ def dataset(tmp_path: Path) -> Path:
     return make_dataset(tmp_path / "data")
 
 
-def compose_train(overrides: list[str], output_dir: Path) -> DictConfig:
-    """The config `python -m train` would run with, writing into `output_dir`."""
+def compose_config(name: str, overrides: list[str], output_dir: Path) -> DictConfig:
+    """The config `python -m <name>` would run with, writing into `output_dir`."""
     register_resolvers()
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
         return compose(
-            "train",
-            overrides=[f"paths.output_dir={output_dir}", "data.num_workers=0", *overrides],
+            name, overrides=[f"paths.output_dir={output_dir}", "data.num_workers=0", *overrides]
         )
 
 
-def run_cli(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess:
-    """Run `python -m train ...` as a user would, from `cwd`."""
+def compose_train(overrides: list[str], output_dir: Path) -> DictConfig:
+    return compose_config("train", overrides, output_dir)
+
+
+def run_cli(
+    args: list[str], cwd: Path, module: str = "train", **env: str
+) -> subprocess.CompletedProcess:
+    """Run `python -m <module> ...` as a user would, from `cwd`."""
     import os
 
     return subprocess.run(
-        [sys.executable, "-m", "train", *args],
+        [sys.executable, "-m", module, *args],
         cwd=cwd,
         capture_output=True,
         text=True,

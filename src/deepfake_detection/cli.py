@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 import sys
+import traceback
 from collections.abc import Callable
+from pathlib import Path
 from typing import NoReturn, TypeVar
 
 from hydra.core.hydra_config import HydraConfig
@@ -12,12 +14,15 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from deepfake_detection.errors import UserInputError, find_user_error, one_line
+from deepfake_detection.files import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 #: Exit status for mistakes in the user's input, as argparse uses.
 USER_ERROR_EXIT = 2
+#: Where a failed sweep job leaves its error, in its own job dir.
+ERROR_FILE = "error.txt"
 
 
 def fail(error: UserInputError) -> NoReturn:
@@ -34,9 +39,28 @@ def run_task(task: Callable[[DictConfig], T], cfg: DictConfig) -> T:
         return task(cfg)
     except Exception as err:
         user_error = find_user_error(err)
-        if user_error is None:
-            raise
-        if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+        if _in_multirun():
+            _record_job_error(err, user_error)
+            if user_error is None:
+                raise
             log.error("error: %s", one_line(user_error))
             raise user_error from None
+        if user_error is None:
+            raise
         fail(user_error)
+
+
+def _in_multirun() -> bool:
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+def _record_job_error(err: BaseException, user_error: UserInputError | None) -> None:
+    """Leave the reason a sweep job failed in its job dir, where `compare` reports it."""
+    if user_error is not None:
+        text = f"error: {one_line(user_error)}\n"
+    else:
+        text = "".join(traceback.format_exception(err))
+    try:
+        atomic_write_bytes(Path(HydraConfig.get().runtime.output_dir) / ERROR_FILE, text.encode())
+    except OSError as write_err:
+        log.warning("could not record the job's error: %s", write_err)

@@ -26,7 +26,7 @@ from torchmetrics.classification import (  # noqa: E402
 
 from deepfake_detection.data.images import load_rgb  # noqa: E402
 from deepfake_detection.evaluation.predictions import Predictions  # noqa: E402
-from deepfake_detection.training.artifacts import atomic_write_bytes  # noqa: E402
+from deepfake_detection.files import atomic_write_bytes  # noqa: E402
 
 log = logging.getLogger(__name__)
 

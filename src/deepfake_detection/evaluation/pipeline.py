@@ -27,8 +27,8 @@ from deepfake_detection.evaluation.figures import (
 )
 from deepfake_detection.evaluation.inference import last_test_predictions, predict_split
 from deepfake_detection.evaluation.threshold import THRESHOLD_RULE, youden_threshold
+from deepfake_detection.files import write_json
 from deepfake_detection.models.base import BaseDetector
-from deepfake_detection.training.artifacts import write_json
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ import torch
 from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
 
-from deepfake_detection.training.artifacts import atomic_write_bytes
+from deepfake_detection.files import atomic_write_bytes
 
 CSV_COLUMNS = ("path", "label", "prob_fake")
 

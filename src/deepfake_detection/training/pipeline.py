@@ -20,7 +20,8 @@ from deepfake_detection.evaluation.figures import (
 from deepfake_detection.evaluation.inference import last_test_predictions, predict_split
 from deepfake_detection.evaluation.predictions import Predictions
 from deepfake_detection.evaluation.threshold import THRESHOLD_RULE, youden_threshold
-from deepfake_detection.training.artifacts import atomic_write_bytes, save_state_dict, write_json
+from deepfake_detection.files import atomic_write_bytes, write_json
+from deepfake_detection.training.artifacts import save_state_dict
 from deepfake_detection.training.callbacks import ConfigInCheckpoint
 from deepfake_detection.training.hparams import log_hparams, run_hparams
 

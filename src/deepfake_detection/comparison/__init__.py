@@ -1,0 +1,15 @@
+"""Compare training runs: one table of their metrics, the best run on validation, figures."""
+
+from deepfake_detection.comparison.pipeline import ComparisonResult, compare_runs
+from deepfake_detection.comparison.report import best_run
+from deepfake_detection.comparison.runs import Run, RunsNotFoundError, find_runs, read_run
+
+__all__ = [
+    "ComparisonResult",
+    "Run",
+    "RunsNotFoundError",
+    "best_run",
+    "compare_runs",
+    "find_runs",
+    "read_run",
+]
