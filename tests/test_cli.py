@@ -81,6 +81,9 @@ def test_two_job_multirun_over_freeze_depth(tmp_path: Path) -> None:
         assert (job / "model.pth").is_file()
         trainable.append(metrics["params/trainable"])
     assert trainable[0] < trainable[1] == metrics["params/total"]
+    # The sweep ends with the comparison table of both jobs, written beside them.
+    assert "2 runs: 2 ok, 0 failed, 0 unfinished" in result.stdout
+    assert (sweep_dir / "comparison.md").is_file() and (sweep_dir / "comparison.csv").is_file()
 
 
 def test_unreadable_image_mid_training_is_one_line_naming_the_file(tmp_path: Path) -> None:
@@ -96,3 +99,8 @@ def test_a_failing_sweep_job_does_not_stop_the_others(tmp_path: Path) -> None:
     assert "freeze.n=9 is out of range" in (sweep_dir / "0" / "train.log").read_text()
     assert not (sweep_dir / "0" / "metrics.json").exists()
     assert (sweep_dir / "1" / "metrics.json").is_file()
+    assert "freeze.n=9 is out of range" in (sweep_dir / "0" / "error.txt").read_text()
+    # Hydra stops before its end-of-sweep hook; the table still comes, failed job listed.
+    assert "2 runs: 1 ok, 1 failed, 0 unfinished" in result.stdout
+    table = (sweep_dir / "comparison.md").read_text()
+    assert "failed" in table and "freeze.n=9 is out of range" in table
