@@ -96,3 +96,14 @@ def test_youden_threshold_follows_shifted_scores() -> None:
 def test_youden_threshold_needs_both_classes() -> None:
     with pytest.raises(ValueError, match="both Fake and Real"):
         youden_threshold(torch.tensor([0.2, 0.7]), torch.tensor([0, 0]))
+
+
+def test_undefined_metrics_are_written_as_json_null(tmp_path) -> None:
+    import json
+
+    from deepfake_detection.files import write_json
+
+    metrics = compute_metrics(torch.tensor([0.2, 0.7]), torch.tensor([1, 1]))
+    path = write_json(tmp_path / "metrics.json", {"test": metrics})
+    loaded = json.loads(path.read_text(), parse_constant=lambda name: pytest.fail(name))
+    assert loaded["test"]["auroc"] is None and loaded["test"]["tp"] == 1

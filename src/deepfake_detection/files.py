@@ -6,10 +6,12 @@ Kept free of torch so that light commands (`compare`) start in a fraction of a s
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
@@ -29,5 +31,17 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     return path
 
 
+def _strict(value: Any) -> Any:
+    # NaN (e.g. AUROC of a one-class split) is not JSON; write null so any parser reads it.
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, Mapping):
+        return {k: _strict(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_strict(v) for v in value]
+    return value
+
+
 def write_json(path: str | Path, payload: Mapping) -> Path:
-    return atomic_write_bytes(path, (json.dumps(payload, indent=2, sort_keys=True) + "\n").encode())
+    text = json.dumps(_strict(payload), indent=2, sort_keys=True, allow_nan=False)
+    return atomic_write_bytes(path, (text + "\n").encode())
