@@ -246,6 +246,9 @@ def test_run_dirs_are_found_at_any_depth_but_not_inside_a_run(tmp_path: Path) ->
     make_run(tmp_path / "multirun" / "2026-11-22_10-00-00" / "0", metrics={})
     make_run(tmp_path / "multirun" / "2026-11-22_10-00-00" / "0" / "nested", metrics={})
     make_run(tmp_path / "hidden" / ".cache" / "run", metrics={})
+    evaluation = tmp_path / "outputs" / "evaluate" / "2026-11-22_11-00-00"
+    (evaluation / ".hydra").mkdir(parents=True)  # an `evaluate` output is not a training run
+    (evaluation / ".hydra" / "config.yaml").write_text("task_name: evaluate\nckpt_path: x\n")
 
     names = [run.name for run in find_runs([tmp_path])]
     assert names == ["multirun/2026-11-22_10-00-00/0", "outputs/train/2026-11-22_09-00-00"]

@@ -83,7 +83,15 @@ class Run:
 
 
 def is_run_dir(path: Path) -> bool:
-    return (path / RUN_MARKER).is_file()
+    """A training run's folder; `evaluate` output folders (they have `ckpt_path`) are not."""
+    marker = path / RUN_MARKER
+    if not marker.is_file():
+        return False
+    try:
+        text = marker.read_text(errors="replace")
+    except OSError:
+        return True  # unreadable config: still a run, reported as such
+    return not any(line.startswith("ckpt_path:") for line in text.splitlines())
 
 
 def _natural_key(relative: Path) -> tuple:
