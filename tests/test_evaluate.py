@@ -156,6 +156,34 @@ def test_evaluate_rejects_foreign_corrupt_and_missing_checkpoints(
         assert str(path) in str(info.value)
 
 
+def test_evaluate_builds_nothing_a_checkpoint_config_names(trained: Path, tmp_path: Path) -> None:
+    # weights_only keeps unpickling safe; the saved config must not smuggle in a call either.
+    best = json.loads((trained / "metrics.json").read_text())["best/checkpoint"]
+    marker = tmp_path / "config-payload-ran"
+    payloads = {
+        "nested": ("model", "dropout", {"_target_": "pathlib.Path.touch", "self": str(marker)}),
+        "model target": ("model", "_target_", "pathlib.Path.touch"),
+        "data target": ("data", "_target_", "pathlib.Path.touch"),
+    }
+    for name, (section, key, value) in payloads.items():
+        checkpoint = torch.load(trained / best, weights_only=True)
+        checkpoint["config"][section][key] = value
+        crafted = tmp_path / f"{name}.ckpt"
+        torch.save(checkpoint, crafted)
+        with pytest.raises(UserInputError, match="refused") as info:
+            run_evaluate([f"ckpt_path={crafted}"], tmp_path / "eval")
+        assert str(crafted) in str(info.value)
+        assert not marker.exists()
+
+
+def test_evaluating_the_train_split_is_deterministic(trained: Path, tmp_path: Path) -> None:
+    # Scoring never augments, so the train split gives the same numbers twice.
+    first = run_evaluate([f"ckpt_path={trained}", "data.split=train"], tmp_path / "a")
+    second = run_evaluate([f"ckpt_path={trained}", "data.split=train"], tmp_path / "b")
+    assert first["train/auroc"] == second["train/auroc"]
+    assert first["train/ece"] == second["train/ece"]
+
+
 def test_evaluate_reports_mismatched_class_folders_like_train(
     trained: Path, tmp_path: Path
 ) -> None:

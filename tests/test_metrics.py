@@ -66,6 +66,8 @@ def test_single_class_leaves_ranking_metrics_undefined() -> None:
     m = compute_metrics(torch.tensor([0.2, 0.7]), torch.tensor([1, 1]))
     assert math.isnan(m["auroc"]) and math.isnan(m["eer"]) and math.isnan(m["ap"])
     assert m["tp"] == 1 and m["fn"] == 1
+    # No Real image: Real accuracy is undefined, not 0, and so is the balanced accuracy.
+    assert m["fake_acc"] == 0.5 and math.isnan(m["real_acc"]) and math.isnan(m["balanced_acc"])
 
 
 def test_mismatched_inputs_are_rejected() -> None:
@@ -91,6 +93,16 @@ def test_youden_threshold_follows_shifted_scores() -> None:
     assert threshold == pytest.approx(0.95)
     assert compute_metrics(probs, targets, threshold)["acc"] == 1.0
     assert compute_metrics(probs, targets, 0.5)["acc"] == 0.5
+
+
+def test_youden_threshold_survives_neighbouring_float32_scores() -> None:
+    # The midpoint of 1.0 and the float32 just below it rounds back to 1.0 in float32.
+    below_one = torch.nextafter(torch.tensor(1.0), torch.tensor(0.0))
+    probs = torch.stack([below_one, below_one, torch.tensor(1.0), torch.tensor(1.0)])
+    targets = torch.tensor([0, 0, 1, 1])
+    threshold = youden_threshold(probs, targets)
+    m = compute_metrics(probs, targets, threshold)
+    assert (m["tp"], m["fp"], m["tn"], m["fn"]) == (2, 0, 2, 0)
 
 
 def test_youden_threshold_needs_both_classes() -> None:

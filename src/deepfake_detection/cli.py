@@ -14,15 +14,13 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from deepfake_detection.errors import UserInputError, find_user_error, one_line
-from deepfake_detection.files import atomic_write_bytes
+from deepfake_detection.files import ERROR_FILE, atomic_write_bytes
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 #: Exit status for mistakes in the user's input, as argparse uses.
 USER_ERROR_EXIT = 2
-#: Where a failed sweep job leaves its error, in its own job dir.
-ERROR_FILE = "error.txt"
 
 
 def fail(error: UserInputError) -> NoReturn:

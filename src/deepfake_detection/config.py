@@ -31,7 +31,7 @@ def _default_image_size(root: str | None) -> int:
     return DEMO_IMAGE_SIZE if root in (None, "") else DEFAULT_IMAGE_SIZE
 
 
-def _auto_precision() -> str:
+def auto_precision() -> str:
     # Mixed precision pays off on CUDA only; bf16 autocast is many times slower on CPUs.
     import torch
 
@@ -48,7 +48,7 @@ def register_resolvers() -> None:
     """Register the `dd.*` resolvers used in conf/ (idempotent)."""
     resolvers = {
         "dd.default_image_size": _default_image_size,
-        "dd.auto_precision": _auto_precision,
+        "dd.auto_precision": auto_precision,
         "dd.metric_mode": _metric_mode,
     }
     for name, fn in resolvers.items():

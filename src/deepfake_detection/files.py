@@ -13,6 +13,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+#: Names of files every run dir may hold, shared by the commands that write and read them.
+METRICS_FILE = "metrics.json"
+ERROR_FILE = "error.txt"
+
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     """Write to a temporary file beside `path`, flush it to disk, then rename it over `path`."""
@@ -45,3 +49,12 @@ def _strict(value: Any) -> Any:
 def write_json(path: str | Path, payload: Mapping) -> Path:
     text = json.dumps(_strict(payload), indent=2, sort_keys=True, allow_nan=False)
     return atomic_write_bytes(path, (text + "\n").encode())
+
+
+def read_json(path: str | Path) -> dict[str, Any]:
+    """The JSON object in `path`, or {} when it is missing or not valid JSON."""
+    try:
+        value = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return {}
+    return value if isinstance(value, dict) else {}

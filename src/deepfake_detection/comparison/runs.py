@@ -19,11 +19,10 @@ from typing import Any, Literal
 from omegaconf import OmegaConf
 
 from deepfake_detection.errors import UserInputError
+from deepfake_detection.files import ERROR_FILE, METRICS_FILE
 
 RUN_MARKER = Path(".hydra") / "config.yaml"
 OVERRIDES_FILE = Path(".hydra") / "overrides.yaml"
-METRICS_FILE = "metrics.json"
-ERROR_FILE = "error.txt"
 PREDICTIONS_FILE = Path("predictions") / "test.csv"
 #: How many folder levels below a given path are searched: `.` reaches `multirun/<date>/<job>`.
 MAX_DEPTH = 4

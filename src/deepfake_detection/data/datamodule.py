@@ -88,20 +88,26 @@ class DeepfakeDataModule(L.LightningDataModule):
         )
         return f"{self.index.root} -> " + "; ".join(parts) + carved
 
-    def dataset(self, split: str) -> ImageFileDataset:
+    def dataset(self, split: str, training: bool | None = None) -> ImageFileDataset:
+        """Images of `split`; augmented only for training (by default, the train split)."""
+        training = split == "train" if training is None else training
         transform = (
             train_transform(self.image_size, self.crop_scale)
-            if split == "train"
+            if training
             else eval_transform(self.image_size, self.eval_crop_fraction)
         )
         return ImageFileDataset(self.index.splits[split], transform)
 
-    def dataloader(self, split: str) -> DataLoader:
-        """Loader of any split; only `train` shuffles and augments."""
+    def dataloader(self, split: str, training: bool | None = None) -> DataLoader:
+        """Loader of any split; it shuffles and augments only for training.
+
+        Scoring passes give `training=False`, so even the train split is scored as is.
+        """
+        training = split == "train" if training is None else training
         return DataLoader(
-            self.dataset(split),
+            self.dataset(split, training),
             batch_size=self.batch_size,
-            shuffle=split == "train",
+            shuffle=training,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
             pin_memory=self.pin_memory,

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import json
 import pickle
 from pathlib import Path
 from typing import Any
 
 import torch
-from hydra.utils import instantiate
-from omegaconf import OmegaConf
 
+from deepfake_detection.data.datamodule import DeepfakeDataModule
 from deepfake_detection.errors import UserInputError
+from deepfake_detection.files import METRICS_FILE, read_json
+from deepfake_detection.models import CustomCNNDetector, MobileNetV2Detector
 from deepfake_detection.models.base import BaseDetector
 
 
@@ -30,9 +30,9 @@ def resolve_checkpoint(path: str | Path) -> tuple[Path, Path | None]:
         return path, run_dir if (run_dir / ".hydra").is_dir() else None
     if not path.is_dir():
         raise CheckpointError(f"ckpt_path={path}: no such file or directory")
-    metrics_file = path / "metrics.json"
+    metrics_file = path / METRICS_FILE
     if metrics_file.is_file():
-        best = _read_json(metrics_file).get("best/checkpoint")
+        best = read_json(metrics_file).get("best/checkpoint")
         if best and (path / best).is_file():
             return path / best, path
     candidates = sorted(p for p in (path / "checkpoints").glob("*.ckpt") if p.name != "last.ckpt")
@@ -45,13 +45,6 @@ def resolve_checkpoint(path: str | Path) -> tuple[Path, Path | None]:
         f"ckpt_path={path}: cannot tell which checkpoint to use (found: {found}); "
         "pass the .ckpt file itself"
     )
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
@@ -79,15 +72,56 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     return checkpoint
 
 
+def _plain_arguments(node: Any, key: str, path: Path) -> dict[str, Any]:
+    """Constructor arguments from a saved config node, refusing anything Hydra would call.
+
+    `weights_only` keeps unpickling safe, but instantiating a config runs whatever its
+    `_target_`s name; a checkpoint is untrusted input, so only our own classes are built,
+    from plain values.
+    """
+    if not isinstance(node, dict):
+        raise CheckpointError(f"{path}: its saved config has no `{key}` section")
+
+    def check(value: Any, where: str) -> None:
+        if isinstance(value, dict):
+            for name, child in value.items():
+                if str(name).startswith("_"):
+                    raise CheckpointError(
+                        f"{path}: refused, its saved config sets {where}.{name}; "
+                        "only plain values are accepted there"
+                    )
+                check(child, f"{where}.{name}")
+        elif isinstance(value, list):
+            for i, child in enumerate(value):
+                check(child, f"{where}[{i}]")
+
+    arguments = {k: v for k, v in node.items() if not str(k).startswith("_")}
+    check(arguments, key)
+    return arguments
+
+
+def _allowed_class(target: Any, allowed: dict[str, type], key: str, path: Path) -> type:
+    name = str(target).rsplit(".", 1)[-1]
+    if not str(target).startswith("deepfake_detection.") or name not in allowed:
+        raise CheckpointError(
+            f"{path}: refused, its saved {key}._target_={target} is not one of: "
+            + ", ".join(sorted(allowed))
+        )
+    return allowed[name]
+
+
 def rebuild_detector(checkpoint: dict[str, Any], path: Path) -> BaseDetector:
     """The detector described by the checkpoint's config, with the checkpoint's weights."""
-    model_cfg = OmegaConf.create(checkpoint["config"]["model"])
-    if "pretrained" in model_cfg:
-        model_cfg.pretrained = False  # the checkpoint has the weights; nothing to download
-    model_cfg.optimizer = None
-    model_cfg.scheduler = None
+    node = checkpoint["config"].get("model") if isinstance(checkpoint["config"], dict) else None
+    detectors = {cls.__name__: cls for cls in (CustomCNNDetector, MobileNetV2Detector)}
+    cls = _allowed_class((node or {}).get("_target_"), detectors, "model", path)
+    # The optimizer and scheduler only matter for training; the weights come from the file.
+    arguments = {**dict(node), "optimizer": None, "scheduler": None}
+    arguments = _plain_arguments(arguments, "model", path)
+    if "pretrained" in arguments:
+        arguments["pretrained"] = False  # nothing to download: the checkpoint has the weights
     try:
-        model = instantiate(model_cfg)
+        model = cls(**arguments)
         model.load_state_dict(checkpoint["state_dict"], strict=True)
     except UserInputError:
         raise
@@ -96,6 +130,13 @@ def rebuild_detector(checkpoint: dict[str, Any], path: Path) -> BaseDetector:
         raise CheckpointError(
             f"{path}: its weights do not fit its saved config ({reason})"
         ) from None
-    model.history = dict(checkpoint.get("history", {}))
-    model.eval()
     return model
+
+
+def saved_data_arguments(checkpoint: dict[str, Any], path: Path) -> dict[str, Any]:
+    """The training run's DeepfakeDataModule arguments, as plain values."""
+    node = checkpoint["config"].get("data") if isinstance(checkpoint["config"], dict) else None
+    _allowed_class(
+        (node or {}).get("_target_"), {"DeepfakeDataModule": DeepfakeDataModule}, "data", path
+    )
+    return _plain_arguments(node, "data", path)

@@ -1,38 +1,35 @@
-"""Scoring a split with a Lightning trainer, so devices, precision and DDP are handled for us."""
+"""Scoring a split through Lightning's test loop, so devices, precision and DDP are handled.
+
+The test loop's `PredictionStore` gathers every process's scores, so a distributed run still
+sees the whole split, each image once.
+"""
 
 from __future__ import annotations
 
 import lightning as L
-import torch
 
 from deepfake_detection.data.datamodule import DeepfakeDataModule
 from deepfake_detection.evaluation.predictions import Predictions
 from deepfake_detection.models.base import BaseDetector
 
 
-def predict_split(
+def score_split(
     trainer: L.Trainer,
     model: BaseDetector,
     datamodule: DeepfakeDataModule,
     split: str,
     ckpt_path: str | None = None,
+    log_metrics: bool = True,
 ) -> Predictions:
-    """P(Fake) for every image of `split`, in dataset order, without augmentation."""
-    batches = trainer.predict(model, dataloaders=datamodule.dataloader(split), ckpt_path=ckpt_path)
-    outputs = {
-        key: torch.cat([batch[key].flatten().cpu() for batch in batches])
-        for key in ("probs", "targets", "indices")
-    }
-    return Predictions.from_indices(
-        outputs["probs"], outputs["targets"], outputs["indices"], datamodule.index.splits[split]
-    )
+    """P(Fake) for every image of `split`, unaugmented, in dataset order.
 
-
-def last_test_predictions(
-    model: BaseDetector, datamodule: DeepfakeDataModule, split: str
-) -> Predictions:
-    """The per-image scores the model kept from its last test pass over `split`."""
+    The split's metrics, named `<split>/<metric>`, are left in `model.test_results`, and
+    logged unless `log_metrics` is false.
+    """
+    model.test_split, model.log_test_metrics = split, log_metrics
+    loader = datamodule.dataloader(split, training=False)
+    trainer.test(model, dataloaders=loader, ckpt_path=ckpt_path, verbose=log_metrics)
     if model.test_outputs is None:
-        raise RuntimeError("the model has not run a test pass")
+        raise RuntimeError("the test pass kept no predictions")
     probs, targets, indices = model.test_outputs
     return Predictions.from_indices(probs, targets, indices, datamodule.index.splits[split])

@@ -82,9 +82,11 @@ def compute_metrics(
         )
     tp, fp, tn, fn, _ = (int(v) for v in binary_stat_scores(probs, targets, threshold=threshold))
     precision, recall = _ratio(tp, tp + fp), _ratio(tp, tp + fn)
-    real_acc, fake_acc = _ratio(tn, tn + fp), recall
     both_classes = 0 < int(targets.sum()) < targets.numel()
     nan = float("nan")
+    # A class that is absent has no accuracy (NaN), rather than a misleading 0.
+    real_acc = tn / (tn + fp) if tn + fp else nan
+    fake_acc = tp / (tp + fn) if tp + fn else nan
     return {
         "acc": _ratio(tp + tn, tp + fp + tn + fn),
         "precision": precision,

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any
 
 import lightning as L
-from hydra.utils import instantiate
 from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
+from deepfake_detection.config import auto_precision
 from deepfake_detection.data.datamodule import DeepfakeDataModule
 from deepfake_detection.data.discovery import SPLIT_ALIASES
 from deepfake_detection.errors import ConfigError, UserInputError
@@ -19,20 +18,20 @@ from deepfake_detection.evaluation.checkpoint import (
     load_checkpoint,
     rebuild_detector,
     resolve_checkpoint,
+    saved_data_arguments,
 )
 from deepfake_detection.evaluation.figures import (
     dataset_distribution_figure,
     prediction_figures,
     save_figures,
 )
-from deepfake_detection.evaluation.inference import last_test_predictions, predict_split
+from deepfake_detection.evaluation.inference import score_split
 from deepfake_detection.evaluation.threshold import THRESHOLD_RULE, youden_threshold
-from deepfake_detection.files import write_json
+from deepfake_detection.files import METRICS_FILE, read_json, write_json
 from deepfake_detection.models.base import BaseDetector
 
 log = logging.getLogger(__name__)
 
-METRICS_FILE = "metrics.json"
 DATA_OVERRIDES = ("root", "image_size", "batch_size", "num_workers")
 
 
@@ -50,14 +49,23 @@ def _datamodule(
     data = dict(train_data)
     data.update({k: overrides[k] for k in DATA_OVERRIDES if overrides.get(k) is not None})
     data["required_splits"] = [split]
-    return instantiate(data)
+    return DeepfakeDataModule(**data)
+
+
+def _precision(cfg: DictConfig, checkpoint: dict[str, Any]) -> str:
+    """The given precision; else the training run's when it is full precision (it runs on any
+    device and reproduces the run's numbers); else the automatic choice for this machine."""
+    if cfg.trainer.get("precision") is not None:
+        return str(cfg.trainer.precision)
+    trained = str(checkpoint["config"].get("trainer", {}).get("precision", ""))
+    return trained if trained in {"32-true", "32", "64-true", "64"} else auto_precision()
 
 
 def _stored_val_threshold(run_dir: Path | None, ckpt_file: Path) -> float | None:
     """The threshold training chose on validation, if it was chosen for this checkpoint."""
-    if run_dir is None or not (run_dir / METRICS_FILE).is_file():
+    if run_dir is None:
         return None
-    metrics = json.loads((run_dir / METRICS_FILE).read_text())
+    metrics = read_json(run_dir / METRICS_FILE)
     best = metrics.get("best/checkpoint")
     if best and (run_dir / best).resolve() == ckpt_file.resolve():
         return metrics.get("val/threshold")
@@ -87,12 +95,12 @@ def _threshold(
         )
         return float(stored), THRESHOLD_RULE
     # Score the training run's own validation split (its data settings, not the overrides).
-    train_data = dict(checkpoint["config"]["data"])
+    train_data = saved_data_arguments(checkpoint, ckpt_file)
     if cfg.data.get("num_workers") is not None:
         train_data["num_workers"] = cfg.data.num_workers
     try:
-        datamodule = instantiate(train_data)
-        predictions = predict_split(trainer, model, datamodule, "val")
+        datamodule = DeepfakeDataModule(**train_data)
+        predictions = score_split(trainer, model, datamodule, "val", log_metrics=False)
         threshold = youden_threshold(predictions.probs, predictions.targets)
     except (UserInputError, ValueError) as err:
         raise ConfigError(
@@ -114,7 +122,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     ckpt_file, run_dir = resolve_checkpoint(cfg.ckpt_path)
     checkpoint = load_checkpoint(ckpt_file)
     model = rebuild_detector(checkpoint, ckpt_file)
-    datamodule = _datamodule(checkpoint["config"]["data"], cfg.data, split)
+    datamodule = _datamodule(saved_data_arguments(checkpoint, ckpt_file), cfg.data, split)
     log.info("checkpoint: %s (%s)", ckpt_file, model.model_name)
     log.info("data: %s", datamodule.describe())
 
@@ -122,15 +130,16 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     trainer = L.Trainer(
         accelerator=cfg.trainer.accelerator,
         devices=cfg.trainer.devices,
-        precision=cfg.trainer.precision,
+        precision=_precision(cfg, checkpoint),
         logger=logger,
         enable_checkpointing=False,
         enable_model_summary=False,
     )
     threshold, rule = _threshold(cfg, checkpoint, ckpt_file, run_dir, trainer, model)
-    model.test_threshold, model.test_split = threshold, split
-    trainer.test(model, dataloaders=datamodule.dataloader(split))
-    predictions = last_test_predictions(model, datamodule, split)
+    if rule != "fixed" and split == "val" and cfg.data.get("root") is None:
+        log.warning("threshold=val on the validation split: these metrics are optimistic")
+    model.test_threshold = threshold
+    predictions = score_split(trainer, model, datamodule, split)
     predictions.save_csv(output_dir / "predictions" / f"{split}.csv")
 
     figures = prediction_figures(predictions, threshold)

@@ -52,7 +52,7 @@ class Predictions:
         writer = csv.writer(buffer, lineterminator="\n")
         writer.writerow(CSV_COLUMNS)
         for file, label, prob in zip(self.paths, self.targets, self.probs, strict=True):
-            writer.writerow((file, int(label), f"{float(prob):.8f}"))
+            writer.writerow((file, int(label), f"{float(prob):.9g}"))  # exact for float32
         return atomic_write_bytes(path, buffer.getvalue().encode())
 
     @classmethod

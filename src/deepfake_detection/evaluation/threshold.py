@@ -22,7 +22,9 @@ def youden_threshold(probs: torch.Tensor, targets: torch.Tensor) -> float:
         raise ValueError("choosing a threshold needs both Fake and Real images")
     fpr, tpr, thresholds = binary_roc(probs, targets)
     best = int(torch.argmax(tpr - fpr))
-    chosen = float(thresholds[best])
-    lower = thresholds[best + 1 :]
-    below = float(lower[0]) if lower.numel() else 0.0
-    return (chosen + below) / 2
+    chosen = thresholds[best]
+    below = thresholds[best + 1] if best + 1 < len(thresholds) else torch.zeros_like(chosen)
+    # Scores are compared in float32: a midpoint of two neighbouring float32 values can round
+    # back up to `chosen`. Then `below` itself keeps the same split (score > below).
+    midpoint = (chosen + below) / 2
+    return float(midpoint if below < midpoint < chosen else below)

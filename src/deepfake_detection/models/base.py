@@ -60,6 +60,8 @@ class BaseDetector(L.LightningModule):
         #: Decision threshold and metric prefix of the test pass; `evaluate` changes both.
         self.test_threshold = 0.5
         self.test_split = "test"
+        #: False for scoring passes whose metrics must not appear in the logger.
+        self.log_test_metrics = True
         #: (P(Fake), targets, dataset indices) of the last test pass, for reports and figures.
         self.test_outputs: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
         #: Exact values of the last test pass, as logged (the logger rounds to float32).
@@ -98,7 +100,7 @@ class BaseDetector(L.LightningModule):
         images, targets = batch[0], batch[1]
         logits = self(images)
         loss = self.criterion(logits, targets)
-        probs = torch.sigmoid(logits.detach())
+        probs = torch.sigmoid(logits.detach().float())  # fp16 would tie confident scores
         if split == "test":
             self.test_predictions_store.update(probs, targets, batch[2])
         else:
@@ -122,13 +124,6 @@ class BaseDetector(L.LightningModule):
 
     def test_step(self, batch, batch_idx: int) -> None:
         self._step(batch, "test")
-
-    def predict_step(self, batch, batch_idx: int) -> dict[str, torch.Tensor]:
-        return {
-            "probs": torch.sigmoid(self(batch[0])),
-            "targets": batch[1].long(),
-            "indices": torch.as_tensor(batch[2]),
-        }
 
     def _record_history(self, values: Mapping[str, torch.Tensor]) -> None:
         row = self.history.setdefault(self.current_epoch, {})
@@ -157,7 +152,8 @@ class BaseDetector(L.LightningModule):
         metrics = compute_metrics(probs, targets, self.test_threshold)
         values.update({f"{split}/{name}": value for name, value in metrics.items()})
         self.test_results = values
-        self.log_dict({name: float(value) for name, value in values.items()})
+        if self.log_test_metrics:
+            self.log_dict({name: float(value) for name, value in values.items()})
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["history"] = {int(epoch): dict(row) for epoch, row in self.history.items()}

@@ -17,17 +17,16 @@ from deepfake_detection.evaluation.figures import (
     prediction_figures,
     save_figures,
 )
-from deepfake_detection.evaluation.inference import last_test_predictions, predict_split
+from deepfake_detection.evaluation.inference import score_split
 from deepfake_detection.evaluation.predictions import Predictions
 from deepfake_detection.evaluation.threshold import THRESHOLD_RULE, youden_threshold
-from deepfake_detection.files import atomic_write_bytes, write_json
+from deepfake_detection.files import METRICS_FILE, atomic_write_bytes, write_json
 from deepfake_detection.training.artifacts import save_state_dict
 from deepfake_detection.training.callbacks import ConfigInCheckpoint
 from deepfake_detection.training.hparams import log_hparams, run_hparams
 
 log = logging.getLogger(__name__)
 
-METRICS_FILE = "metrics.json"
 WEIGHTS_FILE = "model.pth"
 RESOLVED_CONFIG_FILE = ".hydra/config.yaml"
 PREDICTIONS_DIR = "predictions"
@@ -97,10 +96,10 @@ def train(cfg: DictConfig) -> float | None:
     best_path = checkpoint.best_model_path or None
     if best_path is None:
         log.warning("no best checkpoint was saved (e.g. fast_dev_run): testing current weights")
-    trainer.test(model, datamodule=datamodule, ckpt_path=best_path)
+    test_predictions = score_split(trainer, model, datamodule, "test", ckpt_path=best_path)
     test_metrics = model.test_results
-    test_predictions = last_test_predictions(model, datamodule, "test")
-    val_predictions = predict_split(trainer, model, datamodule, "val", ckpt_path=best_path)
+    # Same weights, validation split: its scores choose the `threshold=val` of `evaluate`.
+    val_predictions = score_split(trainer, model, datamodule, "val", log_metrics=False)
     save_state_dict(output_dir / WEIGHTS_FILE, model.net)
     for split, predictions in (("test", test_predictions), ("val", val_predictions)):
         predictions.save_csv(output_dir / PREDICTIONS_DIR / f"{split}.csv")
