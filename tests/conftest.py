@@ -78,3 +78,76 @@ def run_cli(
         timeout=600,
         env={**os.environ, "MOBILENET_V2_WEIGHTS": "", **env},
     )
+
+
+#: What a bad-file kind should become: "bad" files are skipped (or stop the run), "ok" files
+#: are decoded to RGB, "ignored" files are not data at all.
+BAD_FILE_KINDS = {
+    "zero_byte": "bad",
+    "truncated_jpeg": "bad",
+    "text_named_jpg": "bad",
+    "decompression_bomb": "bad",
+    "broken_symlink": "bad",
+    "no_permission": "bad",
+    "cmyk": "ok",
+    "png_16bit": "ok",
+    "palette_transparency": "ok",
+    "rgba": "ok",
+    "grayscale": "ok",
+    "exif_rotated": "ok",
+    "nested_subfolder": "ok",
+    "ds_store": "ignored",
+    "thumbs_db": "ignored",
+}
+#: Pixels above which `decompression_bomb` is refused (it has 96 x 96 = 9216).
+BOMB_LIMIT = 5000
+
+
+def make_bad_files(folder: Path) -> dict[str, Path]:
+    """One file of every awkward kind a real dataset ships, in `folder`; see BAD_FILE_KINDS."""
+    import os
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(3)
+    pixels = rng.integers(0, 255, (30, 40, 3), dtype=np.uint8)
+    files: dict[str, Path] = {}
+
+    def save(kind: str, name: str, image: Image.Image, **kwargs) -> None:
+        files[kind] = folder / name
+        image.save(files[kind], **kwargs)
+
+    files["zero_byte"] = folder / "zero.jpg"
+    files["zero_byte"].write_bytes(b"")
+    save("truncated_jpeg", "truncated.jpg", Image.fromarray(pixels), quality=95)
+    data = files["truncated_jpeg"].read_bytes()
+    files["truncated_jpeg"].write_bytes(data[: len(data) // 2])
+    files["text_named_jpg"] = folder / "notes.jpg"
+    files["text_named_jpg"].write_text("this is a text file, not a JPEG\n")
+    save("decompression_bomb", "huge.png", Image.new("RGB", (96, 96), (9, 9, 9)))
+    files["broken_symlink"] = folder / "dangling.png"
+    files["broken_symlink"].symlink_to(folder / "does-not-exist.png")
+    save("no_permission", "locked.png", Image.fromarray(pixels))
+    os.chmod(files["no_permission"], 0)
+    save("cmyk", "cmyk.jpg", Image.new("CMYK", (40, 30), (0, 50, 100, 0)))
+    gradient = (np.linspace(0, 255, 1200).reshape(30, 40) * 200).astype(np.uint16)
+    save("png_16bit", "deep.png", Image.fromarray(gradient))
+    save("palette_transparency", "pal.png", Image.fromarray(pixels).convert("P"), transparency=0)
+    save("rgba", "rgba.png", Image.fromarray(pixels).convert("RGBA"))
+    save("grayscale", "gray.png", Image.fromarray(pixels).convert("L"))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # Orientation: rotate 90° clockwise to display
+    save("exif_rotated", "rotated.jpg", Image.fromarray(pixels), exif=exif)
+    (folder / "nested" / "deeper").mkdir(parents=True)
+    save("nested_subfolder", "nested/deeper/inner.png", Image.fromarray(pixels))
+    files["ds_store"] = folder / ".DS_Store"
+    files["ds_store"].write_bytes(b"\x00\x00\x00\x01Bud1")
+    files["thumbs_db"] = folder / "Thumbs.db"
+    files["thumbs_db"].write_bytes(b"\xd0\xcf\x11\xe0")
+    return files
+
+
+def permissions_apply() -> bool:
+    """False when running as root, which reads files whatever their mode."""
+    import os
+
+    return not hasattr(os, "geteuid") or os.geteuid() != 0

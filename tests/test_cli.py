@@ -86,11 +86,28 @@ def test_two_job_multirun_over_freeze_depth(tmp_path: Path) -> None:
     assert (sweep_dir / "comparison.md").is_file() and (sweep_dir / "comparison.csv").is_file()
 
 
-def test_unreadable_image_mid_training_is_one_line_naming_the_file(tmp_path: Path) -> None:
+def test_unreadable_image_is_skipped_and_listed_by_default(tmp_path: Path) -> None:
+    root = make_dataset(tmp_path / "data", {"train": 3, "valid": 1, "test": 1})
+    (root / "train" / "Fake" / "001.png").write_bytes(b"not a png at all")
+    run_dir = tmp_path / "run"
+    args = [f"data.root={root}", *FAST, "data.num_workers=1", "trainer.max_epochs=1"]
+    result = run_cli([*args, f"hydra.run.dir={run_dir}"], tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    listing = (run_dir / "skipped_files.txt").read_text().splitlines()
+    assert listing[0].startswith("# 1 file(s) skipped")
+    assert listing[1].startswith(str(root / "train" / "Fake" / "001.png") + "\t")
+    assert json.loads((run_dir / "metrics.json").read_text())["data/skipped"] == 1
+
+
+def test_unreadable_image_with_policy_error_stops_before_training(tmp_path: Path) -> None:
     root = make_dataset(tmp_path / "data", {"train": 2, "valid": 1, "test": 1})
     (root / "train" / "Fake" / "001.png").write_bytes(b"not a png at all")
-    result = run_cli([f"data.root={root}", *FAST, "data.num_workers=1"], tmp_path)
-    assert_one_line_error(result, "train/Fake/001.png: cannot read image")
+    run_dir = tmp_path / "run"
+    args = [f"data.root={root}", *FAST, "data.on_bad_image=error", f"hydra.run.dir={run_dir}"]
+    result = run_cli(args, tmp_path)
+    assert_one_line_error(result, "train/Fake/001.png: not an image")
+    assert "data.on_bad_image=error" in result.stderr
+    assert not (run_dir / "checkpoints").exists()
 
 
 def test_a_failing_sweep_job_does_not_stop_the_others(tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ from typing import Any
 #: Names of files every run dir may hold, shared by the commands that write and read them.
 METRICS_FILE = "metrics.json"
 ERROR_FILE = "error.txt"
+SKIPPED_FILE = "skipped_files.txt"
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:

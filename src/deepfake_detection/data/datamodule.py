@@ -13,10 +13,15 @@ from torch.utils.data import DataLoader
 from deepfake_detection.data.dataset import ImageFileDataset
 from deepfake_detection.data.demo import ensure_demo_dataset
 from deepfake_detection.data.discovery import DatasetIndex, discover
+from deepfake_detection.data.images import DEFAULT_MAX_PIXELS
+from deepfake_detection.data.scan import BadFile, find_bad_images
 from deepfake_detection.data.transforms import eval_transform, train_transform
-from deepfake_detection.errors import ConfigError
+from deepfake_detection.errors import ConfigError, DatasetError
 
 log = logging.getLogger(__name__)
+
+#: `data.on_bad_image`: leave unreadable files out and list them, or stop before training.
+BAD_IMAGE_POLICIES = ("skip", "error")
 
 
 def auto_num_workers() -> int:
@@ -41,6 +46,8 @@ class DeepfakeDataModule(L.LightningDataModule):
         demo_cache_dir: str | None = None,
         pin_memory: bool | None = None,
         required_splits: Sequence[str] = ("train", "test"),
+        on_bad_image: str = "skip",
+        max_image_pixels: int = DEFAULT_MAX_PIXELS,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -65,6 +72,14 @@ class DeepfakeDataModule(L.LightningDataModule):
         self.demo_cache_dir = demo_cache_dir
         self.pin_memory = torch.cuda.is_available() if pin_memory is None else pin_memory
         self.required_splits = tuple(required_splits)
+        if on_bad_image not in BAD_IMAGE_POLICIES:
+            raise ConfigError(
+                f"data.on_bad_image={on_bad_image}: choose one of: {', '.join(BAD_IMAGE_POLICIES)}"
+            )
+        self.on_bad_image = on_bad_image
+        self.max_image_pixels = max_image_pixels
+        #: (path, reason) of every file left out by `on_bad_image=skip`.
+        self.skipped: list[BadFile] = []
         self._index: DatasetIndex | None = None
 
     @property
@@ -75,10 +90,40 @@ class DeepfakeDataModule(L.LightningDataModule):
             if root in (None, ""):
                 root = ensure_demo_dataset(self.demo_cache_dir)
                 log.info("data.root is unset: using the generated demo set at %s", root)
-            self._index = discover(
+            index = discover(
                 root, val_fraction=self.val_fraction, seed=self.seed, required=self.required_splits
             )
+            self._index = self._apply_bad_image_policy(index)
         return self._index
+
+    def _apply_bad_image_policy(self, index: DatasetIndex) -> DatasetIndex:
+        """Decode every image once; leave bad ones out (`skip`) or stop here (`error`)."""
+        paths = [path for samples in index.splits.values() for path, _ in samples]
+        bad = find_bad_images(paths, self.max_image_pixels, workers=self.num_workers)
+        if bad and self.on_bad_image == "error":
+            path, reason = bad[0]
+            more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+            raise DatasetError(
+                f"{path}: {reason}{more}; data.on_bad_image=error stops here, "
+                "data.on_bad_image=skip leaves such files out"
+            )
+        self.skipped = bad
+        if bad:
+            log.warning("skipping %d unreadable file(s), e.g. %s: %s", len(bad), *bad[0])
+            dropped = {path for path, _ in bad}
+            index.splits = {
+                split: [s for s in samples if str(s[0]) not in dropped]
+                for split, samples in index.splits.items()
+            }
+            for split, samples in index.splits.items():
+                labels = {label for _, label in samples}
+                if labels != {0, 1}:
+                    raise DatasetError(
+                        f"data.root={index.root}: the {split} split has no readable "
+                        f"{'Fake' if 1 not in labels else 'Real'} image left after skipping "
+                        f"{len(bad)} bad file(s)"
+                    )
+        return index
 
     def describe(self) -> str:
         counts = self.index.counts()
@@ -86,7 +131,8 @@ class DeepfakeDataModule(L.LightningDataModule):
         carved = (
             f" (val carved from train, {self.val_fraction:.0%})" if self.index.val_carved else ""
         )
-        return f"{self.index.root} -> " + "; ".join(parts) + carved
+        skipped = f"; {len(self.skipped)} unreadable file(s) skipped" if self.skipped else ""
+        return f"{self.index.root} -> " + "; ".join(parts) + carved + skipped
 
     def dataset(self, split: str, training: bool | None = None) -> ImageFileDataset:
         """Images of `split`; augmented only for training (by default, the train split)."""
@@ -96,7 +142,12 @@ class DeepfakeDataModule(L.LightningDataModule):
             if training
             else eval_transform(self.image_size, self.eval_crop_fraction)
         )
-        return ImageFileDataset(self.index.splits[split], transform)
+        return ImageFileDataset(
+            self.index.splits[split],
+            transform,
+            max_pixels=self.max_image_pixels,
+            skip_bad=self.on_bad_image == "skip",
+        )
 
     def dataloader(self, split: str, training: bool | None = None) -> DataLoader:
         """Loader of any split; it shuffles and augments only for training.

@@ -2,21 +2,36 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
 from torch.utils.data import Dataset
 
-from deepfake_detection.data.images import load_rgb
+from deepfake_detection.data.images import DEFAULT_MAX_PIXELS, BadImageError, load_rgb
+
+log = logging.getLogger(__name__)
 
 
 class ImageFileDataset(Dataset):
-    """Decodes one image per item, so decoding happens in the DataLoader's worker processes."""
+    """Decodes one image per item, so decoding happens in the DataLoader's worker processes.
 
-    def __init__(self, samples: Sequence[tuple[Path, int]], transform: Callable) -> None:
+    Files are checked before training; one that breaks afterwards (deleted, rewritten) is
+    replaced by the next readable sample when `skip_bad` is set, so an epoch never crashes.
+    """
+
+    def __init__(
+        self,
+        samples: Sequence[tuple[Path, int]],
+        transform: Callable,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+        skip_bad: bool = False,
+    ) -> None:
         self.samples = list(samples)
         self.transform = transform
+        self.max_pixels = max_pixels
+        self.skip_bad = skip_bad
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -24,6 +39,15 @@ class ImageFileDataset(Dataset):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, int]:
         # The index travels with the batch so per-image scores can be traced back to their
         # file, even when a distributed sampler reorders the split.
-        path, label = self.samples[index]
-        image = self.transform(load_rgb(path))
-        return image, torch.tensor(label, dtype=torch.float32), index
+        for offset in range(len(self.samples) if self.skip_bad else 1):
+            position = (index + offset) % len(self.samples)
+            path, label = self.samples[position]
+            try:
+                image = self.transform(load_rgb(path, self.max_pixels))
+            except BadImageError as err:
+                if not self.skip_bad:
+                    raise
+                log.warning("skipping %s (it broke after the image check)", err)
+                continue
+            return image, torch.tensor(label, dtype=torch.float32), position
+        raise BadImageError(self.samples[index][0], "no readable image left in this split")

@@ -50,13 +50,17 @@ def _match_child(parent: Path, aliases: Iterable[str], what: str) -> Path | None
 
 
 def list_images(folder: Path) -> list[Path]:
-    """Image files under `folder`, recursively, sorted so that runs see the same order."""
+    """Image files under `folder`, recursively, sorted so that runs see the same order.
+
+    Hidden files and folders (`.DS_Store`, `._*`, `.cache/`) are not data. Dangling links
+    are kept, so the image check reports them instead of them vanishing silently.
+    """
     return sorted(
         p
         for p in folder.rglob("*")
         if p.suffix.lower() in IMAGE_EXTENSIONS
         and not any(part.startswith(".") for part in p.relative_to(folder).parts)
-        and p.is_file()
+        and (p.is_file() or (p.is_symlink() and not p.exists()))
     )
 
 

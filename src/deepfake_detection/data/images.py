@@ -1,15 +1,27 @@
-"""Decode any image file into an RGB PIL image."""
+"""Decode any image file into an upright RGB PIL image, or say exactly why it cannot be."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from deepfake_detection.errors import DatasetError
 
+#: Pillow's own default bound on pixels per image; `data.max_image_pixels` overrides it.
+DEFAULT_MAX_PIXELS = 89_478_485
+
 _HIGH_BIT_DEPTH_MODES = {"I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
+
+
+class BadImageError(DatasetError):
+    """One file that is not a usable image; `reason` is short enough for a report line."""
+
+    def __init__(self, path: str | Path, reason: str) -> None:
+        super().__init__(f"{path}: cannot read image: {reason}")
+        self.path = str(path)
+        self.reason = reason
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:
@@ -31,11 +43,46 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def load_rgb(path: str | Path) -> Image.Image:
-    """Open `path` and return it as RGB, whatever its mode (grayscale, CMYK, 16-bit, alpha)."""
+def _decode(path: Path, max_pixels: int) -> Image.Image:
+    if path.is_symlink() and not path.exists():
+        raise BadImageError(path, "broken symlink")
+    if path.stat().st_size == 0:
+        raise BadImageError(path, "empty file (0 bytes)")
+    # Pillow refuses at twice its bound on its own; ours is checked from the header below,
+    # before a single pixel is decoded.
+    Image.MAX_IMAGE_PIXELS = max(max_pixels, DEFAULT_MAX_PIXELS)
+    with Image.open(path) as image:
+        width, height = image.size
+        if width * height > max_pixels:
+            raise BadImageError(
+                path,
+                f"{width}x{height} = {width * height} pixels is over "
+                f"data.max_image_pixels={max_pixels} (a decompression bomb?)",
+            )
+        image.load()
+        # Phones store rotation as an EXIF tag; apply it so faces are upright.
+        upright = ImageOps.exif_transpose(image)
+        return _to_rgb(upright)
+
+
+def load_rgb(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """Open `path` as upright RGB, whatever its mode (grayscale, CMYK, 16-bit, alpha).
+
+    Raises `BadImageError` naming the file and the reason for anything unusable: empty,
+    truncated, not an image, too large, unreadable, or a dangling link.
+    """
+    path = Path(path)
     try:
-        with Image.open(path) as image:
-            image.load()
-            return _to_rgb(image)
-    except (OSError, ValueError, Image.DecompressionBombError) as err:
-        raise DatasetError(f"{path}: cannot read image ({err})") from err
+        return _decode(path, max_pixels)
+    except BadImageError:
+        raise
+    except PermissionError:
+        raise BadImageError(path, "permission denied") from None
+    except FileNotFoundError:
+        raise BadImageError(path, "file not found") from None
+    except UnidentifiedImageError:
+        raise BadImageError(path, "not an image (unrecognised format)") from None
+    except Image.DecompressionBombError as err:
+        raise BadImageError(path, f"too many pixels, a decompression bomb? ({err})") from None
+    except (OSError, ValueError, SyntaxError) as err:
+        raise BadImageError(path, f"truncated or corrupt ({err})") from None

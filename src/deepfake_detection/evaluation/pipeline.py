@@ -13,6 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 from deepfake_detection.config import auto_precision
 from deepfake_detection.data.datamodule import DeepfakeDataModule
 from deepfake_detection.data.discovery import SPLIT_ALIASES
+from deepfake_detection.data.scan import write_skipped_files
 from deepfake_detection.errors import ConfigError, UserInputError
 from deepfake_detection.evaluation.checkpoint import (
     load_checkpoint,
@@ -124,7 +125,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     model = rebuild_detector(checkpoint, ckpt_file)
     datamodule = _datamodule(saved_data_arguments(checkpoint, ckpt_file), cfg.data, split)
     log.info("checkpoint: %s (%s)", ckpt_file, model.model_name)
-    log.info("data: %s", datamodule.describe())
+    log.info("data: %s", datamodule.describe())  # indexes and checks every image
+    write_skipped_files(output_dir, datamodule.skipped)
 
     logger = TensorBoardLogger(str(output_dir), name="tensorboard", version="")
     trainer = L.Trainer(
@@ -156,6 +158,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         "data/split": split,
         "data/images": len(predictions),
         "data/image_size": datamodule.image_size,
+        "data/skipped": len(datamodule.skipped),
     }
     write_json(output_dir / METRICS_FILE, metrics)
     log.info("%s metrics: %s", split, model.test_results)

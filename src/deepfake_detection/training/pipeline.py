@@ -11,6 +11,7 @@ from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 
+from deepfake_detection.data.scan import write_skipped_files
 from deepfake_detection.evaluation.figures import (
     dataset_distribution_figure,
     learning_curves_figure,
@@ -70,7 +71,8 @@ def train(cfg: DictConfig) -> float | None:
     L.seed_everything(cfg.seed, workers=True)
 
     datamodule = instantiate(cfg.data)
-    log.info("data: %s", datamodule.describe())  # indexes the folders: bad paths fail here
+    log.info("data: %s", datamodule.describe())  # indexes and checks every image
+    write_skipped_files(output_dir, datamodule.skipped)
     model = instantiate(cfg.model)
     counts = model.parameter_counts()
     log.info(
@@ -122,6 +124,7 @@ def train(cfg: DictConfig) -> float | None:
         "best/checkpoint": _relative(best_path, output_dir) if best_path else None,
         "epochs": trainer.current_epoch,
         "train_seconds": round(train_seconds, 3),
+        "data/skipped": len(datamodule.skipped),
         **counts,
         "hparams": run_hparams(cfg, model, datamodule.image_size),
     }

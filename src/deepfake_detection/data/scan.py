@@ -1,0 +1,57 @@
+"""Decode every image once before training, so bad files are known before the first batch.
+
+This is the cheap audit `train` and `evaluate` run: a bad file found here is either left out
+and listed (`data.on_bad_image=skip`) or stops the run before training (`error`), instead of
+crashing a DataLoader worker in the middle of an epoch.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from functools import partial
+from pathlib import Path
+
+from deepfake_detection.data.images import DEFAULT_MAX_PIXELS, BadImageError, load_rgb
+from deepfake_detection.files import SKIPPED_FILE, atomic_write_bytes
+
+log = logging.getLogger(__name__)
+
+BadFile = tuple[str, str]  # (path, reason)
+
+
+def _problem(path: str, max_pixels: int) -> str | None:
+    try:
+        load_rgb(path, max_pixels)
+    except BadImageError as err:
+        return err.reason
+    return None
+
+
+def find_bad_images(
+    paths: Iterable[str | Path], max_pixels: int = DEFAULT_MAX_PIXELS, workers: int = 0
+) -> list[BadFile]:
+    """(path, reason) for every file that does not decode, in the order given."""
+    paths = [str(p) for p in paths]
+    check = partial(_problem, max_pixels=max_pixels)
+    if workers > 0 and len(paths) > 256:
+        # Forked workers start at once; spawned ones would re-import torch first.
+        context = multiprocessing.get_context("fork" if hasattr(os, "fork") else None)
+        with ProcessPoolExecutor(workers, mp_context=context) as pool:
+            reasons = list(pool.map(check, paths, chunksize=64))
+    else:
+        reasons = [check(p) for p in paths]
+    return [(p, r) for p, r in zip(paths, reasons, strict=True) if r is not None]
+
+
+def write_skipped_files(output_dir: str | Path, bad: Sequence[BadFile]) -> Path:
+    """`skipped_files.txt` in a run dir: a count, then one `path<TAB>reason` line per file.
+
+    Written even when nothing was skipped, so its absence never has to be interpreted.
+    """
+    lines = [f"# {len(bad)} file(s) skipped: path<TAB>reason"]
+    lines += [f"{path}\t{reason}" for path, reason in bad]
+    return atomic_write_bytes(Path(output_dir) / SKIPPED_FILE, ("\n".join(lines) + "\n").encode())

@@ -1,0 +1,111 @@
+"""Every awkward file kind, under both `data.on_bad_image` policies."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from conftest import (
+    BAD_FILE_KINDS,
+    BOMB_LIMIT,
+    make_bad_files,
+    make_dataset,
+    permissions_apply,
+)
+from deepfake_detection.data.datamodule import DeepfakeDataModule
+from deepfake_detection.data.images import BadImageError, load_rgb
+from deepfake_detection.errors import ConfigError, DatasetError
+
+
+def expected_kind(kind: str) -> str:
+    if kind == "no_permission" and not permissions_apply():
+        return "ok"  # root reads it anyway; the mapping itself is tested below
+    return BAD_FILE_KINDS[kind]
+
+
+@pytest.fixture
+def messy(tmp_path: Path) -> tuple[Path, dict[str, Path]]:
+    root = make_dataset(tmp_path / "data", {"train": 4, "valid": 2, "test": 2})
+    return root, make_bad_files(root / "train" / "Fake")
+
+
+def datamodule(root: Path, policy: str) -> DeepfakeDataModule:
+    return DeepfakeDataModule(
+        root=str(root),
+        image_size=32,
+        batch_size=4,
+        num_workers=0,
+        on_bad_image=policy,
+        max_image_pixels=BOMB_LIMIT,
+    )
+
+
+def test_generator_makes_every_kind(messy) -> None:
+    _, files = messy
+    assert set(files) == set(BAD_FILE_KINDS)
+
+
+def test_skip_leaves_out_exactly_the_bad_files_and_keeps_the_rest(messy) -> None:
+    root, files = messy
+    dm = datamodule(root, "skip")
+    train = {str(path) for path, _ in dm.index.splits["train"]}
+    skipped = dict(dm.skipped)
+    for kind, path in files.items():
+        expected = expected_kind(kind)
+        if expected == "bad":
+            assert str(path) in skipped and str(path) not in train, kind
+        elif expected == "ok":
+            assert str(path) in train and str(path) not in skipped, kind
+        else:
+            assert str(path) not in train and str(path) not in skipped, kind
+    assert "empty file" in skipped[str(files["zero_byte"])]
+    assert "truncated" in skipped[str(files["truncated_jpeg"])]
+    assert "not an image" in skipped[str(files["text_named_jpg"])]
+    assert "max_image_pixels=5000" in skipped[str(files["decompression_bomb"])]
+    assert "broken symlink" in skipped[str(files["broken_symlink"])]
+    assert "skipped" in dm.describe()
+    # A whole epoch over what is left decodes without a single error.
+    batches = list(dm.dataloader("train", training=True))
+    assert sum(len(batch[1]) for batch in batches) == len(train)
+
+
+def test_error_stops_before_training_naming_a_bad_file(messy) -> None:
+    root, files = messy
+    bad = {str(p) for k, p in files.items() if expected_kind(k) == "bad"}
+    with pytest.raises(DatasetError, match="data.on_bad_image=error") as info:
+        _ = datamodule(root, "error").index
+    message = str(info.value)
+    assert any(message.startswith(path + ": ") for path in bad)
+    assert f"and {len(bad) - 1} more" in message
+
+
+def test_exif_orientation_is_applied(messy) -> None:
+    _, files = messy
+    assert Image.open(files["exif_rotated"]).size == (40, 30)
+    assert load_rgb(files["exif_rotated"]).size == (30, 40)
+
+
+def test_permission_denied_is_reported_as_such(tmp_path: Path, monkeypatch) -> None:
+    path = tmp_path / "locked.png"
+    Image.new("RGB", (8, 8)).save(path)
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr("deepfake_detection.data.images.Image.open", refuse)
+    with pytest.raises(BadImageError, match="permission denied"):
+        load_rgb(path)
+
+
+def test_skipping_that_empties_a_class_is_an_error(tmp_path: Path) -> None:
+    root = make_dataset(tmp_path / "data", {"train": 2, "valid": 1, "test": 1})
+    (root / "test" / "Real" / "000.png").write_bytes(b"")
+    with pytest.raises(DatasetError, match="test split has no readable Real image"):
+        _ = datamodule(root, "skip").index
+
+
+def test_unknown_policy_names_the_key(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"^data.on_bad_image=ignore: choose one of: skip, error"):
+        DeepfakeDataModule(root=str(tmp_path), on_bad_image="ignore")
