@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 import traceback
 from collections.abc import Callable
@@ -15,6 +16,7 @@ from omegaconf import DictConfig
 
 from deepfake_detection.errors import UserInputError, find_user_error, one_line
 from deepfake_detection.files import ERROR_FILE, atomic_write_bytes
+from deepfake_detection.training.resume import TrainingInterrupted
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -35,6 +37,10 @@ def run_task(task: Callable[[DictConfig], T], cfg: DictConfig) -> T:
     """
     try:
         return task(cfg)
+    except TrainingInterrupted as stop:
+        # The run dir is consistent (every file is written atomically): say how to go on.
+        print(f"stopped: {stop}", file=sys.stderr)
+        sys.exit(128 + getattr(signal, stop.signal_name))
     except Exception as err:
         user_error = find_user_error(err)
         if _in_multirun():

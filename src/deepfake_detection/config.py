@@ -44,12 +44,24 @@ def _metric_mode(monitor: str) -> str:
     return "min" if name in {"loss", "eer", "ece"} or name.endswith("_loss") else "max"
 
 
+def _run_dir(resume: str | None, new_run_dir: str) -> str:
+    # `resume=<run dir>` continues in that folder instead of starting a new one.
+    return resume if resume else new_run_dir
+
+
+def _hydra_subdir(resume: str | None) -> str | None:
+    # A resumed run keeps the config it started with; Hydra must not overwrite it.
+    return None if resume else ".hydra"
+
+
 def register_resolvers() -> None:
     """Register the `dd.*` resolvers used in conf/ (idempotent)."""
     resolvers = {
         "dd.default_image_size": _default_image_size,
         "dd.auto_precision": auto_precision,
         "dd.metric_mode": _metric_mode,
+        "dd.run_dir": _run_dir,
+        "dd.hydra_subdir": _hydra_subdir,
     }
     for name, fn in resolvers.items():
         if not OmegaConf.has_resolver(name):

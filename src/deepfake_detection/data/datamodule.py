@@ -160,7 +160,9 @@ class DeepfakeDataModule(L.LightningDataModule):
             batch_size=self.batch_size,
             shuffle=training,
             num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
+            # Training workers start afresh each epoch, seeded from that epoch's seed, so a
+            # resumed run augments exactly like an uninterrupted one.
+            persistent_workers=self.num_workers > 0 and not training,
             pin_memory=self.pin_memory,
         )
 

@@ -2,21 +2,15 @@
 
 from __future__ import annotations
 
-import pickle
 from pathlib import Path
 from typing import Any
 
-import torch
-
+from deepfake_detection.checkpoints import CheckpointError, safe_torch_load
 from deepfake_detection.data.datamodule import DeepfakeDataModule
 from deepfake_detection.errors import UserInputError
 from deepfake_detection.files import METRICS_FILE, read_json
 from deepfake_detection.models import CustomCNNDetector, MobileNetV2Detector
 from deepfake_detection.models.base import BaseDetector
-
-
-class CheckpointError(UserInputError):
-    """A checkpoint is missing, unreadable, unsafe, or not one of ours."""
 
 
 def resolve_checkpoint(path: str | Path) -> tuple[Path, Path | None]:
@@ -49,21 +43,7 @@ def resolve_checkpoint(path: str | Path) -> tuple[Path, Path | None]:
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
     """Load with `weights_only=True`: tensors and plain containers only, so no code runs."""
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        if "weights only load failed" not in str(err).lower():
-            raise CheckpointError(f"{path}: not a readable checkpoint ({err})") from None
-        reason = next((line for line in str(err).splitlines() if "GLOBAL" in line), "")
-        raise CheckpointError(
-            f"{path}: refused to load, it holds objects that would need arbitrary code to "
-            f"unpickle; nothing in it was run. {reason.strip()}"
-        ) from None
-    except Exception as err:
-        raise CheckpointError(
-            f"{path}: not a readable checkpoint (corrupt, truncated or another format: "
-            f"{type(err).__name__}: {err})"
-        ) from None
+    checkpoint = safe_torch_load(path)
     if not isinstance(checkpoint, dict) or not {"config", "state_dict"} <= checkpoint.keys():
         raise CheckpointError(
             f"{path}: not a deepfake-detection checkpoint (no saved run config); "

@@ -57,6 +57,7 @@ class BaseDetector(L.LightningModule):
         self.test_predictions_store = PredictionStore()
         self.train_loss, self.val_loss, self.test_loss = MeanMetric(), MeanMetric(), MeanMetric()
         self.val_auroc_best = MaxMetric()
+        self.val_auroc_best.persistent(True)  # a resumed run keeps its best score
         #: Decision threshold and metric prefix of the test pass; `evaluate` changes both.
         self.test_threshold = 0.5
         self.test_split = "test"

@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from deepfake_detection.checkpoints import safe_torch_load
 from deepfake_detection.errors import WeightsError
 
 log = logging.getLogger(__name__)
@@ -35,12 +36,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     path = Path(path).expanduser()
     if not path.is_file():
         raise WeightsError(f"model.weights_path={path}: no such file")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise WeightsError(
-            f"model.weights_path={path}: not a loadable tensor state_dict ({err})"
-        ) from err
+    state = safe_torch_load(path, "model.weights_path")
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise WeightsError(f"model.weights_path={path}: expected a plain state_dict of tensors")
     return state

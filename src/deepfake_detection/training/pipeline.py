@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import time
 from pathlib import Path
 
 import lightning as L
@@ -11,6 +10,7 @@ from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 
+from deepfake_detection.checkpoints import SafeAtomicCheckpointIO
 from deepfake_detection.data.scan import write_skipped_files
 from deepfake_detection.evaluation.figures import (
     dataset_distribution_figure,
@@ -23,8 +23,14 @@ from deepfake_detection.evaluation.predictions import Predictions
 from deepfake_detection.evaluation.threshold import THRESHOLD_RULE, youden_threshold
 from deepfake_detection.files import METRICS_FILE, atomic_write_bytes, write_json
 from deepfake_detection.training.artifacts import save_state_dict
-from deepfake_detection.training.callbacks import ConfigInCheckpoint
+from deepfake_detection.training.callbacks import (
+    ConfigInCheckpoint,
+    EpochSeeding,
+    InterruptNotice,
+    TrainingClock,
+)
 from deepfake_detection.training.hparams import log_hparams, run_hparams
+from deepfake_detection.training.resume import resumed_config
 
 log = logging.getLogger(__name__)
 
@@ -58,11 +64,20 @@ def _val_threshold(predictions: Predictions) -> float | None:
         return None
 
 
+def _command_line_overrides() -> list[str]:
+    from hydra.core.hydra_config import HydraConfig
+
+    return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+
+
 def train(cfg: DictConfig) -> float | None:
     """Fit, test the best checkpoint, and write `model.pth` and `metrics.json`.
 
     Returns the value of `cfg.optimized_metric`, which a Hydra sweeper maximises.
     """
+    resume_from = None
+    if cfg.get("resume"):
+        cfg, resume_from = resumed_config(cfg, _command_line_overrides())
     output_dir = Path(cfg.paths.output_dir)
     # Hydra saves the config with its interpolations; store the values this run really used
     # (environment variables, automatic defaults) so the run dir documents itself.
@@ -83,25 +98,30 @@ def train(cfg: DictConfig) -> float | None:
         counts["params/total"],
     )
 
-    callbacks = _callbacks(cfg, resolved)
+    clock, notice = TrainingClock(), InterruptNotice(str(output_dir))
+    callbacks = [*_callbacks(cfg, resolved), EpochSeeding(cfg.seed), clock, notice]
     checkpoint = next(cb for cb in callbacks if isinstance(cb, ModelCheckpoint))
     logger = instantiate(cfg.logger)
-    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger)
-    logger.log_metrics({k: float(v) for k, v in counts.items()}, step=0)
+    trainer: L.Trainer = instantiate(
+        cfg.trainer, callbacks=callbacks, logger=logger, plugins=[SafeAtomicCheckpointIO()]
+    )
+    if resume_from is None:
+        logger.log_metrics({k: float(v) for k, v in counts.items()}, step=0)
 
-    started = time.perf_counter()
-    trainer.fit(model, datamodule=datamodule)
-    train_seconds = time.perf_counter() - started
+    with notice.guard():
+        trainer.fit(model, datamodule=datamodule, ckpt_path=resume_from)
+    train_seconds = clock.seconds
     fit_metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     history = dict(model.history)  # loading the best checkpoint below rewinds it
 
     best_path = checkpoint.best_model_path or None
     if best_path is None:
         log.warning("no best checkpoint was saved (e.g. fast_dev_run): testing current weights")
-    test_predictions = score_split(trainer, model, datamodule, "test", ckpt_path=best_path)
-    test_metrics = model.test_results
-    # Same weights, validation split: its scores choose the `threshold=val` of `evaluate`.
-    val_predictions = score_split(trainer, model, datamodule, "val", log_metrics=False)
+    with notice.guard():
+        test_predictions = score_split(trainer, model, datamodule, "test", ckpt_path=best_path)
+        test_metrics = model.test_results
+        # Same weights, validation split: its scores choose the `threshold=val` of `evaluate`.
+        val_predictions = score_split(trainer, model, datamodule, "val", log_metrics=False)
     save_state_dict(output_dir / WEIGHTS_FILE, model.net)
     for split, predictions in (("test", test_predictions), ("val", val_predictions)):
         predictions.save_csv(output_dir / PREDICTIONS_DIR / f"{split}.csv")
