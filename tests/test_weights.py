@@ -68,5 +68,7 @@ def test_wrong_architecture_weights(tmp_path: Path) -> None:
 def test_not_a_torch_file(tmp_path: Path) -> None:
     path = tmp_path / "text.pth"
     path.write_text("hello")
-    with pytest.raises(WeightsError, match=r"text.pth: not a loadable tensor state_dict"):
+    with pytest.raises(
+        WeightsError, match=r"^model.weights_path=.*text.pth: not a readable checkpoint"
+    ):
         MobileNetV2Detector(weights_path=str(path))

@@ -38,7 +38,7 @@ def auto_precision() -> str:
     return "16-mixed" if torch.cuda.is_available() else "32-true"
 
 
-def _metric_mode(monitor: str) -> str:
+def metric_mode(monitor: str) -> str:
     # Losses and error rates improve downwards, everything else we log improves upwards.
     name = monitor.rsplit("/", 1)[-1]
     return "min" if name in {"loss", "eer", "ece"} or name.endswith("_loss") else "max"
@@ -59,7 +59,7 @@ def register_resolvers() -> None:
     resolvers = {
         "dd.default_image_size": _default_image_size,
         "dd.auto_precision": auto_precision,
-        "dd.metric_mode": _metric_mode,
+        "dd.metric_mode": metric_mode,
         "dd.run_dir": _run_dir,
         "dd.hydra_subdir": _hydra_subdir,
     }

@@ -8,7 +8,7 @@ from typing import Any
 
 import lightning as L
 from lightning.pytorch.loggers import TensorBoardLogger
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from deepfake_detection.config import auto_precision
 from deepfake_detection.data.datamodule import DeepfakeDataModule
@@ -30,6 +30,7 @@ from deepfake_detection.evaluation.inference import score_split
 from deepfake_detection.evaluation.threshold import THRESHOLD_RULE, youden_threshold
 from deepfake_detection.files import METRICS_FILE, read_json, write_json
 from deepfake_detection.models.base import BaseDetector
+from deepfake_detection.validation import validate_evaluate_config
 
 log = logging.getLogger(__name__)
 
@@ -113,11 +114,7 @@ def _threshold(
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Score one split of a dataset with a trained checkpoint; returns the metrics written."""
-    if OmegaConf.is_missing(cfg, "ckpt_path"):
-        raise ConfigError(
-            "ckpt_path is required: a training run dir or a .ckpt file, "
-            "e.g. python -m evaluate ckpt_path=outputs/train/<run>"
-        )
+    validate_evaluate_config(cfg)  # every key, before anything is loaded
     output_dir = Path(cfg.paths.output_dir)
     split = _split_name(cfg.data.split)
     ckpt_file, run_dir = resolve_checkpoint(cfg.ckpt_path)

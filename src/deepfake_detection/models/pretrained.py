@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from deepfake_detection.checkpoints import safe_torch_load
+from deepfake_detection.checkpoints import CheckpointError, safe_torch_load
 from deepfake_detection.errors import WeightsError
 
 log = logging.getLogger(__name__)
@@ -36,7 +36,10 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     path = Path(path).expanduser()
     if not path.is_file():
         raise WeightsError(f"model.weights_path={path}: no such file")
-    state = safe_torch_load(path, "model.weights_path")
+    try:
+        state = safe_torch_load(path, "model.weights_path")
+    except CheckpointError as err:
+        raise WeightsError(str(err)) from None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise WeightsError(f"model.weights_path={path}: expected a plain state_dict of tensors")
     return state

@@ -31,6 +31,7 @@ from deepfake_detection.training.callbacks import (
 )
 from deepfake_detection.training.hparams import log_hparams, run_hparams
 from deepfake_detection.training.resume import resumed_config
+from deepfake_detection.validation import validate_train_config
 
 log = logging.getLogger(__name__)
 
@@ -75,9 +76,11 @@ def train(cfg: DictConfig) -> float | None:
 
     Returns the value of `cfg.optimized_metric`, which a Hydra sweeper maximises.
     """
+    validate_train_config(cfg)  # every key, before anything is built or written
     resume_from = None
     if cfg.get("resume"):
         cfg, resume_from = resumed_config(cfg, _command_line_overrides())
+        validate_train_config(cfg)
     output_dir = Path(cfg.paths.output_dir)
     # Hydra saves the config with its interpolations; store the values this run really used
     # (environment variables, automatic defaults) so the run dir documents itself.

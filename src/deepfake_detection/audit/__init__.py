@@ -1,0 +1,31 @@
+"""Audit a Fake/Real dataset: counts, balance, bad and stray files, duplicates and leakage.
+
+Exports load on first use: `settings` must stay importable without torch, which the dataset
+code (and so the rest of this package) imports.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from deepfake_detection.audit.pipeline import audit, run_audit, write_reports
+    from deepfake_detection.audit.report import AuditReport
+    from deepfake_detection.audit.settings import AuditSettings
+
+_EXPORTS = {
+    "AuditReport": "report",
+    "AuditSettings": "settings",
+    "audit": "pipeline",
+    "run_audit": "pipeline",
+    "write_reports": "pipeline",
+}
+
+__all__ = ["AuditReport", "AuditSettings", "audit", "run_audit", "write_reports"]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)

@@ -1,0 +1,111 @@
+"""Dataset root → AuditReport → audit.json, audit.md and figures in the run dir."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from deepfake_detection.audit.duplicates import exact_groups, near_pairs
+from deepfake_detection.audit.fingerprint import fingerprint_all
+from deepfake_detection.audit.layout import take_inventory
+from deepfake_detection.audit.markdown import render
+from deepfake_detection.audit.report import AuditReport
+from deepfake_detection.audit.settings import AuditSettings, dataset_root
+from deepfake_detection.audit.stats import class_counts, histograms, imbalance
+from deepfake_detection.data.datamodule import auto_num_workers
+from deepfake_detection.data.images import DEFAULT_MAX_PIXELS
+from deepfake_detection.files import atomic_write_bytes, write_json
+
+log = logging.getLogger(__name__)
+
+JSON_FILE = "audit.json"
+MARKDOWN_FILE = "audit.md"
+
+
+def run_audit(
+    root: str | Path,
+    *,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    near_duplicates: bool = True,
+    hash_size: int = 8,
+    max_distance: int = 4,
+    workers: int | None = None,
+) -> AuditReport:
+    """Audit the dataset at `root`; `workers=None` uses one process per spare core."""
+    root = dataset_root(root)
+    inventory = take_inventory(root)
+    images = inventory.images
+    workers = auto_num_workers() if workers is None else workers
+    log.info("auditing %d images under %s", len(images), root)
+    prints = fingerprint_all(
+        [root / image.path for image in images],
+        max_pixels=max_pixels,
+        hash_size=hash_size if near_duplicates else None,
+        workers=workers,
+    )
+    readable = [(image, fp) for image, fp in zip(images, prints, strict=True) if not fp.problem]
+    files = [image for image, _ in readable]
+    digests = [fp.sha256 for _, fp in readable]
+    pairs, truncated = [], False
+    if near_duplicates:
+        hashes = [fp.phash for _, fp in readable]
+        pairs, truncated = near_pairs(files, digests, hashes, max_distance)
+    counts = class_counts(inventory.splits, images)
+    return AuditReport(
+        root=root,
+        splits=inventory.splits,
+        counts=counts,
+        imbalance=imbalance(counts),
+        image_sizes=histograms(inventory.splits, images, [fp.size for fp in prints]),
+        image_modes=histograms(inventory.splits, images, [fp.mode for fp in prints]),
+        unreadable=[
+            {"path": image.path, "reason": fp.problem}
+            for image, fp in zip(images, prints, strict=True)
+            if fp.problem
+        ],
+        non_image=inventory.non_image,
+        stray=inventory.stray,
+        ignored_system_files=inventory.ignored,
+        missing_class_folders=inventory.missing_class_folders,
+        exact_groups=exact_groups(files, digests),
+        near_pairs=pairs,
+        settings={
+            "max_image_pixels": max_pixels,
+            "near_duplicates": near_duplicates,
+            "hash_size": hash_size,
+            "max_distance": max_distance,
+        },
+        near_checked=near_duplicates,
+        near_truncated=truncated,
+    )
+
+
+def write_reports(report: AuditReport, output_dir: Path) -> list[Path]:
+    """audit.json, audit.md and the figures, in `output_dir`."""
+    # Imported here: matplotlib takes a second, which callers of run_audit alone need not pay.
+    from deepfake_detection.audit.plots import save_figures
+
+    written = [
+        write_json(output_dir / JSON_FILE, report.to_json()),
+        atomic_write_bytes(output_dir / MARKDOWN_FILE, render(report).encode()),
+    ]
+    return written + save_figures(report, output_dir)
+
+
+def audit(cfg: DictConfig) -> AuditReport:
+    """The `python -m audit` task: audit `data.root`, write the reports, print the summary."""
+    settings = AuditSettings.from_config(cfg)
+    report = run_audit(
+        settings.root,
+        max_pixels=settings.max_pixels,
+        near_duplicates=settings.near_duplicates,
+        hash_size=settings.hash_size,
+        max_distance=settings.max_distance,
+        workers=settings.workers,
+    )
+    written = write_reports(report, settings.output_dir)
+    print(render(report), end="")
+    print(f"\nwrote {', '.join(p.name for p in written)} to {settings.output_dir}")
+    return report

@@ -1,0 +1,57 @@
+"""The audit's options, checked from the Hydra config without importing torch.
+
+Kept light on purpose: the entry point checks the config before the dataset code (and with it
+torch and Lightning) loads, so a mistyped `data.root` is answered in a second.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig
+
+from deepfake_detection.errors import ConfigError, DatasetError
+from deepfake_detection.validation import validate_audit_config
+
+#: Exit status when `audit.fail_on_leakage=true` and images are shared across splits; 2 stays
+#: reserved for mistakes in the command line, as in every other command.
+LEAKAGE_EXIT = 1
+
+
+def dataset_root(value: Any) -> Path:
+    """`data.root` as a folder that exists, or a one-line error saying what is wrong."""
+    if value in (None, ""):
+        raise ConfigError("data.root is required: python -m audit data.root=<dataset folder>")
+    root = Path(str(value)).expanduser()
+    if not root.is_dir():
+        raise DatasetError(f"data.root={root}: no such directory")
+    return root
+
+
+@dataclass(frozen=True)
+class AuditSettings:
+    root: Path
+    output_dir: Path
+    max_pixels: int
+    near_duplicates: bool
+    hash_size: int
+    max_distance: int
+    workers: int | None  # None: one per spare core
+    fail_on_leakage: bool
+
+    @classmethod
+    def from_config(cls, cfg: DictConfig) -> AuditSettings:
+        validate_audit_config(cfg)  # types and ranges of every key, one line per mistake
+        workers = cfg.audit.num_workers
+        return cls(
+            root=dataset_root(cfg.data.root),
+            output_dir=Path(str(cfg.paths.output_dir)),
+            max_pixels=cfg.data.max_image_pixels,
+            near_duplicates=cfg.audit.near_duplicates,
+            hash_size=cfg.audit.hash_size,
+            max_distance=cfg.audit.max_distance,
+            workers=None if workers is None else int(workers),
+            fail_on_leakage=cfg.audit.fail_on_leakage,
+        )
