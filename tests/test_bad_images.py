@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import struct
 from pathlib import Path
 
 import pytest
@@ -97,6 +98,45 @@ def test_permission_denied_is_reported_as_such(tmp_path: Path, monkeypatch) -> N
     monkeypatch.setattr("deepfake_detection.data.images.Image.open", refuse)
     with pytest.raises(BadImageError, match="permission denied"):
         load_rgb(path)
+
+
+def test_any_decoder_failure_is_a_bad_image(tmp_path: Path, monkeypatch) -> None:
+    # Pillow's EXIF parser and decoders raise many types on corrupt input (struct.error, ...).
+    path = tmp_path / "odd-exif.jpg"
+    Image.new("RGB", (8, 8)).save(path)
+
+    def corrupt_exif(image):
+        raise struct.error("unpack requires a buffer of 4 bytes")
+
+    monkeypatch.setattr("deepfake_detection.data.images.ImageOps.exif_transpose", corrupt_exif)
+    with pytest.raises(BadImageError, match="truncated or corrupt .error: unpack requires"):
+        load_rgb(path)
+
+
+def test_a_file_that_breaks_after_the_check(tmp_path: Path) -> None:
+    root = make_dataset(tmp_path / "data", {"train": 2, "valid": 2, "test": 2})
+    dm = datamodule(root, "skip")
+    _ = dm.index  # checked: every file is fine
+    broken = sorted(dm.index.splits["train"])[0][0]
+    broken.write_bytes(b"")
+    (root / "test" / "Real" / "000.png").write_bytes(b"")
+    # Training stands in the next readable image, so the epoch goes on...
+    train = dm.dataset("train")
+    position = [path for path, _ in train.samples].index(broken)
+    assert train[position][2] != position
+    # ...but a scored split must be scored exactly as it is: its bad file is named.
+    test = dm.dataset("test")
+    with pytest.raises(BadImageError, match="000.png: cannot read image: empty file"):
+        [test[i] for i in range(len(test))]
+
+
+def test_only_the_splits_used_are_decoded(tmp_path: Path) -> None:
+    root = make_dataset(tmp_path / "data", {"train": 2, "valid": 2, "test": 2})
+    (root / "train" / "Fake" / "000.png").write_bytes(b"")  # evaluate of test never reads it
+    dm = DeepfakeDataModule(
+        root=str(root), required_splits=["test"], used_splits=["test"], on_bad_image="error"
+    )
+    assert set(dm.index.splits) == {"test"} and dm.skipped == []
 
 
 def test_skipping_that_empties_a_class_is_an_error(tmp_path: Path) -> None:

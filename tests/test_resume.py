@@ -12,9 +12,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 from conftest import make_dataset, run_cli
 from deepfake_detection.checkpoints import CheckpointError, SafeAtomicCheckpointIO
+from deepfake_detection.errors import ConfigError
+from deepfake_detection.training.callbacks import InterruptNotice
+from deepfake_detection.training.resume import TrainingInterrupted, relocate, resumed_config
 
 # Deterministic CPU training with a DataLoader worker, slow enough to be stopped mid-epoch.
 COMMON = [
@@ -29,6 +33,10 @@ COMMON = [
 
 def read_metrics(run_dir: Path) -> dict:
     return json.loads((run_dir / "metrics.json").read_text())
+
+
+def final_weights(run_dir: Path) -> dict[str, torch.Tensor]:
+    return torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
 
 
 def test_sigterm_mid_epoch_then_resume_matches_an_uninterrupted_run(tmp_path: Path) -> None:
@@ -58,9 +66,13 @@ def test_sigterm_mid_epoch_then_resume_matches_an_uninterrupted_run(tmp_path: Pa
     assert not (run_dir / "metrics.json").exists()
     torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)  # complete and safe
 
-    resumed = run_cli([f"resume={run_dir}"], tmp_path)
+    # The run dir may be moved before it is resumed: everything is written to its new place.
+    moved = tmp_path / "moved"
+    run_dir.rename(moved)
+    resumed = run_cli([f"resume={moved}"], tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    expected, got = read_metrics(tmp_path / "full"), read_metrics(run_dir)
+    assert not run_dir.exists()
+    expected, got = read_metrics(tmp_path / "full"), read_metrics(moved)
     compared = [
         k for k, v in expected.items() if k.startswith(("test/", "val/")) and isinstance(v, float)
     ]
@@ -68,9 +80,16 @@ def test_sigterm_mid_epoch_then_resume_matches_an_uninterrupted_run(tmp_path: Pa
     for key in compared:
         assert got[key] == pytest.approx(expected[key], abs=1e-6), key
     assert got["epochs"] == expected["epochs"] == 3
+    # Not only the best checkpoint's metrics: the final weights are the same, which they are
+    # only if every resumed epoch shuffled, augmented and dropped out as the uninterrupted one.
+    full_weights, resumed_weights = final_weights(tmp_path / "full"), final_weights(moved)
+    assert full_weights.keys() == resumed_weights.keys()
+    for name, tensor in full_weights.items():
+        torch.testing.assert_close(resumed_weights[name], tensor, rtol=0, atol=1e-6, msg=name)
     # The run kept its own config and folder; the figures are there as after a normal run.
-    assert (run_dir / ".hydra" / "config.yaml").read_text().count("resume: null") == 1
-    assert (run_dir / "figures" / "learning_curves.png").is_file()
+    saved = (moved / ".hydra" / "config.yaml").read_text()
+    assert saved.count("resume: null") == 1 and str(run_dir) not in saved
+    assert (moved / "figures" / "learning_curves.png").is_file()
 
 
 def test_resume_refuses_a_checkpoint_that_would_run_code(tmp_path: Path) -> None:
@@ -112,7 +131,103 @@ def test_resume_rejects_config_group_changes(tmp_path: Path) -> None:
     (run_dir / ".hydra" / "config.yaml").write_text("seed: 1\n")
     result = run_cli([f"resume={run_dir}", "model=mobilenet_v2"], tmp_path)
     assert result.returncode == 2
-    assert "model=mobilenet_v2: a resumed run keeps its saved config" in result.stderr
+    assert "model=mobilenet_v2: a resumed run keeps the config it started with" in result.stderr
+
+
+def test_a_finished_run_resumes_to_nothing_or_trains_longer(tmp_path: Path) -> None:
+    data = make_dataset(tmp_path / "data", {"train": 6, "valid": 4, "test": 4}, size=32)
+    run_dir = tmp_path / "run"
+    args = ["data.image_size=32", "data.batch_size=4", "data.num_workers=0"]
+    first = run_cli(
+        [f"data.root={data}", *args, "trainer.max_epochs=1", f"hydra.run.dir={run_dir}"], tmp_path
+    )
+    assert first.returncode == 0, first.stderr[-3000:]
+    before = read_metrics(run_dir)
+
+    again = run_cli([f"resume={run_dir}"], tmp_path)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "had finished" in again.stdout
+    assert read_metrics(run_dir) == before  # nothing was trained or rewritten
+
+    longer = run_cli([f"resume={run_dir}", "trainer.max_epochs=2"], tmp_path)
+    assert longer.returncode == 0, longer.stderr[-3000:]
+    after = read_metrics(run_dir)
+    assert after["epochs"] == 2 and before["epochs"] == 1
+    assert (
+        after["val/auroc_best"] is not None and after["val/auroc_best"] >= before["val/auroc_best"]
+    )
+    saved = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
+    assert saved["epoch"] == 1 and saved["config"]["trainer"]["max_epochs"] == 2
+
+    # Restored from the checkpoint, so a new value would be silently ignored: refused.
+    lr = run_cli([f"resume={run_dir}", "optimizer.lr=0.1"], tmp_path)
+    assert lr.returncode == 2
+    assert (
+        lr.stderr.strip()
+        .splitlines()[-1]
+        .startswith("error: optimizer.lr=0.1: a resumed run keeps the config it started with")
+    )
+
+
+def saved_run(run_dir: Path, config: dict) -> Path:
+    (run_dir / ".hydra").mkdir(parents=True)
+    OmegaConf.save(OmegaConf.create(config), run_dir / ".hydra" / "config.yaml")
+    return run_dir
+
+
+def test_resume_follows_a_moved_run_dir(tmp_path: Path) -> None:
+    old = "/somewhere/else/run"
+    run_dir = saved_run(
+        tmp_path / "run",
+        {
+            "paths": {"output_dir": old},
+            "checkpoint": {"dirpath": f"{old}/checkpoints"},
+            "logger": {"save_dir": old},
+            "data": {"root": "/data/kept"},
+        },
+    )
+    plan = resumed_config(OmegaConf.create({"resume": str(run_dir)}), [])
+    assert plan.old_dir == old and plan.run_dir == str(run_dir.resolve())
+    assert plan.cfg.checkpoint.dirpath == f"{run_dir.resolve()}/checkpoints"
+    assert plan.cfg.logger.save_dir == str(run_dir.resolve())
+    assert plan.cfg.data.root == "/data/kept"
+    assert relocate({f"{old}/a.ckpt": [f"{old}/b", f"{old}x"]}, old, "/new") == {
+        "/new/a.ckpt": ["/new/b", f"{old}x"]
+    }
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("trainer.max_epochs=20", "cosine schedule was laid out over scheduler.T_max=3 epochs"),
+        ("model.weights_path=w.pth", "model.weights_path is not a key of this run's saved config"),
+        ("~trainer.max_epochs", "a resumed run keeps the config it started with"),
+        ("seed=3", "a resumed run keeps the config it started with"),
+    ],
+)
+def test_resume_overrides_that_cannot_apply(tmp_path: Path, override: str, message: str) -> None:
+    run_dir = saved_run(
+        tmp_path / "run",
+        {
+            "paths": {"output_dir": str(tmp_path / "run")},
+            "seed": 1,
+            "trainer": {"max_epochs": 3},
+            "scheduler": {"T_max": 3},
+            "model": {"widths": [8]},
+        },
+    )
+    with pytest.raises(ConfigError, match=message):
+        resumed_config(OmegaConf.create({"resume": str(run_dir)}), [override])
+
+
+def test_an_empty_resume_starts_a_new_run(tmp_path: Path) -> None:
+    data = make_dataset(tmp_path / "data", {"train": 4, "valid": 2, "test": 2}, size=32)
+    result = run_cli(
+        ["resume=", f"data.root={data}", "data.image_size=32", "+trainer.fast_dev_run=true"],
+        tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert len(list((tmp_path / "outputs" / "train").iterdir())) == 1
 
 
 def test_checkpoint_writes_are_atomic(tmp_path: Path, monkeypatch) -> None:
@@ -128,3 +243,14 @@ def test_checkpoint_writes_are_atomic(tmp_path: Path, monkeypatch) -> None:
         io.save_checkpoint({"epoch": 2, "weights": torch.zeros(3)}, path)
     assert io.load_checkpoint(path)["epoch"] == 1  # the previous checkpoint is intact
     assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]  # no temporary file left
+
+
+def test_any_error_after_a_signal_is_an_interrupt(tmp_path: Path) -> None:
+    # SIGTERM sent to the whole process group also kills the DataLoader workers, and the
+    # fit then dies of a worker error rather than Lightning's own clean exit.
+    notice = InterruptNotice(str(tmp_path))
+    with pytest.raises(RuntimeError, match="worker"), notice.guard():
+        raise RuntimeError("DataLoader worker (pid 1) is killed by signal")  # no signal seen
+    notice.interrupted_by = "SIGTERM"
+    with pytest.raises(TrainingInterrupted, match=f"resume={tmp_path}"), notice.guard():
+        raise RuntimeError("DataLoader worker (pid 1) is killed by signal: Terminated.")

@@ -1,3 +1,4 @@
+import os
 import urllib.error
 from pathlib import Path
 
@@ -51,6 +52,23 @@ def test_offline_download_failure_names_both_ways(monkeypatch) -> None:
     message = str(info.value)
     assert "model.pretrained=true: could not download" in message
     assert "model.weights_path=" in message and "MOBILENET_V2_WEIGHTS" in message
+
+
+def test_a_tampered_download_cache_is_refused(tmp_path: Path, monkeypatch) -> None:
+    # torch.hub only checks a file's hash when it downloads it, not when it is cached.
+    marker = tmp_path / "payload-ran"
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    cached = tmp_path / "hub" / "checkpoints" / Path(MobileNet_V2_Weights.IMAGENET1K_V1.url).name
+    cached.parent.mkdir(parents=True)
+    torch.save({"features.0.0.weight": Payload()}, cached)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    with pytest.raises(WeightsError, match="refused to load the cached"):
+        MobileNetV2Detector(pretrained=True, weights_path=None)
+    assert not marker.exists()
 
 
 def test_missing_weights_file(tmp_path: Path) -> None:

@@ -17,6 +17,9 @@ from typing import Any
 METRICS_FILE = "metrics.json"
 ERROR_FILE = "error.txt"
 SKIPPED_FILE = "skipped_files.txt"
+#: The fully resolved config a training run used; it also marks a folder as a run `resume`
+#: can continue.
+RESOLVED_CONFIG_FILE = ".hydra/config.yaml"
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:

@@ -26,7 +26,9 @@ from typing import Any, NamedTuple
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from deepfake_detection.config import metric_mode, register_resolvers
+from deepfake_detection.data.images import BAD_IMAGE_POLICIES
 from deepfake_detection.errors import ConfigError
+from deepfake_detection.training.resume import run_dir_problem
 
 #: Metrics logged while fitting, so the only ones callbacks can monitor. Keep in sync with
 #: `binary_metrics` (evaluation/metrics.py) and `BaseDetector.on_validation_epoch_end`.
@@ -61,13 +63,6 @@ SPLITS = ("train", "val", "valid", "validation", "test")
 
 #: Freeze strategies (models/freeze.py: FREEZE_NAMES).
 FREEZE_NAMES = ("none", "backbone", "last_n")
-
-#: What `data.on_bad_image` may do with an unreadable image.
-BAD_IMAGE_POLICIES = ("skip", "error")
-
-#: The file that makes a folder a run `resume` can continue: the config the run started with
-#: (training/resume.py). Its `checkpoints/last.ckpt` is optional: without one the run restarts.
-RESUME_MARKER = ".hydra/config.yaml"
 
 #: Lightning's `seed_everything` only takes seeds that fit in 32 unsigned bits.
 MAX_SEED = 2**32 - 1
@@ -279,12 +274,7 @@ def _check_exists(value: str, cfg: DictConfig) -> str | None:
 
 
 def _check_run_dir(value: str, cfg: DictConfig) -> str | None:
-    path = _path(value)
-    if not path.is_dir():
-        return "no such run directory" if not path.exists() else "not a directory"
-    if not (path / RESUME_MARKER).is_file():
-        return f"not a training run directory (no {RESUME_MARKER})"
-    return None
+    return run_dir_problem(value)
 
 
 def _check_cache_dir(value: str, cfg: DictConfig) -> str | None:
@@ -369,16 +359,18 @@ def _monitor() -> Rule:
     return one_of(*FIT_METRICS)
 
 
-_IMAGE_READING_RULES: dict[str, Rule] = {
-    "data.on_bad_image": one_of(*BAD_IMAGE_POLICIES),
-    "data.max_image_pixels": integer(1),
-}
+def _image_reading_rules(nullable: bool) -> dict[str, Rule]:
+    return {
+        "data.on_bad_image": one_of(*BAD_IMAGE_POLICIES, nullable=nullable),
+        "data.max_image_pixels": integer(1, nullable=nullable),
+    }
+
 
 #: Keys of `python -m train`. `trainer.max_epochs` must be >= 1: Lightning's -1 (unlimited)
 #: would make the cosine schedule's T_max meaningless and the run endless without early stop.
 TRAIN_RULES: dict[str, Rule] = {
     "seed": integer(0, MAX_SEED),
-    "optimized_metric": text(),
+    "optimized_metric": text(nullable=True),  # null: nothing for a sweeper to maximise
     "resume": Rule(
         expected="a previous training run's directory",
         accepts=_path_text,
@@ -409,7 +401,7 @@ TRAIN_RULES: dict[str, Rule] = {
         nullable=True,
         blank_is_null=True,
     ),
-    **_IMAGE_READING_RULES,
+    **_image_reading_rules(nullable=False),
     "model.widths": list_of(integer(1), expected="a non-empty list of integers >= 1"),
     "model.hidden_units": integer(1),
     "model.dropout": number(0, 1, high_open=True),
@@ -444,7 +436,6 @@ TRAIN_RULES: dict[str, Rule] = {
     "checkpoint.monitor": _monitor(),
     "checkpoint.mode": replace(one_of("min", "max"), extra=_direction_of("checkpoint.monitor")),
     "checkpoint.save_top_k": integer(-1),
-    "checkpoint.save_last": either(boolean(), one_of("link"), expected="true, false or link"),
     "checkpoint.filename": text(),
     "checkpoint.auto_insert_metric_name": boolean(),
     "trainer.max_epochs": integer(1),
@@ -476,7 +467,7 @@ EVALUATE_RULES: dict[str, Rule] = {
     "data.image_size": integer(16, nullable=True),
     "data.batch_size": integer(1, nullable=True),
     "data.num_workers": integer(0, nullable=True),
-    **_IMAGE_READING_RULES,
+    **_image_reading_rules(nullable=True),
     **_trainer_device_rules(precision_nullable=True),
 }
 

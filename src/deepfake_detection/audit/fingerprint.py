@@ -45,9 +45,12 @@ def fingerprint(path: str | Path, max_pixels: int, hash_size: int | None) -> Fin
         return Fingerprint(problem=err.reason)
     except OSError as err:  # removed or made unreadable between the two reads
         return Fingerprint(problem=f"cannot read ({err.strerror or err})")
-    with Image.open(io.BytesIO(data)) as image:
-        width, height = image.size
-        mode = image.mode
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            width, height = image.size
+            mode = image.mode
+    except Exception as err:  # rewritten between the two reads
+        return Fingerprint(problem=f"changed while being read ({type(err).__name__})")
     phash = None
     if hash_size is not None:
         bits = imagehash.phash(rgb, hash_size=hash_size).hash

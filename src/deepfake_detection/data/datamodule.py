@@ -13,15 +13,13 @@ from torch.utils.data import DataLoader
 from deepfake_detection.data.dataset import ImageFileDataset
 from deepfake_detection.data.demo import ensure_demo_dataset
 from deepfake_detection.data.discovery import DatasetIndex, discover
-from deepfake_detection.data.images import DEFAULT_MAX_PIXELS
+from deepfake_detection.data.images import BAD_IMAGE_POLICIES, DEFAULT_MAX_PIXELS
+from deepfake_detection.data.loader import EpochSeededLoader
 from deepfake_detection.data.scan import BadFile, find_bad_images
 from deepfake_detection.data.transforms import eval_transform, train_transform
 from deepfake_detection.errors import ConfigError, DatasetError
 
 log = logging.getLogger(__name__)
-
-#: `data.on_bad_image`: leave unreadable files out and list them, or stop before training.
-BAD_IMAGE_POLICIES = ("skip", "error")
 
 
 def auto_num_workers() -> int:
@@ -48,6 +46,7 @@ class DeepfakeDataModule(L.LightningDataModule):
         required_splits: Sequence[str] = ("train", "test"),
         on_bad_image: str = "skip",
         max_image_pixels: int = DEFAULT_MAX_PIXELS,
+        used_splits: Sequence[str] | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -78,6 +77,8 @@ class DeepfakeDataModule(L.LightningDataModule):
             )
         self.on_bad_image = on_bad_image
         self.max_image_pixels = max_image_pixels
+        #: Splits this run reads (None: all); only these are decoded by the image check.
+        self.used_splits = tuple(used_splits) if used_splits is not None else None
         #: (path, reason) of every file left out by `on_bad_image=skip`.
         self.skipped: list[BadFile] = []
         self._index: DatasetIndex | None = None
@@ -93,6 +94,8 @@ class DeepfakeDataModule(L.LightningDataModule):
             index = discover(
                 root, val_fraction=self.val_fraction, seed=self.seed, required=self.required_splits
             )
+            if self.used_splits is not None:
+                index.splits = {s: index.splits[s] for s in self.used_splits if s in index.splits}
             self._index = self._apply_bad_image_policy(index)
         return self._index
 
@@ -146,7 +149,9 @@ class DeepfakeDataModule(L.LightningDataModule):
             self.index.splits[split],
             transform,
             max_pixels=self.max_image_pixels,
-            skip_bad=self.on_bad_image == "skip",
+            # Only training may stand in another image for one that broke after the check;
+            # scoring a split must score exactly its files.
+            skip_bad=self.on_bad_image == "skip" and training,
         )
 
     def dataloader(self, split: str, training: bool | None = None) -> DataLoader:
@@ -155,16 +160,35 @@ class DeepfakeDataModule(L.LightningDataModule):
         Scoring passes give `training=False`, so even the train split is scored as is.
         """
         training = split == "train" if training is None else training
-        return DataLoader(
-            self.dataset(split, training),
+        options = dict(
             batch_size=self.batch_size,
             shuffle=training,
             num_workers=self.num_workers,
-            # Training workers start afresh each epoch, seeded from that epoch's seed, so a
-            # resumed run augments exactly like an uninterrupted one.
-            persistent_workers=self.num_workers > 0 and not training,
             pin_memory=self.pin_memory,
         )
+        if training:
+            # Workers start afresh each epoch, seeded from (seed, epoch), so a resumed run
+            # shuffles and augments exactly like an uninterrupted one.
+            return EpochSeededLoader(
+                self.dataset(split, training),
+                seed=self.seed,
+                current_epoch=self._current_epoch,
+                **options,
+            )
+        return DataLoader(
+            self.dataset(split, training), persistent_workers=self.num_workers > 0, **options
+        )
+
+    def _current_epoch(self) -> int:
+        """The epoch the next training iterator is for.
+
+        Not `trainer.current_epoch`: a fit resumed from an end-of-epoch checkpoint makes its
+        first iterator before Lightning counts the checkpoint's epoch as completed. The count
+        of processed epochs is right at both moments (Lightning sets sampler epochs from it).
+        """
+        if self.trainer is None:
+            return 0
+        return self.trainer.fit_loop.epoch_progress.current.processed
 
     def train_dataloader(self) -> DataLoader:
         return self.dataloader("train")

@@ -9,6 +9,9 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from deepfake_detection.errors import DatasetError
 
+#: `data.on_bad_image`: leave unreadable files out and list them, or stop before training.
+BAD_IMAGE_POLICIES = ("skip", "error")
+
 #: Pillow's own default bound on pixels per image; `data.max_image_pixels` overrides it.
 DEFAULT_MAX_PIXELS = 89_478_485
 
@@ -84,5 +87,7 @@ def load_rgb(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Im
         raise BadImageError(path, "not an image (unrecognised format)") from None
     except Image.DecompressionBombError as err:
         raise BadImageError(path, f"too many pixels, a decompression bomb? ({err})") from None
-    except (OSError, ValueError, SyntaxError) as err:
-        raise BadImageError(path, f"truncated or corrupt ({err})") from None
+    except Exception as err:
+        # Pillow's decoders and EXIF parser raise a zoo of types on corrupt input (OSError,
+        # ValueError, SyntaxError, struct.error, ...); each means the same to us.
+        raise BadImageError(path, f"truncated or corrupt ({type(err).__name__}: {err})") from None

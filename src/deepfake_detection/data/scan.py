@@ -8,10 +8,8 @@ crashing a DataLoader worker in the middle of an epoch.
 from __future__ import annotations
 
 import logging
-import multiprocessing
-import os
 from collections.abc import Iterable, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
 
@@ -38,10 +36,10 @@ def find_bad_images(
     paths = [str(p) for p in paths]
     check = partial(_problem, max_pixels=max_pixels)
     if workers > 0 and len(paths) > 256:
-        # Forked workers start at once; spawned ones would re-import torch first.
-        context = multiprocessing.get_context("fork" if hasattr(os, "fork") else None)
-        with ProcessPoolExecutor(workers, mp_context=context) as pool:
-            reasons = list(pool.map(check, paths, chunksize=64))
+        # Threads, not processes: Pillow decodes without holding the GIL, and forking a
+        # process that already runs torch's thread pools is not safe.
+        with ThreadPoolExecutor(max(workers, 2)) as pool:
+            reasons = list(pool.map(check, paths))
     else:
         reasons = [check(p) for p in paths]
     return [(p, r) for p, r in zip(paths, reasons, strict=True) if r is not None]

@@ -34,7 +34,15 @@ from deepfake_detection.validation import validate_evaluate_config
 
 log = logging.getLogger(__name__)
 
+#: `data.*` keys of `evaluate` that replace the training run's values when not null.
 DATA_OVERRIDES = ("root", "image_size", "batch_size", "num_workers")
+#: The subset that only says how to read images, so it applies to the training run's own
+#: validation split too (`threshold=val`).
+READING_OVERRIDES = ("num_workers", "on_bad_image", "max_image_pixels")
+
+
+def _given(overrides: DictConfig, keys: tuple[str, ...]) -> dict[str, Any]:
+    return {k: overrides[k] for k in keys if overrides.get(k) is not None}
 
 
 def _split_name(value: str) -> str:
@@ -48,10 +56,8 @@ def _datamodule(
     train_data: dict[str, Any], overrides: DictConfig, split: str
 ) -> DeepfakeDataModule:
     """The training run's data settings, with the given overrides, needing only `split`."""
-    data = dict(train_data)
-    data.update({k: overrides[k] for k in DATA_OVERRIDES if overrides.get(k) is not None})
-    data["required_splits"] = [split]
-    return DeepfakeDataModule(**data)
+    data = {**train_data, **_given(overrides, DATA_OVERRIDES + READING_OVERRIDES)}
+    return DeepfakeDataModule(**{**data, "required_splits": [split], "used_splits": [split]})
 
 
 def _precision(cfg: DictConfig, checkpoint: dict[str, Any]) -> str:
@@ -98,8 +104,7 @@ def _threshold(
         return float(stored), THRESHOLD_RULE
     # Score the training run's own validation split (its data settings, not the overrides).
     train_data = saved_data_arguments(checkpoint, ckpt_file)
-    if cfg.data.get("num_workers") is not None:
-        train_data["num_workers"] = cfg.data.num_workers
+    train_data.update(_given(cfg.data, READING_OVERRIDES), used_splits=["val"])
     try:
         datamodule = DeepfakeDataModule(**train_data)
         predictions = score_split(trainer, model, datamodule, "val", log_metrics=False)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import pickle
 from pathlib import Path
 
 import torch
@@ -22,9 +23,19 @@ def _offline_hint(env_var: str) -> str:
 
 
 def download_state_dict(weights_enum, env_var: str) -> dict[str, torch.Tensor]:
-    """Fetch weights through torchvision's weights API (cached under $TORCH_HOME)."""
+    """Fetch weights through torchvision's weights API (cached under $TORCH_HOME).
+
+    `weights_only=True` as for every other file we load: torch.hub's default would unpickle
+    whatever the cached file holds.
+    """
     try:
-        return weights_enum.get_state_dict(progress=True, check_hash=True)
+        return weights_enum.get_state_dict(progress=True, check_hash=True, weights_only=True)
+    except pickle.UnpicklingError:  # a tampered file in the download cache
+        raise WeightsError(
+            f"model.pretrained=true: refused to load the cached {weights_enum} from "
+            f"{torch.hub.get_dir()}: it holds objects that would need arbitrary code to "
+            f"unpickle, and nothing in it was run; delete it, or {_offline_hint(env_var)}"
+        ) from None
     except Exception as err:  # urllib, SSL, hash and IO errors all mean the same to the user
         raise WeightsError(
             f"model.pretrained=true: could not download {weights_enum} ({type(err).__name__}: "

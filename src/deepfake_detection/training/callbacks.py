@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import random
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -11,12 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-import numpy as np
-import torch
-from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from deepfake_detection.training.resume import TrainingInterrupted
+from deepfake_detection.seeding import epoch_seed, seed_global_rngs
+from deepfake_detection.training.resume import LAST_CHECKPOINT, TrainingInterrupted, relocate
 
 log = logging.getLogger(__name__)
 
@@ -37,27 +35,68 @@ class ConfigInCheckpoint(Callback):
         checkpoint["config"] = self.config
 
 
-def _epoch_seed(seed: int, epoch: int) -> int:
-    # Distinct, reproducible seeds per epoch; kept below 2**32 for NumPy.
-    return (seed * 1_000_003 + epoch * 7_919 + 1) % 2**32
+def last_epoch_checkpoint(dirpath: str) -> ModelCheckpoint:
+    """`last.ckpt`, rewritten at the end of every epoch: what `resume=<run dir>` continues from.
+
+    Lightning's own `save_last=True` refreshes it only when a best checkpoint is saved, i.e.
+    when the monitored metric improved; a resume would then redo every epoch since.
+    """
+    return ModelCheckpoint(
+        dirpath=dirpath,
+        filename=LAST_CHECKPOINT.stem,
+        monitor=None,
+        save_top_k=1,
+        enable_version_counter=False,
+    )
 
 
 class EpochSeeding(Callback):
-    """Re-seed every RNG at the start of each training epoch from (seed, epoch).
+    """Re-seed the global RNGs at the start of each training epoch from (seed, epoch).
 
-    An epoch's shuffling, augmentation and dropout then depend only on the seed and the epoch
-    number, not on everything that ran before. That is what makes a run resumed from an
-    epoch-end checkpoint finish with exactly the metrics of an uninterrupted one.
+    Dropout, and augmentation when images are decoded in the main process, then depend only
+    on the seed and the epoch number. The shuffle order and the DataLoader workers' seeds are
+    seeded where each epoch's iterator is made (`EpochSeededLoader`), because Lightning makes
+    the first iterator of a fit before this hook runs.
     """
 
     def __init__(self, seed: int) -> None:
         self.seed = seed
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        seed = _epoch_seed(self.seed, trainer.current_epoch)
-        random.seed(seed)
-        np.random.seed(seed)
-        torch.manual_seed(seed)  # every CUDA device too
+        seed_global_rngs(epoch_seed(self.seed, trainer.current_epoch))
+
+
+class RelocatedRunDir(Callback):
+    """Point restored callback states (best checkpoint paths) at a run dir that was moved.
+
+    Lightning's `ModelCheckpoint` keeps absolute paths; restored as they are, a moved run would
+    test a best checkpoint that is no longer there and write new ones to the old folder.
+    """
+
+    def __init__(self, old_dir: str, new_dir: str) -> None:
+        self.old_dir, self.new_dir = old_dir, new_dir
+
+    def on_load_checkpoint(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        # Called before any callback loads its state from `checkpoint["callbacks"]`.
+        checkpoint["callbacks"] = relocate(checkpoint["callbacks"], self.old_dir, self.new_dir)
+
+
+class RestoredEarlyStop(Callback):
+    """Keep a run that early stopping had ended ended when it is resumed.
+
+    Lightning restores `EarlyStopping`'s counters but not the trainer's stop flag, so a resumed
+    run (e.g. one interrupted while testing) would otherwise train another epoch.
+    """
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        stopped = [cb.stopped_epoch for cb in trainer.callbacks if isinstance(cb, EarlyStopping)]
+        if any(stopped):
+            log.info(
+                "early stopping had ended this run at epoch %d: not training further", max(stopped)
+            )
+            trainer.should_stop = True
 
 
 class TrainingClock(Callback):
@@ -102,7 +141,9 @@ class InterruptNotice(Callback):
         """Turn Lightning's exit after an interrupt into `TrainingInterrupted`."""
         try:
             yield
-        except (SystemExit, KeyboardInterrupt):
+        except BaseException:
+            # After a signal anything may surface, not only Lightning's own exit: a SIGTERM
+            # sent to the process group also kills the DataLoader workers, for instance.
             if self.interrupted_by is None:
                 raise
             raise TrainingInterrupted(self.interrupted_by, Path(self.run_dir)) from None

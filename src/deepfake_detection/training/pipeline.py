@@ -21,29 +21,43 @@ from deepfake_detection.evaluation.figures import (
 from deepfake_detection.evaluation.inference import score_split
 from deepfake_detection.evaluation.predictions import Predictions
 from deepfake_detection.evaluation.threshold import THRESHOLD_RULE, youden_threshold
-from deepfake_detection.files import METRICS_FILE, atomic_write_bytes, write_json
+from deepfake_detection.files import (
+    METRICS_FILE,
+    RESOLVED_CONFIG_FILE,
+    atomic_write_bytes,
+    read_json,
+    write_json,
+)
 from deepfake_detection.training.artifacts import save_state_dict
 from deepfake_detection.training.callbacks import (
     ConfigInCheckpoint,
     EpochSeeding,
     InterruptNotice,
+    RelocatedRunDir,
+    RestoredEarlyStop,
     TrainingClock,
+    last_epoch_checkpoint,
 )
 from deepfake_detection.training.hparams import log_hparams, run_hparams
-from deepfake_detection.training.resume import resumed_config
+from deepfake_detection.training.resume import LAST_CHECKPOINT, ResumePlan, resumed_config
 from deepfake_detection.validation import validate_train_config
 
 log = logging.getLogger(__name__)
 
 WEIGHTS_FILE = "model.pth"
-RESOLVED_CONFIG_FILE = ".hydra/config.yaml"
 PREDICTIONS_DIR = "predictions"
 
 
-def _callbacks(cfg: DictConfig, resolved: dict) -> list[Callback]:
-    callbacks: list[Callback] = [instantiate(cfg.checkpoint), ConfigInCheckpoint(resolved)]
+def _callbacks(cfg: DictConfig, resolved: dict, resume: ResumePlan | None) -> list[Callback]:
+    callbacks: list[Callback] = [
+        instantiate(cfg.checkpoint),  # first: the one `trainer.checkpoint_callback` returns
+        last_epoch_checkpoint(str(Path(cfg.paths.output_dir) / LAST_CHECKPOINT.parent)),
+        ConfigInCheckpoint(resolved),
+    ]
     if cfg.get("early_stopping"):
         callbacks.append(instantiate(cfg.early_stopping))
+    if resume is not None:
+        callbacks += [RelocatedRunDir(resume.old_dir, resume.run_dir), RestoredEarlyStop()]
     return callbacks
 
 
@@ -77,10 +91,14 @@ def train(cfg: DictConfig) -> float | None:
     Returns the value of `cfg.optimized_metric`, which a Hydra sweeper maximises.
     """
     validate_train_config(cfg)  # every key, before anything is built or written
-    resume_from = None
+    resume = None
     if cfg.get("resume"):
-        cfg, resume_from = resumed_config(cfg, _command_line_overrides())
+        resume = resumed_config(cfg, _command_line_overrides())
+        cfg = resume.cfg
         validate_train_config(cfg)
+        if resume.finished:
+            log.info("%s had finished: its metrics are in %s", resume.run_dir, METRICS_FILE)
+            return read_json(Path(resume.run_dir) / METRICS_FILE).get(cfg.optimized_metric or "")
     output_dir = Path(cfg.paths.output_dir)
     # Hydra saves the config with its interpolations; store the values this run really used
     # (environment variables, automatic defaults) so the run dir documents itself.
@@ -102,19 +120,21 @@ def train(cfg: DictConfig) -> float | None:
     )
 
     clock, notice = TrainingClock(), InterruptNotice(str(output_dir))
-    callbacks = [*_callbacks(cfg, resolved), EpochSeeding(cfg.seed), clock, notice]
+    callbacks = [*_callbacks(cfg, resolved, resume), EpochSeeding(cfg.seed), clock, notice]
     checkpoint = next(cb for cb in callbacks if isinstance(cb, ModelCheckpoint))
     logger = instantiate(cfg.logger)
     trainer: L.Trainer = instantiate(
         cfg.trainer, callbacks=callbacks, logger=logger, plugins=[SafeAtomicCheckpointIO()]
     )
-    if resume_from is None:
+    if resume is None:
         logger.log_metrics({k: float(v) for k, v in counts.items()}, step=0)
 
     with notice.guard():
-        trainer.fit(model, datamodule=datamodule, ckpt_path=resume_from)
+        trainer.fit(model, datamodule=datamodule, ckpt_path=resume.checkpoint if resume else None)
     train_seconds = clock.seconds
-    fit_metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    # Read from the metric's state, which a resumed fit restores even with nothing left to do.
+    best_auroc = float(model.val_auroc_best.max_value)
+    val_auroc_best = best_auroc if best_auroc != float("-inf") else None
     history = dict(model.history)  # loading the best checkpoint below rewinds it
 
     best_path = checkpoint.best_model_path or None
@@ -139,7 +159,7 @@ def train(cfg: DictConfig) -> float | None:
     best_score = checkpoint.best_model_score
     metrics = {
         **test_metrics,
-        "val/auroc_best": fit_metrics.get("val/auroc_best"),
+        "val/auroc_best": val_auroc_best,
         "val/threshold": _val_threshold(val_predictions),
         "val/threshold_rule": THRESHOLD_RULE,
         "best/monitor": checkpoint.monitor,

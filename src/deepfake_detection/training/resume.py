@@ -3,16 +3,32 @@
 from __future__ import annotations
 
 import logging
+import os
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
 from deepfake_detection.errors import ConfigError
+from deepfake_detection.files import METRICS_FILE, RESOLVED_CONFIG_FILE
 
 log = logging.getLogger(__name__)
 
-RESOLVED_CONFIG_FILE = Path(".hydra") / "config.yaml"
 LAST_CHECKPOINT = Path("checkpoints") / "last.ckpt"
+
+#: What may change when a run is resumed: where things are and how the trainer runs. Every
+#: other key is fixed when a run starts: the optimizer and scheduler states, the model and the
+#: callbacks come back from the checkpoint, so a new value would be silently ignored, or
+#: (model shape) would not load.
+RESUME_OVERRIDABLE_PREFIXES = ("trainer.",)
+RESUME_OVERRIDABLE_KEYS = (
+    "data.root",
+    "data.num_workers",
+    "data.pin_memory",
+    "data.demo_cache_dir",
+    "model.weights_path",
+)
 
 
 class TrainingInterrupted(Exception):
@@ -26,53 +42,119 @@ class TrainingInterrupted(Exception):
         self.run_dir = run_dir
 
 
+def run_dir_problem(value: str) -> str | None:
+    """Why `value` is not a run dir `resume` can continue, or None when it is one."""
+    path = Path(value).expanduser()
+    if not path.is_dir():
+        return "no such run directory" if not path.exists() else "not a directory"
+    if not (path / RESOLVED_CONFIG_FILE).is_file():
+        return f"not a training run directory (no {RESOLVED_CONFIG_FILE})"
+    return None
+
+
 def check_resume_dir(value: str) -> Path:
     """The run dir to resume, or a one-line error naming `resume` (before Hydra makes dirs)."""
-    run_dir = Path(value).expanduser()
-    if not run_dir.is_dir():
-        raise ConfigError(f"resume={value}: no such run directory")
-    if not (run_dir / RESOLVED_CONFIG_FILE).is_file():
-        raise ConfigError(
-            f"resume={value}: not a training run directory (no {RESOLVED_CONFIG_FILE.as_posix()})"
-        )
-    return run_dir
+    problem = run_dir_problem(value)
+    if problem:
+        raise ConfigError(f"resume={value}: {problem}")
+    return Path(value).expanduser()
 
 
-def _plain_overrides(overrides: list[str]) -> list[tuple[str, object]]:
-    """`key=value` overrides to apply on top of the saved config; config groups can't change."""
+def overridable_on_resume(key: str) -> bool:
+    return key in RESUME_OVERRIDABLE_KEYS or key.startswith(RESUME_OVERRIDABLE_PREFIXES)
+
+
+def _plain_overrides(overrides: list[str]) -> list[tuple[str, str, Any]]:
+    """(override as typed, key, value) for each override that goes on the saved config."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    from deepfake_detection.config import config_dir
 
     applied = []
     for override in OverridesParser.create().parse_overrides(overrides):
         key = override.key_or_group
         if key == "resume" or key.startswith("hydra"):
             continue
-        if (config_dir() / key).is_dir() or override.is_delete() or override.is_add():
+        typed = override.input_line.lstrip("+")  # the command line adds `++`, see train.py
+        if override.is_delete() or not overridable_on_resume(key):
             raise ConfigError(
-                f"{override.input_line}: a resumed run keeps its saved config; only plain "
-                "key=value overrides such as trainer.max_epochs=20 can go with resume="
+                f"{typed}: a resumed run keeps the config it started with; only "
+                f"{', '.join(p + '*' for p in RESUME_OVERRIDABLE_PREFIXES)}, "
+                f"{', '.join(RESUME_OVERRIDABLE_KEYS)} can change with resume="
             )
-        applied.append((key, override.value()))
+        applied.append((typed, key, override.value()))
     return applied
 
 
-def resumed_config(cfg: DictConfig, overrides: list[str]) -> tuple[DictConfig, str | None]:
-    """The saved run config (plus plain overrides) and the checkpoint to continue from.
+def relocate(value: Any, old_dir: str, new_dir: str) -> Any:
+    """`value` with every path under `old_dir` moved under `new_dir` (strings, keys, nesting).
+
+    A run dir that was moved or copied before being resumed must write to its new place, and
+    find its own checkpoints there, although the saved config and the checkpoint callback's
+    state hold absolute paths.
+    """
+    if isinstance(value, str):
+        if value == old_dir or value.startswith(old_dir + os.sep):
+            return new_dir + value[len(old_dir) :]
+        return value
+    if isinstance(value, dict):
+        return {
+            relocate(k, old_dir, new_dir): relocate(v, old_dir, new_dir) for k, v in value.items()
+        }
+    if isinstance(value, (list, tuple)):
+        return type(value)(relocate(v, old_dir, new_dir) for v in value)
+    return value
+
+
+def _check_schedule_fits(saved: DictConfig, key: str, value: Any) -> None:
+    t_max = OmegaConf.select(saved, "scheduler.T_max")
+    if key == "trainer.max_epochs" and t_max is not None and value != t_max:
+        raise ConfigError(
+            f"trainer.max_epochs={value}: this run's cosine schedule was laid out over "
+            f"scheduler.T_max={t_max} epochs when it started and a resume cannot stretch it; "
+            "start a new run to train for longer"
+        )
+
+
+@dataclass(frozen=True)
+class ResumePlan:
+    """What `resume=<run dir>` continues.
+
+    `old_dir` is where the run was made (it may have moved since); `finished` means the run
+    had written its metrics and nothing asks for more, so there is nothing to do.
+    """
+
+    cfg: DictConfig
+    checkpoint: str | None
+    old_dir: str
+    finished: bool
+
+    @property
+    def run_dir(self) -> str:
+        return str(self.cfg.paths.output_dir)
+
+
+def resumed_config(cfg: DictConfig, overrides: list[str]) -> ResumePlan:
+    """The saved run config (plus allowed overrides) and the checkpoint to continue from.
 
     Without `last.ckpt` (stopped during the first epoch) the run restarts from scratch, in
     the same directory and with the same seed, which gives the same result.
     """
-    run_dir = check_resume_dir(cfg.resume)
+    run_dir = check_resume_dir(cfg.resume).resolve()
+    plain = _plain_overrides(overrides)
     saved = OmegaConf.load(run_dir / RESOLVED_CONFIG_FILE)
-    for key, value in _plain_overrides(overrides):
-        OmegaConf.update(saved, key, value, force_add=False)
-    # Keep the run's own folder even if it was moved since.
-    saved.paths.output_dir = str(run_dir)
+    old_dir = str(OmegaConf.select(saved, "paths.output_dir") or run_dir)
+    saved = OmegaConf.create(relocate(OmegaConf.to_container(saved), old_dir, str(run_dir)))
+    OmegaConf.update(saved, "paths.output_dir", str(run_dir))
+    for typed, key, value in plain:
+        if OmegaConf.select(saved, key, default=KeyError) is KeyError:
+            raise ConfigError(f"{typed}: {key} is not a key of this run's saved config")
+        _check_schedule_fits(saved, key, value)
+        OmegaConf.update(saved, key, value)
+    if old_dir != str(run_dir):
+        log.info("the run was moved from %s: continuing in %s", old_dir, run_dir)
+    finished = (run_dir / METRICS_FILE).is_file() and not plain
     last = run_dir / LAST_CHECKPOINT
     if last.is_file():
         log.info("resuming %s from %s", run_dir, last)
-        return saved, str(last)
+        return ResumePlan(saved, str(last), old_dir, finished)
     log.info("resuming %s: no epoch was completed, starting it again", run_dir)
-    return saved, None
+    return ResumePlan(saved, None, old_dir, finished)
