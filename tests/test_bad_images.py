@@ -8,22 +8,10 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from conftest import (
-    BAD_FILE_KINDS,
-    BOMB_LIMIT,
-    make_bad_files,
-    make_dataset,
-    permissions_apply,
-)
+from conftest import BAD_FILE_KINDS, BOMB_LIMIT, expected_kind, make_bad_files, make_dataset
 from deepfake_detection.data.datamodule import DeepfakeDataModule
 from deepfake_detection.data.images import BadImageError, load_rgb
 from deepfake_detection.errors import ConfigError, DatasetError
-
-
-def expected_kind(kind: str) -> str:
-    if kind == "no_permission" and not permissions_apply():
-        return "ok"  # root reads it anyway; the mapping itself is tested below
-    return BAD_FILE_KINDS[kind]
 
 
 @pytest.fixture

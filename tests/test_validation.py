@@ -15,11 +15,13 @@ from deepfake_detection.errors import ConfigError
 from deepfake_detection.validation import (
     AUDIT_RULES,
     EVALUATE_RULES,
+    PREDICT_RULES,
     TRAIN_RULES,
     config_problems,
     show,
     validate_audit_config,
     validate_evaluate_config,
+    validate_predict_config,
     validate_train_config,
 )
 
@@ -219,6 +221,25 @@ EVALUATE_BAD_VALUES: list[tuple[str, Any]] = [
     ("trainer.precision", "half"),
 ]
 
+#: (key, bad value) for `python -m predict`.
+PREDICT_BAD_VALUES: list[tuple[str, Any]] = [
+    ("ckpt_path", None),
+    ("ckpt_path", "no/such/run"),
+    ("input", None),
+    ("input", ""),
+    ("input", "no/such/images"),
+    ("threshold", 2),
+    ("threshold", "best"),
+    ("data.image_size", 8),
+    ("data.batch_size", 0),
+    ("data.num_workers", -1),
+    ("data.on_bad_image", "ignore"),
+    ("data.max_image_pixels", 0),
+    ("trainer.accelerator", "npu"),
+    ("trainer.devices", 0),
+    ("trainer.precision", "half"),
+]
+
 #: (key, bad value) for `python -m audit`.
 AUDIT_BAD_VALUES: list[tuple[str, Any]] = [
     ("data.root", None),
@@ -275,6 +296,13 @@ def paths(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 def evaluate_config(tmp_path_factory: pytest.TempPathFactory, paths: dict) -> DictConfig:
     output_dir = tmp_path_factory.mktemp("evaluate")
     return compose_config("evaluate", [f"ckpt_path={paths[A_FILE]}"], output_dir)
+
+
+@pytest.fixture(scope="module")
+def predict_config(tmp_path_factory: pytest.TempPathFactory, paths: dict) -> DictConfig:
+    output_dir = tmp_path_factory.mktemp("predict")
+    overrides = [f"ckpt_path={paths[A_FILE]}", f"input={paths[A_DIR]}"]
+    return compose_config("predict", overrides, output_dir)
 
 
 @pytest.fixture
@@ -360,6 +388,20 @@ def test_evaluate_without_ckpt_path_says_it_is_required(tmp_path: Path) -> None:
         validate_evaluate_config(cfg)
 
 
+def test_predict_config_passes(predict_config: DictConfig, paths: dict[str, str]) -> None:
+    validate_predict_config(predict_config)
+    validate_predict_config(_with(predict_config, "input", paths[A_FILE]))  # one image
+
+
+@pytest.mark.parametrize(("key", "value"), _params(PREDICT_BAD_VALUES))
+def test_bad_predict_value_is_one_line_naming_the_key(
+    predict_config: DictConfig, paths: dict[str, str], key: str, value
+) -> None:
+    with pytest.raises(ConfigError) as error:
+        validate_predict_config(_with(predict_config, key, value, paths))
+    _assert_names_first(error, key)
+
+
 def test_audit_config_passes(audit_config: DictConfig) -> None:
     validate_audit_config(audit_config)
 
@@ -378,6 +420,7 @@ def test_bad_audit_value_is_one_line_naming_the_key(
     [
         pytest.param(TRAIN_RULES, TRAIN_BAD_VALUES, id="train"),
         pytest.param(EVALUATE_RULES, EVALUATE_BAD_VALUES, id="evaluate"),
+        pytest.param(PREDICT_RULES, PREDICT_BAD_VALUES, id="predict"),
         pytest.param(AUDIT_RULES, AUDIT_BAD_VALUES, id="audit"),
     ],
 )

@@ -453,23 +453,44 @@ TRAIN_RULES: dict[str, Rule] = {
     "logger.default_hp_metric": boolean(),
 }
 
-#: Keys of `python -m evaluate`; null data/trainer values mean "as in the training run".
-EVALUATE_RULES: dict[str, Rule] = {
-    "ckpt_path": Rule(
-        expected="a training run dir or a .ckpt file, e.g. ckpt_path=outputs/train/<run>",
+
+def _scoring_rules(**first: Rule) -> dict[str, Rule]:
+    """Keys of a command that scores images with a trained checkpoint (`evaluate`, `predict`);
+    null data/trainer values mean "as in the training run"."""
+    return {
+        "ckpt_path": Rule(
+            expected="a training run dir or a .ckpt file, e.g. ckpt_path=outputs/train/<run>",
+            accepts=_path_text,
+            extra=_check_exists,
+            required=True,
+        ),
+        **first,
+        "threshold": either(number(0, 1), one_of("val"), expected="a number in [0, 1], or val"),
+        "data.image_size": integer(16, nullable=True),
+        "data.batch_size": integer(1, nullable=True),
+        "data.num_workers": integer(0, nullable=True),
+        **_image_reading_rules(nullable=True),
+        **_trainer_device_rules(precision_nullable=True),
+    }
+
+
+#: Keys of `python -m evaluate`.
+EVALUATE_RULES: dict[str, Rule] = _scoring_rules(
+    **{
+        "data.split": one_of(*SPLITS, ignore_case=True),
+        "data.root": existing_dir(nullable=True, blank_is_null=True),
+    }
+)
+
+#: Keys of `python -m predict`.
+PREDICT_RULES: dict[str, Rule] = _scoring_rules(
+    input=Rule(
+        expected="an image file or a folder of images",
         accepts=_path_text,
         extra=_check_exists,
         required=True,
-    ),
-    "threshold": either(number(0, 1), one_of("val"), expected="a number in [0, 1], or val"),
-    "data.split": one_of(*SPLITS, ignore_case=True),
-    "data.root": existing_dir(nullable=True, blank_is_null=True),
-    "data.image_size": integer(16, nullable=True),
-    "data.batch_size": integer(1, nullable=True),
-    "data.num_workers": integer(0, nullable=True),
-    **_image_reading_rules(nullable=True),
-    **_trainer_device_rules(precision_nullable=True),
-}
+    )
+)
 
 #: Keys of `python -m audit`, which checks a dataset folder and so needs one.
 AUDIT_RULES: dict[str, Rule] = {
@@ -548,6 +569,10 @@ def validate_train_config(cfg: DictConfig) -> None:
 
 def validate_evaluate_config(cfg: DictConfig) -> None:
     validate(cfg, EVALUATE_RULES)
+
+
+def validate_predict_config(cfg: DictConfig) -> None:
+    validate(cfg, PREDICT_RULES)
 
 
 def validate_audit_config(cfg: DictConfig) -> None:

@@ -15,7 +15,7 @@ from deepfake_detection.data.demo import ensure_demo_dataset
 from deepfake_detection.data.discovery import DatasetIndex, discover
 from deepfake_detection.data.images import BAD_IMAGE_POLICIES, DEFAULT_MAX_PIXELS
 from deepfake_detection.data.loader import EpochSeededLoader
-from deepfake_detection.data.scan import BadFile, find_bad_images
+from deepfake_detection.data.scan import BadFile, apply_bad_image_policy
 from deepfake_detection.data.transforms import eval_transform, train_transform
 from deepfake_detection.errors import ConfigError, DatasetError
 
@@ -102,17 +102,11 @@ class DeepfakeDataModule(L.LightningDataModule):
     def _apply_bad_image_policy(self, index: DatasetIndex) -> DatasetIndex:
         """Decode every image once; leave bad ones out (`skip`) or stop here (`error`)."""
         paths = [path for samples in index.splits.values() for path, _ in samples]
-        bad = find_bad_images(paths, self.max_image_pixels, workers=self.num_workers)
-        if bad and self.on_bad_image == "error":
-            path, reason = bad[0]
-            more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
-            raise DatasetError(
-                f"{path}: {reason}{more}; data.on_bad_image=error stops here, "
-                "data.on_bad_image=skip leaves such files out"
-            )
+        bad = apply_bad_image_policy(
+            paths, self.on_bad_image, self.max_image_pixels, workers=self.num_workers
+        )
         self.skipped = bad
         if bad:
-            log.warning("skipping %d unreadable file(s), e.g. %s: %s", len(bad), *bad[0])
             dropped = {path for path, _ in bad}
             index.splits = {
                 split: [s for s in samples if str(s[0]) not in dropped]

@@ -14,6 +14,7 @@ from functools import partial
 from pathlib import Path
 
 from deepfake_detection.data.images import DEFAULT_MAX_PIXELS, BadImageError, load_rgb
+from deepfake_detection.errors import DatasetError
 from deepfake_detection.files import SKIPPED_FILE, atomic_write_bytes
 
 log = logging.getLogger(__name__)
@@ -43,6 +44,27 @@ def find_bad_images(
     else:
         reasons = [check(p) for p in paths]
     return [(p, r) for p, r in zip(paths, reasons, strict=True) if r is not None]
+
+
+def apply_bad_image_policy(
+    paths: Iterable[str | Path], policy: str, max_pixels: int = DEFAULT_MAX_PIXELS, workers: int = 0
+) -> list[BadFile]:
+    """The files to leave out under `data.on_bad_image=skip`; with `error`, stop at the first.
+
+    Every command that reads images (train, evaluate, predict) calls this before its first
+    batch, so a bad file either never reaches a DataLoader or stops the command up front.
+    """
+    bad = find_bad_images(paths, max_pixels, workers)
+    if bad and policy == "error":
+        path, reason = bad[0]
+        more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+        raise DatasetError(
+            f"{path}: {reason}{more}; data.on_bad_image=error stops here, "
+            "data.on_bad_image=skip leaves such files out"
+        )
+    if bad:
+        log.warning("skipping %d unreadable file(s), e.g. %s: %s", len(bad), *bad[0])
+    return bad
 
 
 def write_skipped_files(output_dir: str | Path, bad: Sequence[BadFile]) -> Path:

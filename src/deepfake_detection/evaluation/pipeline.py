@@ -60,7 +60,7 @@ def _datamodule(
     return DeepfakeDataModule(**{**data, "required_splits": [split], "used_splits": [split]})
 
 
-def _precision(cfg: DictConfig, checkpoint: dict[str, Any]) -> str:
+def scoring_precision(cfg: DictConfig, checkpoint: dict[str, Any]) -> str:
     """The given precision; else the training run's when it is full precision (it runs on any
     device and reproduces the run's numbers); else the automatic choice for this machine."""
     if cfg.trainer.get("precision") is not None:
@@ -80,7 +80,7 @@ def _stored_val_threshold(run_dir: Path | None, ckpt_file: Path) -> float | None
     return None
 
 
-def _threshold(
+def choose_threshold(
     cfg: DictConfig,
     checkpoint: dict[str, Any],
     ckpt_file: Path,
@@ -134,12 +134,12 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     trainer = L.Trainer(
         accelerator=cfg.trainer.accelerator,
         devices=cfg.trainer.devices,
-        precision=_precision(cfg, checkpoint),
+        precision=scoring_precision(cfg, checkpoint),
         logger=logger,
         enable_checkpointing=False,
         enable_model_summary=False,
     )
-    threshold, rule = _threshold(cfg, checkpoint, ckpt_file, run_dir, trainer, model)
+    threshold, rule = choose_threshold(cfg, checkpoint, ckpt_file, run_dir, trainer, model)
     if rule != "fixed" and split == "val" and cfg.data.get("root") is None:
         log.warning("threshold=val on the validation split: these metrics are optimistic")
     model.test_threshold = threshold

@@ -126,6 +126,11 @@ class BaseDetector(L.LightningModule):
     def test_step(self, batch, batch_idx: int) -> None:
         self._step(batch, "test")
 
+    def predict_step(self, batch, batch_idx: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(P(Fake), dataset index) per image; labels, if any, are not looked at."""
+        images, indices = batch[0], batch[2]
+        return torch.sigmoid(self(images).float()), indices
+
     def _record_history(self, values: Mapping[str, torch.Tensor]) -> None:
         row = self.history.setdefault(self.current_epoch, {})
         row.update(

@@ -1,0 +1,1 @@
+"""`python -m predict`: P(Fake) for unlabelled images with a trained checkpoint."""

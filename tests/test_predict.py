@@ -1,0 +1,155 @@
+"""`python -m predict`: unlabelled images in, P(Fake) and a Fake/Real call out."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from conftest import (
+    BOMB_LIMIT,
+    compose_config,
+    compose_train,
+    expected_kind,
+    make_bad_files,
+    make_dataset,
+    run_cli,
+)
+from deepfake_detection.errors import DatasetError
+from deepfake_detection.prediction.pipeline import predict
+from deepfake_detection.training.pipeline import train
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(run dir, dataset) of one finished one-epoch run of the custom CNN."""
+    root = tmp_path_factory.mktemp("predict")
+    dataset = make_dataset(root / "data", {"train": 8, "valid": 4, "test": 4})
+    run_dir = root / "run"
+    cfg = compose_train(
+        [
+            f"data.root={dataset}",
+            "data.image_size=32",
+            "data.batch_size=4",
+            "model.widths=[4,8]",
+            "trainer.max_epochs=1",
+            "early_stopping=none",
+        ],
+        run_dir,
+    )
+    train(cfg)
+    return run_dir, dataset
+
+
+def run_predict(overrides: list[str], output_dir: Path) -> dict:
+    predict(compose_config("predict", overrides, output_dir))
+    return json.loads((output_dir / "predict.json").read_text())
+
+
+def read_rows(output_dir: Path) -> dict[str, dict[str, str]]:
+    with open(output_dir / "predictions.csv", newline="") as handle:
+        return {row["path"]: row for row in csv.DictReader(handle)}
+
+
+def test_scores_match_the_training_runs_own_test_scores(trained, tmp_path: Path) -> None:
+    run_dir, dataset = trained
+    out = tmp_path / "out"
+    summary = run_predict([f"ckpt_path={run_dir}", f"input={dataset / 'test'}"], out)
+    rows = read_rows(out)
+    with open(run_dir / "predictions" / "test.csv", newline="") as handle:
+        expected = {row["path"]: float(row["prob_fake"]) for row in csv.DictReader(handle)}
+    assert rows.keys() == expected.keys() and summary["images"] == len(expected) == 8
+    for path, prob in expected.items():
+        assert float(rows[path]["prob_fake"]) == pytest.approx(prob, abs=1e-6)
+        assert rows[path]["prediction"] == ("Fake" if prob > 0.5 else "Real")
+    assert summary["fake"] + summary["real"] == 8 and summary["skipped"] == 0
+
+
+def test_threshold_decides_the_call(trained, tmp_path: Path) -> None:
+    run_dir, dataset = trained
+    image = dataset / "test" / "Fake" / "000.png"
+    for threshold, call in ((0.0, "Fake"), (1.0, "Real")):
+        out = tmp_path / str(threshold)
+        summary = run_predict(
+            [f"ckpt_path={run_dir}", f"input={image}", f"threshold={threshold}"], out
+        )
+        assert read_rows(out)[str(image)]["prediction"] == call
+        assert summary["images"] == 1 and summary["threshold/rule"] == "fixed"
+    stored = json.loads((run_dir / "metrics.json").read_text())["val/threshold"]
+    summary = run_predict(
+        [f"ckpt_path={run_dir}", f"input={image}", "threshold=val"], tmp_path / "v"
+    )
+    assert summary["threshold"] == pytest.approx(stored)
+
+
+def test_bad_files_are_skipped_and_listed(trained, tmp_path: Path) -> None:
+    run_dir, _ = trained
+    files = make_bad_files(tmp_path / "inbox" / "nested")
+    out = tmp_path / "out"
+    summary = run_predict(
+        [
+            f"ckpt_path={run_dir}",
+            f"input={tmp_path / 'inbox'}",
+            f"data.max_image_pixels={BOMB_LIMIT}",
+        ],
+        out,
+    )
+    rows = read_rows(out)
+    skipped = (out / "skipped_files.txt").read_text()
+    for kind, path in files.items():
+        outcome = expected_kind(kind)
+        assert (str(path) in rows) == (outcome == "ok"), kind
+        assert (f"{path}\t" in skipped) == (outcome == "bad"), kind
+    bad = sum(expected_kind(k) == "bad" for k in files)
+    assert summary["skipped"] == bad and summary["images"] == len(rows)
+
+
+def test_error_policy_stops_before_scoring(trained, tmp_path: Path) -> None:
+    run_dir, _ = trained
+    files = make_bad_files(tmp_path / "inbox")
+    out = tmp_path / "out"
+    with pytest.raises(DatasetError, match="data.on_bad_image=error stops here") as info:
+        run_predict(
+            [
+                f"ckpt_path={run_dir}",
+                f"input={tmp_path / 'inbox'}",
+                f"data.max_image_pixels={BOMB_LIMIT}",
+                "data.on_bad_image=error",
+            ],
+            out,
+        )
+    bad = {str(p) for k, p in files.items() if expected_kind(k) == "bad"}
+    assert any(str(info.value).startswith(path + ": ") for path in bad)
+    assert not (out / "predictions.csv").exists()
+
+
+def test_cli_one_line_errors(trained, tmp_path: Path) -> None:
+    run_dir, _ = trained
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / ".DS_Store").write_bytes(b"\0")
+    result = run_cli([f"ckpt_path={run_dir}", f"input={empty}"], tmp_path, module="predict")
+    assert result.returncode == 2
+    assert (
+        result.stderr.strip().splitlines()[-1].startswith(f"error: input={empty}: no images found")
+    )
+    missing = run_cli([f"ckpt_path={run_dir}", "input=no/such/dir"], tmp_path, module="predict")
+    assert missing.returncode == 2
+    assert missing.stderr.strip().splitlines()[-1] == (
+        "error: input=no/such/dir: no such file or directory"
+    )
+    copy = tmp_path / "copy"
+    shutil.copytree(run_dir / "checkpoints", copy)
+    ok = run_cli(
+        [
+            f"ckpt_path={next(copy.glob('epoch_*.ckpt'))}",
+            f"input={run_dir.parent / 'data' / 'valid'}",
+        ],
+        tmp_path,
+        module="predict",
+    )
+    assert ok.returncode == 0, ok.stderr[-2000:]
+    assert "8 image(s):" in ok.stdout
