@@ -10,7 +10,15 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import compose_config, compose_train, make_dataset, run_cli
+from conftest import (
+    BOMB_LIMIT,
+    compose_config,
+    compose_train,
+    expected_kind,
+    make_bad_files,
+    make_dataset,
+    run_cli,
+)
 from deepfake_detection.errors import UserInputError
 from deepfake_detection.evaluation.pipeline import evaluate
 from deepfake_detection.evaluation.predictions import Predictions
@@ -227,3 +235,43 @@ def test_run_dir_can_be_moved_and_still_evaluated(trained: Path, tmp_path: Path)
     shutil.copytree(trained, moved)
     metrics = run_evaluate([f"ckpt_path={moved}"], tmp_path / "eval")
     assert metrics["checkpoint"].startswith(str(moved))
+
+
+def messy_test_split(tmp_path: Path) -> tuple[Path, dict[str, Path]]:
+    """A test split holding every awkward file kind beside its clean Fake/Real images."""
+    root = make_dataset(tmp_path / "messy", {"test": 3}, seed=5)
+    return root, make_bad_files(root / "test" / "Fake")
+
+
+def test_evaluate_skips_and_lists_every_bad_file_kind(trained: Path, tmp_path: Path) -> None:
+    root, files = messy_test_split(tmp_path)
+    out = tmp_path / "eval"
+    metrics = run_evaluate(
+        [f"ckpt_path={trained}", f"data.root={root}", f"data.max_image_pixels={BOMB_LIMIT}"], out
+    )
+    scored = set(Predictions.load_csv(out / "predictions" / "test.csv").paths)
+    skipped = (out / "skipped_files.txt").read_text()
+    for kind, path in files.items():
+        outcome = expected_kind(kind)
+        assert (str(path) in scored) == (outcome == "ok"), kind
+        assert (f"{path}\t" in skipped) == (outcome == "bad"), kind
+    bad = sum(expected_kind(kind) == "bad" for kind in files)
+    assert metrics["data/skipped"] == bad
+    assert (
+        metrics["data/images"]
+        == len(scored)
+        == 6 + sum(expected_kind(kind) == "ok" for kind in files)
+    )
+
+
+def test_evaluate_error_policy_names_a_bad_file_before_scoring(
+    trained: Path, tmp_path: Path
+) -> None:
+    root, files = messy_test_split(tmp_path)
+    out = tmp_path / "eval"
+    args = [f"ckpt_path={trained}", f"data.root={root}", f"data.max_image_pixels={BOMB_LIMIT}"]
+    with pytest.raises(UserInputError, match="data.on_bad_image=error") as info:
+        run_evaluate([*args, "data.on_bad_image=error"], out)
+    bad = {str(p) for kind, p in files.items() if expected_kind(kind) == "bad"}
+    assert any(str(info.value).startswith(path + ": ") for path in bad)
+    assert not (out / "metrics.json").exists()

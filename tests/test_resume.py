@@ -80,6 +80,10 @@ def test_sigterm_mid_epoch_then_resume_matches_an_uninterrupted_run(tmp_path: Pa
     for key in compared:
         assert got[key] == pytest.approx(expected[key], abs=1e-6), key
     assert got["epochs"] == expected["epochs"] == 3
+    # last.ckpt is the final epoch's, although val/auroc stopped improving after epoch 0.
+    assert (
+        torch.load(tmp_path / "full" / "checkpoints" / "last.ckpt", weights_only=True)["epoch"] == 2
+    )
     # Not only the best checkpoint's metrics: the final weights are the same, which they are
     # only if every resumed epoch shuffled, augmented and dropped out as the uninterrupted one.
     full_weights, resumed_weights = final_weights(tmp_path / "full"), final_weights(moved)
@@ -149,7 +153,10 @@ def test_a_finished_run_resumes_to_nothing_or_trains_longer(tmp_path: Path) -> N
     assert "had finished" in again.stdout
     assert read_metrics(run_dir) == before  # nothing was trained or rewritten
 
-    longer = run_cli([f"resume={run_dir}", "trainer.max_epochs=2"], tmp_path)
+    # A trainer option the run did not start with can be added too.
+    longer = run_cli(
+        [f"resume={run_dir}", "trainer.max_epochs=2", "trainer.limit_val_batches=1"], tmp_path
+    )
     assert longer.returncode == 0, longer.stderr[-3000:]
     after = read_metrics(run_dir)
     assert after["epochs"] == 2 and before["epochs"] == 1
@@ -158,6 +165,7 @@ def test_a_finished_run_resumes_to_nothing_or_trains_longer(tmp_path: Path) -> N
     )
     saved = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
     assert saved["epoch"] == 1 and saved["config"]["trainer"]["max_epochs"] == 2
+    assert saved["config"]["trainer"]["limit_val_batches"] == 1
 
     # Restored from the checkpoint, so a new value would be silently ignored: refused.
     lr = run_cli([f"resume={run_dir}", "optimizer.lr=0.1"], tmp_path)
@@ -167,6 +175,23 @@ def test_a_finished_run_resumes_to_nothing_or_trains_longer(tmp_path: Path) -> N
         .splitlines()[-1]
         .startswith("error: optimizer.lr=0.1: a resumed run keeps the config it started with")
     )
+
+
+def test_a_run_early_stopping_ended_stays_ended(tmp_path: Path) -> None:
+    data = make_dataset(tmp_path / "data", {"train": 6, "valid": 4, "test": 4}, size=32)
+    run_dir = tmp_path / "run"
+    args = [f"data.root={data}", "data.image_size=32", "data.batch_size=4", "data.num_workers=0"]
+    stop_at_once = "+early_stopping.stopping_threshold=100"  # val/loss < 100 after epoch 0
+    first = run_cli(
+        [*args, stop_at_once, "trainer.max_epochs=3", f"hydra.run.dir={run_dir}"], tmp_path
+    )
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert read_metrics(run_dir)["epochs"] == 1
+    (run_dir / "metrics.json").unlink()  # as if it was stopped while testing
+    again = run_cli([f"resume={run_dir}"], tmp_path)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "early stopping had ended this run at epoch 0" in again.stdout + again.stderr
+    assert read_metrics(run_dir)["epochs"] == 1
 
 
 def saved_run(run_dir: Path, config: dict) -> Path:
@@ -201,7 +226,7 @@ def test_resume_follows_a_moved_run_dir(tmp_path: Path) -> None:
     [
         ("trainer.max_epochs=20", "cosine schedule was laid out over scheduler.T_max=3 epochs"),
         ("model.weights_path=w.pth", "model.weights_path is not a key of this run's saved config"),
-        ("~trainer.max_epochs", "a resumed run keeps the config it started with"),
+        ("~trainer.max_epochs", "a resumed run cannot delete keys of its config"),
         ("seed=3", "a resumed run keeps the config it started with"),
     ],
 )

@@ -30,8 +30,13 @@ def download_state_dict(weights_enum, env_var: str) -> dict[str, torch.Tensor]:
     """
     try:
         return weights_enum.get_state_dict(progress=True, check_hash=True, weights_only=True)
-    except pickle.UnpicklingError:  # a tampered file in the download cache
-        raise WeightsError(
+    except pickle.UnpicklingError as err:
+        if "weights only load failed" not in str(err).lower():
+            raise WeightsError(
+                f"model.pretrained=true: the cached {weights_enum} in {torch.hub.get_dir()} is "
+                f"corrupt ({err}); delete it, or {_offline_hint(env_var)}"
+            ) from None
+        raise WeightsError(  # a tampered file in the download cache
             f"model.pretrained=true: refused to load the cached {weights_enum} from "
             f"{torch.hub.get_dir()}: it holds objects that would need arbitrary code to "
             f"unpickle, and nothing in it was run; delete it, or {_offline_hint(env_var)}"

@@ -11,6 +11,7 @@ from typing import Any
 
 import lightning as L
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
+from lightning.pytorch.callbacks.early_stopping import EarlyStoppingReason
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from deepfake_detection.seeding import epoch_seed, seed_global_rngs
@@ -39,13 +40,16 @@ def last_epoch_checkpoint(dirpath: str) -> ModelCheckpoint:
     """`last.ckpt`, rewritten at the end of every epoch: what `resume=<run dir>` continues from.
 
     Lightning's own `save_last=True` refreshes it only when a best checkpoint is saved, i.e.
-    when the monitored metric improved; a resume would then redo every epoch since.
+    when the monitored metric improved; a resume would then redo every epoch since. Saving at
+    the train epoch's end, after any validation, makes every epoch end a clean resume point
+    even when validation runs every few epochs or several times per epoch.
     """
     return ModelCheckpoint(
         dirpath=dirpath,
         filename=LAST_CHECKPOINT.stem,
         monitor=None,
         save_top_k=1,
+        save_on_train_epoch_end=True,
         enable_version_counter=False,
     )
 
@@ -91,12 +95,17 @@ class RestoredEarlyStop(Callback):
     """
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        stopped = [cb.stopped_epoch for cb in trainer.callbacks if isinstance(cb, EarlyStopping)]
-        if any(stopped):
-            log.info(
-                "early stopping had ended this run at epoch %d: not training further", max(stopped)
-            )
-            trainer.should_stop = True
+        for callback in trainer.callbacks:
+            if (
+                isinstance(callback, EarlyStopping)
+                and callback.stopping_reason != EarlyStoppingReason.NOT_STOPPED
+            ):
+                log.info(
+                    "early stopping had ended this run at epoch %d (%s): not training further",
+                    callback.stopped_epoch,
+                    callback.stopping_reason.name.lower(),
+                )
+                trainer.should_stop = True
 
 
 class TrainingClock(Callback):

@@ -11,6 +11,7 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 
 from deepfake_detection.checkpoints import SafeAtomicCheckpointIO
+from deepfake_detection.data.datamodule import auto_num_workers
 from deepfake_detection.data.scan import write_skipped_files
 from deepfake_detection.evaluation.figures import (
     dataset_distribution_figure,
@@ -99,7 +100,12 @@ def train(cfg: DictConfig) -> float | None:
         if resume.finished:
             log.info("%s had finished: its metrics are in %s", resume.run_dir, METRICS_FILE)
             return read_json(Path(resume.run_dir) / METRICS_FILE).get(cfg.optimized_metric or "")
+        # It trains again: until it ends, it is an unfinished run (which a resume continues).
+        (Path(resume.run_dir) / METRICS_FILE).unlink(missing_ok=True)
     output_dir = Path(cfg.paths.output_dir)
+    if cfg.data.get("num_workers") is None:
+        # Record the count used: worker seeds follow it, so a resume elsewhere reuses it.
+        cfg.data.num_workers = auto_num_workers()
     # Hydra saves the config with its interpolations; store the values this run really used
     # (environment variables, automatic defaults) so the run dir documents itself.
     resolved = OmegaConf.to_container(cfg, resolve=True)

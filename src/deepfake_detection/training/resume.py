@@ -74,7 +74,9 @@ def _plain_overrides(overrides: list[str]) -> list[tuple[str, str, Any]]:
         if key == "resume" or key.startswith("hydra"):
             continue
         typed = override.input_line.lstrip("+")  # the command line adds `++`, see train.py
-        if override.is_delete() or not overridable_on_resume(key):
+        if override.is_delete():
+            raise ConfigError(f"{typed}: a resumed run cannot delete keys of its config")
+        if not overridable_on_resume(key):
             raise ConfigError(
                 f"{typed}: a resumed run keeps the config it started with; only "
                 f"{', '.join(p + '*' for p in RESUME_OVERRIDABLE_PREFIXES)}, "
@@ -144,11 +146,14 @@ def resumed_config(cfg: DictConfig, overrides: list[str]) -> ResumePlan:
     old_dir = str(OmegaConf.select(saved, "paths.output_dir") or run_dir)
     saved = OmegaConf.create(relocate(OmegaConf.to_container(saved), old_dir, str(run_dir)))
     OmegaConf.update(saved, "paths.output_dir", str(run_dir))
+    # Runs saved before `last.ckpt` got its own callback also asked Lightning for one.
+    OmegaConf.select(saved, "checkpoint", default={}).pop("save_last", None)
     for typed, key, value in plain:
-        if OmegaConf.select(saved, key, default=KeyError) is KeyError:
+        new_trainer_option = key.startswith("trainer.")  # e.g. trainer.limit_val_batches
+        if not new_trainer_option and OmegaConf.select(saved, key, default=KeyError) is KeyError:
             raise ConfigError(f"{typed}: {key} is not a key of this run's saved config")
         _check_schedule_fits(saved, key, value)
-        OmegaConf.update(saved, key, value)
+        OmegaConf.update(saved, key, value, force_add=new_trainer_option)
     if old_dir != str(run_dir):
         log.info("the run was moved from %s: continuing in %s", old_dir, run_dir)
     finished = (run_dir / METRICS_FILE).is_file() and not plain
