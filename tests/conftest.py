@@ -158,3 +158,21 @@ def expected_kind(kind: str) -> str:
     if kind == "no_permission" and not permissions_apply():
         return "ok"  # root reads it anyway; the mapping itself is tested separately
     return BAD_FILE_KINDS[kind]
+
+
+def assert_skip_policy(files: dict[str, Path], kept: set[str], skipped_listing: str) -> int:
+    """`kept` holds exactly the "ok" kinds and `skipped_files.txt` exactly the "bad" ones.
+
+    Returns how many bad files there are, for the run's own skipped count.
+    """
+    for kind, path in files.items():
+        outcome = expected_kind(kind)
+        assert (str(path) in kept) == (outcome == "ok"), kind
+        assert (f"{path}\t" in skipped_listing) == (outcome == "bad"), kind
+    return sum(expected_kind(kind) == "bad" for kind in files)
+
+
+def assert_names_a_bad_file(files: dict[str, Path], message: str) -> None:
+    """An `on_bad_image=error` message starts with the path of one of the bad files."""
+    bad = {str(path) for kind, path in files.items() if expected_kind(kind) == "bad"}
+    assert any(message.startswith(path + ": ") for path in bad), message

@@ -12,6 +12,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from conftest import (
     BOMB_LIMIT,
+    assert_names_a_bad_file,
+    assert_skip_policy,
     compose_config,
     compose_train,
     expected_kind,
@@ -250,12 +252,7 @@ def test_evaluate_skips_and_lists_every_bad_file_kind(trained: Path, tmp_path: P
         [f"ckpt_path={trained}", f"data.root={root}", f"data.max_image_pixels={BOMB_LIMIT}"], out
     )
     scored = set(Predictions.load_csv(out / "predictions" / "test.csv").paths)
-    skipped = (out / "skipped_files.txt").read_text()
-    for kind, path in files.items():
-        outcome = expected_kind(kind)
-        assert (str(path) in scored) == (outcome == "ok"), kind
-        assert (f"{path}\t" in skipped) == (outcome == "bad"), kind
-    bad = sum(expected_kind(kind) == "bad" for kind in files)
+    bad = assert_skip_policy(files, scored, (out / "skipped_files.txt").read_text())
     assert metrics["data/skipped"] == bad
     assert (
         metrics["data/images"]
@@ -272,6 +269,5 @@ def test_evaluate_error_policy_names_a_bad_file_before_scoring(
     args = [f"ckpt_path={trained}", f"data.root={root}", f"data.max_image_pixels={BOMB_LIMIT}"]
     with pytest.raises(UserInputError, match="data.on_bad_image=error") as info:
         run_evaluate([*args, "data.on_bad_image=error"], out)
-    bad = {str(p) for kind, p in files.items() if expected_kind(kind) == "bad"}
-    assert any(str(info.value).startswith(path + ": ") for path in bad)
+    assert_names_a_bad_file(files, str(info.value))
     assert not (out / "metrics.json").exists()

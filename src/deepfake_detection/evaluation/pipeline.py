@@ -69,6 +69,18 @@ def scoring_precision(cfg: DictConfig, checkpoint: dict[str, Any]) -> str:
     return trained if trained in {"32-true", "32", "64-true", "64"} else auto_precision()
 
 
+def scoring_trainer(cfg: DictConfig, checkpoint: dict[str, Any], logger: Any = False) -> L.Trainer:
+    """A Trainer that only scores: the device the user asked for, no checkpoints written."""
+    return L.Trainer(
+        accelerator=cfg.trainer.accelerator,
+        devices=cfg.trainer.devices,
+        precision=scoring_precision(cfg, checkpoint),
+        logger=logger,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+    )
+
+
 def _stored_val_threshold(run_dir: Path | None, ckpt_file: Path) -> float | None:
     """The threshold training chose on validation, if it was chosen for this checkpoint."""
     if run_dir is None:
@@ -131,14 +143,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     write_skipped_files(output_dir, datamodule.skipped)
 
     logger = TensorBoardLogger(str(output_dir), name="tensorboard", version="")
-    trainer = L.Trainer(
-        accelerator=cfg.trainer.accelerator,
-        devices=cfg.trainer.devices,
-        precision=scoring_precision(cfg, checkpoint),
-        logger=logger,
-        enable_checkpointing=False,
-        enable_model_summary=False,
-    )
+    trainer = scoring_trainer(cfg, checkpoint, logger)
     threshold, rule = choose_threshold(cfg, checkpoint, ckpt_file, run_dir, trainer, model)
     if rule != "fixed" and split == "val" and cfg.data.get("root") is None:
         log.warning("threshold=val on the validation split: these metrics are optimistic")

@@ -8,7 +8,6 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import lightning as L
 import torch
 from omegaconf import DictConfig
 from torch.utils.data import DataLoader
@@ -25,7 +24,7 @@ from deepfake_detection.evaluation.checkpoint import (
     resolve_checkpoint,
     saved_data_arguments,
 )
-from deepfake_detection.evaluation.pipeline import choose_threshold, scoring_precision
+from deepfake_detection.evaluation.pipeline import choose_threshold, scoring_trainer
 from deepfake_detection.files import atomic_write_bytes, write_json
 from deepfake_detection.validation import validate_predict_config
 
@@ -84,14 +83,7 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
     if not files:
         raise DatasetError(f"input={cfg.input}: no readable image ({len(skipped)} skipped)")
 
-    trainer = L.Trainer(
-        accelerator=cfg.trainer.accelerator,
-        devices=cfg.trainer.devices,
-        precision=scoring_precision(cfg, checkpoint),
-        logger=False,
-        enable_checkpointing=False,
-        enable_model_summary=False,
-    )
+    trainer = scoring_trainer(cfg, checkpoint)
     threshold, rule = choose_threshold(cfg, checkpoint, ckpt_file, run_dir, trainer, model)
     dataset = ImageFileDataset(
         [(f, UNKNOWN_LABEL) for f in files],
