@@ -17,7 +17,7 @@ from omegaconf import OmegaConf
 from conftest import make_dataset, run_cli
 from deepfake_detection.checkpoints import CheckpointError, SafeAtomicCheckpointIO
 from deepfake_detection.errors import ConfigError
-from deepfake_detection.training.callbacks import InterruptNotice
+from deepfake_detection.training.callbacks import InterruptCheckpoint
 from deepfake_detection.training.resume import TrainingInterrupted, relocate, resumed_config
 
 # Deterministic CPU training with a DataLoader worker, slow enough to be stopped mid-epoch.
@@ -64,7 +64,11 @@ def test_sigterm_mid_epoch_then_resume_matches_an_uninterrupted_run(tmp_path: Pa
     assert proc.returncode == 128 + signal.SIGTERM, stderr[-3000:]
     assert f"python -m train resume={run_dir}" in stderr.splitlines()[-1]
     assert not (run_dir / "metrics.json").exists()
-    torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)  # complete and safe
+    # The stop saved where it was: epoch 1, part-way, and loads as a complete, safe file.
+    stopped = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
+    progress = stopped["loops"]["fit_loop"]["epoch_loop.batch_progress"]["current"]
+    assert stopped["epoch"] == 1 and 0 < progress["ready"] < 48
+    assert "interrupted_mid_epoch" in stopped
 
     # The run dir may be moved before it is resumed: everything is written to its new place.
     moved = tmp_path / "moved"
@@ -85,7 +89,8 @@ def test_sigterm_mid_epoch_then_resume_matches_an_uninterrupted_run(tmp_path: Pa
         torch.load(tmp_path / "full" / "checkpoints" / "last.ckpt", weights_only=True)["epoch"] == 2
     )
     # Not only the best checkpoint's metrics: the final weights are the same, which they are
-    # only if every resumed epoch shuffled, augmented and dropped out as the uninterrupted one.
+    # only if the rest of the stopped epoch, and every epoch after it, shuffled, augmented
+    # and dropped out as the uninterrupted run did.
     full_weights, resumed_weights = final_weights(tmp_path / "full"), final_weights(moved)
     assert full_weights.keys() == resumed_weights.keys()
     for name, tensor in full_weights.items():
@@ -273,9 +278,81 @@ def test_checkpoint_writes_are_atomic(tmp_path: Path, monkeypatch) -> None:
 def test_any_error_after_a_signal_is_an_interrupt(tmp_path: Path) -> None:
     # SIGTERM sent to the whole process group also kills the DataLoader workers, and the
     # fit then dies of a worker error rather than Lightning's own clean exit.
-    notice = InterruptNotice(str(tmp_path))
+    notice = InterruptCheckpoint(str(tmp_path))
     with pytest.raises(RuntimeError, match="worker"), notice.guard():
         raise RuntimeError("DataLoader worker (pid 1) is killed by signal")  # no signal seen
     notice.interrupted_by = "SIGTERM"
     with pytest.raises(TrainingInterrupted, match=f"resume={tmp_path}"), notice.guard():
         raise RuntimeError("DataLoader worker (pid 1) is killed by signal: Terminated.")
+
+
+def fit_in_process(data: Path, run_dir: Path, *overrides: str) -> dict:
+    from conftest import compose_train
+    from deepfake_detection.training.pipeline import train
+
+    args = [f"data.root={data}", "data.image_size=32", "model.widths=[4,8]", "early_stopping=none"]
+    train(compose_train([*args, "data.batch_size=4", "trainer.max_epochs=2", *overrides], run_dir))
+    return read_metrics(run_dir)
+
+
+def signal_at_batch(monkeypatch, signum: int, epoch: int, batch: int) -> None:
+    """Send `signum` to this process once, while training step `batch` of `epoch` runs."""
+    from deepfake_detection.models.base import BaseDetector
+
+    step, sent = BaseDetector.training_step, []
+
+    def training_step(self, batch_data, batch_idx):
+        if not sent and self.current_epoch == epoch and batch_idx == batch:
+            sent.append(True)
+            os.kill(os.getpid(), signum)
+        return step(self, batch_data, batch_idx)
+
+    monkeypatch.setattr(BaseDetector, "training_step", training_step)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_stop_mid_first_epoch_saves_a_checkpoint_that_resumes_exactly(
+    tmp_path: Path, monkeypatch, signum: int
+) -> None:
+    # No workers: augmentation and dropout share this process's generator, the hardest case.
+    data = make_dataset(tmp_path / "data", {"train": 12, "valid": 4, "test": 4}, size=32)
+    expected = fit_in_process(data, tmp_path / "full")
+
+    run_dir = tmp_path / "stopped"
+    signal_at_batch(monkeypatch, signum, epoch=0, batch=2)
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        with pytest.raises(TrainingInterrupted, match=f"resume={run_dir}"):
+            fit_in_process(data, run_dir)
+    finally:
+        for s, handler in handlers.items():  # Lightning ignores Ctrl+C after one
+            signal.signal(s, handler)
+    monkeypatch.undo()
+    saved = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
+    progress = saved["loops"]["fit_loop"]["epoch_loop.batch_progress"]["current"]
+    assert saved["epoch"] == 0 and progress["ready"] == 3  # batches 0, 1 and 2 were trained
+    assert saved["interrupted_mid_epoch"]["train_metrics"]["loss"]["update_count"] == 3
+
+    got = fit_in_process(data, run_dir, f"resume={run_dir}")
+    for key, value in expected.items():
+        if key.startswith(("test/", "val/")) and isinstance(value, float):
+            assert got[key] == pytest.approx(value, abs=1e-6), key
+    full, resumed = (
+        torch.load(d / "checkpoints" / "last.ckpt", weights_only=True)
+        for d in (tmp_path / "full", run_dir)
+    )
+    for name, tensor in full["state_dict"].items():
+        torch.testing.assert_close(resumed["state_dict"][name], tensor, rtol=0, atol=1e-6)
+    # The resumed epoch's train metrics cover the batches trained before the stop too.
+    for epoch, row in full["history"].items():
+        assert resumed["history"][epoch] == pytest.approx(row, abs=1e-6), epoch
+
+
+def test_the_worker_count_does_not_change_the_result(tmp_path: Path) -> None:
+    # Each image's augmentation has its own seed, whichever process decodes it.
+    data = make_dataset(tmp_path / "data", {"train": 8, "valid": 4, "test": 4}, size=32)
+    fit_in_process(data, tmp_path / "w0", "trainer.max_epochs=1", "data.num_workers=0")
+    fit_in_process(data, tmp_path / "w2", "trainer.max_epochs=1", "data.num_workers=2")
+    weights = [final_weights(tmp_path / name) for name in ("w0", "w2")]
+    for name, tensor in weights[0].items():
+        torch.testing.assert_close(weights[1][name], tensor, rtol=0, atol=0)

@@ -14,7 +14,7 @@ from deepfake_detection.data.dataset import ImageFileDataset
 from deepfake_detection.data.demo import ensure_demo_dataset
 from deepfake_detection.data.discovery import DatasetIndex, discover
 from deepfake_detection.data.images import BAD_IMAGE_POLICIES, DEFAULT_MAX_PIXELS
-from deepfake_detection.data.loader import EpochSeededLoader
+from deepfake_detection.data.loader import EpochSeededLoader, ignore_stop_signals
 from deepfake_detection.data.scan import BadFile, apply_bad_image_policy
 from deepfake_detection.data.transforms import eval_transform, train_transform
 from deepfake_detection.errors import ConfigError, DatasetError
@@ -161,16 +161,20 @@ class DeepfakeDataModule(L.LightningDataModule):
             pin_memory=self.pin_memory,
         )
         if training:
-            # Workers start afresh each epoch, seeded from (seed, epoch), so a resumed run
-            # shuffles and augments exactly like an uninterrupted one.
+            # Order and augmentation follow (seed, epoch) alone, so a run resumed at any
+            # batch trains exactly like an uninterrupted one.
             return EpochSeededLoader(
                 self.dataset(split, training),
                 seed=self.seed,
                 current_epoch=self._current_epoch,
+                trained_batches=self._trained_batches,
                 **options,
             )
         return DataLoader(
-            self.dataset(split, training), persistent_workers=self.num_workers > 0, **options
+            self.dataset(split, training),
+            persistent_workers=self.num_workers > 0,
+            worker_init_fn=ignore_stop_signals,
+            **options,
         )
 
     def _current_epoch(self) -> int:
@@ -183,6 +187,12 @@ class DeepfakeDataModule(L.LightningDataModule):
         if self.trainer is None:
             return 0
         return self.trainer.fit_loop.epoch_progress.current.processed
+
+    def _trained_batches(self) -> int:
+        """Batches of the current epoch trained so far: where a resumed pass starts."""
+        if self.trainer is None:
+            return 0
+        return self.trainer.fit_loop.epoch_loop.batch_progress.current.ready
 
     def train_dataloader(self) -> DataLoader:
         return self.dataloader("train")

@@ -7,9 +7,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
+from PIL import Image
 from torch.utils.data import Dataset
 
 from deepfake_detection.data.images import DEFAULT_MAX_PIXELS, BadImageError, load_rgb
+from deepfake_detection.data.loader import SeededSample
 
 log = logging.getLogger(__name__)
 
@@ -36,14 +38,24 @@ class ImageFileDataset(Dataset):
     def __len__(self) -> int:
         return len(self.samples)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, int]:
+    def _transform(self, image: Image.Image, seed: int | None) -> torch.Tensor:
+        if seed is None:
+            return self.transform(image)
+        # The augmentation draws from its own seed and leaves the process's generator as it
+        # was: with no workers, that generator also drives dropout in the training step.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return self.transform(image)
+
+    def __getitem__(self, key: int | SeededSample) -> tuple[torch.Tensor, torch.Tensor, int]:
         # The index travels with the batch so per-image scores can be traced back to their
         # file, even when a distributed sampler reorders the split.
+        index, seed = key if isinstance(key, tuple) else (key, None)
         for offset in range(len(self.samples) if self.skip_bad else 1):
             position = (index + offset) % len(self.samples)
             path, label = self.samples[position]
             try:
-                image = self.transform(load_rgb(path, self.max_pixels))
+                image = self._transform(load_rgb(path, self.max_pixels), seed)
             except BadImageError as err:
                 if not self.skip_bad:
                     raise

@@ -1,35 +1,102 @@
-"""A training DataLoader whose every pass is seeded from (seed, epoch)."""
+"""A training DataLoader whose every pass depends only on (seed, epoch), and can start mid-way.
+
+Each image's augmentation is seeded on its own (`SeededSample`), so what a batch holds does not
+depend on which worker decoded it, how many workers there are, or what ran before it. A pass
+can then begin at any batch and still yield exactly the batches an uninterrupted pass would:
+that is what lets a run stopped mid-epoch resume to the same weights.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+import signal
+from collections.abc import Callable, Iterator
+from typing import Any, NamedTuple
 
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from deepfake_detection.seeding import epoch_seed
 
 
-class EpochSeededLoader(DataLoader):
-    """Each `iter()` reseeds the loader's own generator from (seed, current epoch).
+class SeededSample(NamedTuple):
+    """A dataset key: which image, and the seed its augmentation is drawn from."""
 
-    The generator draws the shuffle order and the base seed of every worker process, from
-    which Lightning's worker init seeds each worker's augmentation. Seeding it where the
-    iterator is made is the only place that covers the first epoch of a fit too: Lightning
-    makes that iterator before any epoch-start hook runs. An epoch resumed from a checkpoint
-    then sees the same images in the same order with the same augmentations as it would have
-    in an uninterrupted run.
+    index: int
+    seed: int
+
+
+class EpochShuffleSampler(Sampler[SeededSample]):
+    """The epoch's shuffle order and per-image seeds, both drawn from (seed, epoch).
+
+    `start_at` makes the next pass of a given epoch leave out its first samples, for a fit
+    resumed mid-epoch; `len()` stays the full epoch, which is what the trainer counts in.
+    """
+
+    def __init__(self, size: int, seed: int, current_epoch: Callable[[], int]) -> None:
+        self.size = size
+        self.seed = seed
+        self.current_epoch = current_epoch
+        self._start: tuple[int, int] | None = None  # (epoch, samples to leave out)
+
+    def __len__(self) -> int:
+        return self.size
+
+    def start_at(self, epoch: int, samples: int) -> None:
+        self._start = (epoch, samples)
+
+    def __iter__(self) -> Iterator[SeededSample]:
+        epoch = self.current_epoch()
+        generator = torch.Generator().manual_seed(epoch_seed(self.seed, epoch))
+        order = torch.randperm(self.size, generator=generator).tolist()
+        seeds = torch.randint(0, 2**62, (self.size,), generator=generator).tolist()
+        start, self._start = self._start, None
+        skip = start[1] if start is not None and start[0] == epoch else 0
+        for index in order[skip:]:
+            yield SeededSample(index, seeds[index])
+
+
+def ignore_stop_signals(worker_id: int) -> None:
+    """DataLoader workers leave Ctrl+C and SIGTERM to the main process.
+
+    A terminal sends Ctrl+C, and a job scheduler may send SIGTERM, to every process of the job;
+    workers that died of it would break the batches the main process still fetches while it
+    finishes the current step and saves its interrupt checkpoint. The main process shuts its
+    workers down itself, and a worker whose parent died exits on its own.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+class EpochSeededLoader(DataLoader):
+    """Shuffles with `EpochShuffleSampler`, and tells Lightning where a pass was stopped.
+
+    Lightning stores `state_dict()` in every checkpoint and, when it resumes from one saved
+    mid-epoch, hands it back through `load_state_dict()` before it makes the first iterator.
+    The position saved is the number of batches trained in the epoch (`trained_batches`), not
+    the number fetched, which runs ahead because of prefetching.
     """
 
     def __init__(
-        self, dataset: Dataset, *, seed: int, current_epoch: Callable[[], int], **kwargs: Any
+        self,
+        dataset: Dataset,
+        *,
+        seed: int,
+        current_epoch: Callable[[], int],
+        trained_batches: Callable[[], int],
+        **kwargs: Any,
     ) -> None:
-        kwargs.setdefault("generator", torch.Generator())
+        kwargs.pop("shuffle", None)
+        kwargs.setdefault("sampler", EpochShuffleSampler(len(dataset), seed, current_epoch))
+        kwargs.setdefault("worker_init_fn", ignore_stop_signals)
         super().__init__(dataset, **kwargs)
-        self.seed = seed
         self.current_epoch = current_epoch
+        self.trained_batches = trained_batches
 
-    def __iter__(self):
-        self.generator.manual_seed(epoch_seed(self.seed, self.current_epoch()))
-        return super().__iter__()
+    def state_dict(self) -> dict[str, int]:
+        trained = self.trained_batches()
+        # At an epoch's end Lightning may already count the next epoch: nothing to skip then.
+        return {"epoch": self.current_epoch(), "batches": trained if trained < len(self) else 0}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        if isinstance(self.sampler, EpochShuffleSampler) and self.batch_size:
+            self.sampler.start_at(int(state["epoch"]), int(state["batches"]) * self.batch_size)

@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping, Sequence
 import lightning as L
 import torch
 from torch import nn
-from torchmetrics import MaxMetric, MeanMetric
+from torchmetrics import MaxMetric, MeanMetric, Metric
 
 from deepfake_detection.evaluation.metrics import binary_metrics, compute_metrics
 from deepfake_detection.evaluation.predictions import PredictionStore
@@ -87,9 +87,10 @@ class BaseDetector(L.LightningModule):
         self._keep_frozen_bn_in_eval()
         return self
 
-    def on_train_epoch_start(self) -> None:
+    def on_train_batch_start(self, batch, batch_idx: int) -> None:
         # Lightning restores module modes by setting `.training` directly after validation,
-        # bypassing `train()`, so re-assert eval mode where training actually starts.
+        # bypassing `train()`, and a fit resumed mid-epoch skips the epoch-start hooks: so
+        # re-assert eval mode right before every training step.
         self._keep_frozen_bn_in_eval()
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
@@ -160,6 +161,28 @@ class BaseDetector(L.LightningModule):
         self.test_results = values
         if self.log_test_metrics:
             self.log_dict({name: float(value) for name, value in values.items()})
+
+    def _train_epoch_metrics(self) -> dict[str, Metric]:
+        return {"loss": self.train_loss, **dict(self.train_metrics.items(keep_base=True))}
+
+    def train_epoch_state(self) -> dict[str, dict]:
+        """The train metrics accumulated so far this epoch, for a checkpoint saved mid-epoch."""
+        return {
+            name: {
+                "update_count": metric._update_count,
+                "states": {key: getattr(metric, key) for key in metric._defaults},
+            }
+            for name, metric in self._train_epoch_metrics().items()
+        }
+
+    def load_train_epoch_state(self, state: Mapping[str, dict]) -> None:
+        """Continue the epoch's train metrics where `train_epoch_state` left them."""
+        for name, metric in self._train_epoch_metrics().items():
+            saved = state[name]
+            for key, value in saved["states"].items():
+                setattr(metric, key, value)
+            metric._update_count = saved["update_count"]
+            metric._computed = None
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["history"] = {int(epoch): dict(row) for epoch, row in self.history.items()}

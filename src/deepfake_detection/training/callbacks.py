@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import signal
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,7 +16,7 @@ from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from lightning.pytorch.callbacks.early_stopping import EarlyStoppingReason
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from deepfake_detection.seeding import epoch_seed, seed_global_rngs
+from deepfake_detection.seeding import epoch_seed, rng_states, seed_global_rngs, set_rng_states
 from deepfake_detection.training.resume import LAST_CHECKPOINT, TrainingInterrupted, relocate
 
 log = logging.getLogger(__name__)
@@ -57,10 +59,8 @@ def last_epoch_checkpoint(dirpath: str) -> ModelCheckpoint:
 class EpochSeeding(Callback):
     """Re-seed the global RNGs at the start of each training epoch from (seed, epoch).
 
-    Dropout, and augmentation when images are decoded in the main process, then depend only
-    on the seed and the epoch number. The shuffle order and the DataLoader workers' seeds are
-    seeded where each epoch's iterator is made (`EpochSeededLoader`), because Lightning makes
-    the first iterator of a fit before this hook runs.
+    Dropout then depends only on the seed and the epoch number. Shuffling and augmentation
+    are seeded by the training loader itself (`EpochSeededLoader`), per image.
     """
 
     def __init__(self, seed: int) -> None:
@@ -133,17 +133,30 @@ class TrainingClock(Callback):
         self.elapsed_before = float(state_dict.get("elapsed_seconds", 0.0))
 
 
-class InterruptNotice(Callback):
-    """Say how to resume when Ctrl+C or SIGTERM stops a fit.
+class InterruptCheckpoint(Callback):
+    """Ctrl+C or SIGTERM: finish the current batch, save a resumable checkpoint, stop.
 
-    Lightning stops at the end of the current batch on SIGTERM, or at once on Ctrl+C; the
-    last end-of-epoch checkpoint (`last.ckpt`, written atomically) is what a resume starts
-    from, so the interrupted epoch is redone from its start.
+    While training, both signals only set a flag. At the end of the next batch the full
+    training state is written atomically to `last.ckpt`, with what an epoch-end checkpoint
+    does not need: the batch position (kept by the training loader, see `EpochSeededLoader`),
+    the process's random generators (dropout) and the epoch's running train metrics. A resume
+    then continues with the next batch and ends exactly where an uninterrupted run would. A
+    second signal stops at once, from the last checkpoint written.
+
+    The batch that ends the epoch, one that runs validation, and one inside a gradient
+    accumulation window are not save points: the stop then waits for the next batch that is
+    (at worst, the next epoch's start, just after the epoch-end checkpoint was written).
     """
+
+    STATE_KEY = "interrupted_mid_epoch"
 
     def __init__(self, run_dir: str) -> None:
         self.run_dir = run_dir
         self.interrupted_by: str | None = None
+        self._requested: str | None = None
+        self._saving = False
+        self._previous_handlers: dict[int, Any] = {}
+        self._restored_rngs: dict[str, Any] | None = None
 
     @contextmanager
     def guard(self) -> Iterator[None]:
@@ -151,24 +164,112 @@ class InterruptNotice(Callback):
         try:
             yield
         except BaseException:
-            # After a signal anything may surface, not only Lightning's own exit: a SIGTERM
-            # sent to the process group also kills the DataLoader workers, for instance.
+            # After a signal anything may surface, not only Lightning's own exit: a worker
+            # killed by a signal sent to the whole process group, for instance.
             if self.interrupted_by is None:
                 raise
             raise TrainingInterrupted(self.interrupted_by, Path(self.run_dir)) from None
 
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        name = signal.Signals(signum).name
+        if self._requested is not None:  # asked twice: stop now
+            self.interrupted_by = name
+            raise KeyboardInterrupt
+        self._requested = name
+        log.warning(
+            "%s: stopping after this batch, once its checkpoint is saved "
+            "(send it again to stop at once)",
+            name,
+        )
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self._restored_rngs is not None:
+            # A fit resumed mid-epoch goes on without the epoch-start hooks (no reseeding).
+            if self._restored_rngs.pop("epoch") == trainer.current_epoch:
+                set_rng_states(self._restored_rngs)
+            self._restored_rngs = None
+        if threading.current_thread() is not threading.main_thread():
+            return  # only the main thread may handle signals; Lightning's defaults apply
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            self._previous_handlers[signum] = signal.signal(signum, self._on_signal)
+
+    def _restore_handlers(self) -> None:
+        for signum, handler in self._previous_handlers.items():
+            signal.signal(signum, handler)
+        self._previous_handlers.clear()
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._restore_handlers()
+        if self._requested:
+            log.warning("%s came as training ended: finishing the run", self._requested)
+            self._requested = None
+
+    def _stop(self, trainer: L.Trainer, where: str) -> None:
+        self.interrupted_by = self._requested
+        log.warning(
+            "%s: stopped %s; resume with `python -m train resume=%s`",
+            self.interrupted_by,
+            where,
+            self.run_dir,
+        )
+        if self.interrupted_by == "SIGINT":
+            raise KeyboardInterrupt
+        raise SIGTERMException
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self._requested:  # the previous epoch's end was just saved
+            self._stop(trainer, f"before epoch {trainer.current_epoch}")
+
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, i: int
+    ) -> None:
+        if not self._requested:
+            return
+        done = i + 1
+        val_every = trainer.val_check_batch
+        if (
+            done >= trainer.num_training_batches
+            or done % trainer.accumulate_grad_batches
+            or (isinstance(val_every, int) and done % val_every == 0)
+        ):
+            return
+        self._saving = True
+        try:
+            trainer.save_checkpoint(Path(self.run_dir) / LAST_CHECKPOINT)
+        except Exception as err:  # still stop: the last epoch-end checkpoint is intact
+            log.error(
+                "could not save the interrupt checkpoint (%s): a resume redoes the epoch", err
+            )
+            self._stop(trainer, f"in epoch {trainer.current_epoch}")
+        finally:
+            self._saving = False
+        self._stop(trainer, f"after batch {done} of epoch {trainer.current_epoch}")
+
+    def on_save_checkpoint(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        if self._saving:
+            checkpoint[self.STATE_KEY] = {
+                "rngs": {**rng_states(), "epoch": trainer.current_epoch},
+                "train_metrics": pl_module.train_epoch_state(),
+            }
+
+    def on_load_checkpoint(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        state = checkpoint.get(self.STATE_KEY)
+        if state is not None:
+            pl_module.load_train_epoch_state(state["train_metrics"])
+            self._restored_rngs = dict(state["rngs"])
+
     def on_exception(
         self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
     ) -> None:
-        if isinstance(exception, KeyboardInterrupt):
-            self.interrupted_by = "SIGINT"
-        elif isinstance(exception, SIGTERMException) or trainer.received_sigterm:
-            self.interrupted_by = "SIGTERM"
-        else:
-            return
-        log.warning(
-            "%s at epoch %d: resume with `python -m train resume=%s`",
-            self.interrupted_by,
-            trainer.current_epoch,
-            self.run_dir,
-        )
+        self._restore_handlers()
+        if self.interrupted_by is None and self._requested is None:
+            if isinstance(exception, KeyboardInterrupt):
+                self.interrupted_by = "SIGINT"  # outside the training loop
+            elif isinstance(exception, SIGTERMException) or trainer.received_sigterm:
+                self.interrupted_by = "SIGTERM"
+        elif self.interrupted_by is None:
+            self.interrupted_by = self._requested  # e.g. a worker died of the signal

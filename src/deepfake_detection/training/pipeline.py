@@ -33,7 +33,7 @@ from deepfake_detection.training.artifacts import save_state_dict
 from deepfake_detection.training.callbacks import (
     ConfigInCheckpoint,
     EpochSeeding,
-    InterruptNotice,
+    InterruptCheckpoint,
     RelocatedRunDir,
     RestoredEarlyStop,
     TrainingClock,
@@ -125,7 +125,7 @@ def train(cfg: DictConfig) -> float | None:
         counts["params/total"],
     )
 
-    clock, notice = TrainingClock(), InterruptNotice(str(output_dir))
+    clock, notice = TrainingClock(), InterruptCheckpoint(str(output_dir))
     callbacks = [*_callbacks(cfg, resolved, resume), EpochSeeding(cfg.seed), clock, notice]
     checkpoint = next(cb for cb in callbacks if isinstance(cb, ModelCheckpoint))
     logger = instantiate(cfg.logger)
