@@ -53,13 +53,15 @@ def test_sigterm_mid_epoch_then_resume_matches_an_uninterrupted_run(tmp_path: Pa
         stderr=subprocess.PIPE,
         text=True,
         env={**os.environ, "MOBILENET_V2_WEIGHTS": ""},
+        start_new_session=True,  # its own process group, DataLoader worker included
     )
     deadline = time.monotonic() + 300
     while not (run_dir / "checkpoints" / "last.ckpt").exists():  # epoch 0 is done
         assert proc.poll() is None and time.monotonic() < deadline, "run ended too early"
         time.sleep(0.02)
     time.sleep(0.15)  # well into the next epoch
-    proc.send_signal(signal.SIGTERM)
+    # To the whole group, as a job scheduler does: the worker must not die of it.
+    os.killpg(proc.pid, signal.SIGTERM)
     _, stderr = proc.communicate(timeout=300)
     assert proc.returncode == 128 + signal.SIGTERM, stderr[-3000:]
     assert f"python -m train resume={run_dir}" in stderr.splitlines()[-1]
@@ -356,3 +358,14 @@ def test_the_worker_count_does_not_change_the_result(tmp_path: Path) -> None:
     weights = [final_weights(tmp_path / name) for name in ("w0", "w2")]
     for name, tensor in weights[0].items():
         torch.testing.assert_close(weights[1][name], tensor, rtol=0, atol=0)
+
+
+def test_a_second_signal_stops_at_once(tmp_path: Path) -> None:
+    stop = InterruptCheckpoint(str(tmp_path))
+    stop._on_signal(signal.SIGINT, None)  # the first only asks for a stop after the batch
+    assert stop.interrupted_by is None
+    with pytest.raises(KeyboardInterrupt):
+        stop._on_signal(signal.SIGTERM, None)
+    assert stop.interrupted_by == "SIGTERM"
+    with pytest.raises(TrainingInterrupted, match="interrupted by SIGTERM"), stop.guard():
+        raise KeyboardInterrupt

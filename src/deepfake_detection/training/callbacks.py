@@ -216,14 +216,23 @@ class InterruptCheckpoint(Callback):
             raise KeyboardInterrupt
         raise SIGTERMException
 
+    def _stop_requested(self, trainer: L.Trainer) -> bool:
+        """Whether any process was signalled: with several, all must save and stop together."""
+        requested = self._requested is not None
+        if trainer.world_size > 1:
+            requested = trainer.strategy.reduce_boolean_decision(requested, all=False)
+            if requested and self._requested is None:
+                self._requested = "SIGTERM"  # another rank's signal
+        return requested
+
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if self._requested:  # the previous epoch's end was just saved
+        if self._stop_requested(trainer):  # the previous epoch's end was just saved
             self._stop(trainer, f"before epoch {trainer.current_epoch}")
 
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, i: int
     ) -> None:
-        if not self._requested:
+        if not self._stop_requested(trainer):
             return
         done = i + 1
         val_every = trainer.val_check_batch
