@@ -43,9 +43,13 @@ class ImageFileDataset(Dataset):
             return self.transform(image)
         # The augmentation draws from its own seed and leaves the process's generator as it
         # was: with no workers, that generator also drives dropout in the training step.
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
+        # (The CPU generator alone: `torch.manual_seed` would reseed every device too.)
+        outer = torch.get_rng_state()
+        torch.default_generator.manual_seed(seed)
+        try:
             return self.transform(image)
+        finally:
+            torch.set_rng_state(outer)
 
     def __getitem__(self, key: int | SeededSample) -> tuple[torch.Tensor, torch.Tensor, int]:
         # The index travels with the batch so per-image scores can be traced back to their
