@@ -244,7 +244,7 @@ class InterruptCheckpoint(Callback):
             return
         self._saving = True
         try:
-            trainer.save_checkpoint(Path(self.run_dir) / LAST_CHECKPOINT)
+            trainer.save_checkpoint(Path(self.run_dir) / LAST_CHECKPOINT, weights_only=False)
         except Exception as err:  # still stop: the last epoch-end checkpoint is intact
             log.error(
                 "could not save the interrupt checkpoint (%s): a resume redoes the epoch", err
