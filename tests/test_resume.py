@@ -283,6 +283,8 @@ def test_any_error_after_a_signal_is_an_interrupt(tmp_path: Path) -> None:
     notice = InterruptCheckpoint(str(tmp_path))
     with pytest.raises(RuntimeError, match="worker"), notice.guard():
         raise RuntimeError("DataLoader worker (pid 1) is killed by signal")  # no signal seen
+    with pytest.raises(TrainingInterrupted, match="interrupted by SIGINT"), notice.guard():
+        raise KeyboardInterrupt  # e.g. Ctrl+C while the images are checked, before the fit
     notice.interrupted_by = "SIGTERM"
     with pytest.raises(TrainingInterrupted, match=f"resume={tmp_path}"), notice.guard():
         raise RuntimeError("DataLoader worker (pid 1) is killed by signal: Terminated.")

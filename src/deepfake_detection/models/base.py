@@ -168,10 +168,7 @@ class BaseDetector(L.LightningModule):
     def train_epoch_state(self) -> dict[str, dict]:
         """The train metrics accumulated so far this epoch, for a checkpoint saved mid-epoch."""
         return {
-            name: {
-                "update_count": metric._update_count,
-                "states": {key: getattr(metric, key) for key in metric._defaults},
-            }
+            name: {"update_count": metric.update_count, "states": metric.metric_state}
             for name, metric in self._train_epoch_metrics().items()
         }
 

@@ -163,9 +163,11 @@ class InterruptCheckpoint(Callback):
         """Turn Lightning's exit after an interrupt into `TrainingInterrupted`."""
         try:
             yield
-        except BaseException:
+        except BaseException as err:
             # After a signal anything may surface, not only Lightning's own exit: a worker
             # killed by a signal sent to the whole process group, for instance.
+            if self.interrupted_by is None and isinstance(err, KeyboardInterrupt):
+                self.interrupted_by = "SIGINT"  # outside the fit, e.g. while checking images
             if self.interrupted_by is None:
                 raise
             raise TrainingInterrupted(self.interrupted_by, Path(self.run_dir)) from None
@@ -185,8 +187,7 @@ class InterruptCheckpoint(Callback):
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self._restored_rngs is not None:
             # A fit resumed mid-epoch goes on without the epoch-start hooks (no reseeding).
-            if self._restored_rngs.pop("epoch") == trainer.current_epoch:
-                set_rng_states(self._restored_rngs)
+            set_rng_states(self._restored_rngs)
             self._restored_rngs = None
         if threading.current_thread() is not threading.main_thread():
             return  # only the main thread may handle signals; Lightning's defaults apply
@@ -259,7 +260,7 @@ class InterruptCheckpoint(Callback):
     ) -> None:
         if self._saving:
             checkpoint[self.STATE_KEY] = {
-                "rngs": {**rng_states(), "epoch": trainer.current_epoch},
+                "rngs": rng_states(),
                 "train_metrics": pl_module.train_epoch_state(),
             }
 
@@ -269,7 +270,7 @@ class InterruptCheckpoint(Callback):
         state = checkpoint.get(self.STATE_KEY)
         if state is not None:
             pl_module.load_train_epoch_state(state["train_metrics"])
-            self._restored_rngs = dict(state["rngs"])
+            self._restored_rngs = state["rngs"]
 
     def on_exception(
         self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException

@@ -112,10 +112,12 @@ def train(cfg: DictConfig) -> float | None:
     atomic_write_bytes(output_dir / RESOLVED_CONFIG_FILE, OmegaConf.to_yaml(resolved).encode())
     L.seed_everything(cfg.seed, workers=True)
 
-    datamodule = instantiate(cfg.data)
-    log.info("data: %s", datamodule.describe())  # indexes and checks every image
-    write_skipped_files(output_dir, datamodule.skipped)
-    model = instantiate(cfg.model)
+    clock, notice = TrainingClock(), InterruptCheckpoint(str(output_dir))
+    with notice.guard():  # Ctrl+C while images are checked: the run dir can be resumed too
+        datamodule = instantiate(cfg.data)
+        log.info("data: %s", datamodule.describe())  # indexes and checks every image
+        write_skipped_files(output_dir, datamodule.skipped)
+        model = instantiate(cfg.model)
     counts = model.parameter_counts()
     log.info(
         "model: %s, freeze=%s, params trainable %d / total %d",
@@ -125,7 +127,6 @@ def train(cfg: DictConfig) -> float | None:
         counts["params/total"],
     )
 
-    clock, notice = TrainingClock(), InterruptCheckpoint(str(output_dir))
     callbacks = [*_callbacks(cfg, resolved, resume), EpochSeeding(cfg.seed), clock, notice]
     checkpoint = next(cb for cb in callbacks if isinstance(cb, ModelCheckpoint))
     logger = instantiate(cfg.logger)
