@@ -1,41 +1,10 @@
-"""Check a Fake/Real dataset before training on it: `python -m audit data.root=<dataset>`.
+"""`python -m audit`: short for `deepfake-audit` / `python -m deepfake_detection.audit`.
 
-Reports counts and class balance, image sizes and modes, unreadable, non-image and stray
-files, and exact and near duplicates; above all those shared across splits, which leak test
-images into training. `audit.fail_on_leakage=true` makes leakage fail the command (exit 1).
+A top-level module named `audit` loses to any installed package of the same name; the
+`deepfake-audit` command and `python -m deepfake_detection.audit` always run this project's.
 """
 
-from __future__ import annotations
-
-import sys
-
-import hydra
-from omegaconf import DictConfig
-
-from deepfake_detection.audit.settings import LEAKAGE_EXIT, AuditSettings
-from deepfake_detection.cli import run_task
-from deepfake_detection.config import config_dir, register_resolvers
-
-register_resolvers()
-
-
-@hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="audit")
-def main(cfg: DictConfig) -> None:
-    # Checked before the dataset code loads: torch and Lightning take seconds to import, and a
-    # mistyped data.root should not wait for them.
-    settings = run_task(AuditSettings.from_config, cfg)
-    from deepfake_detection.audit.pipeline import audit
-
-    report = run_task(audit, cfg)
-    if settings.fail_on_leakage and report.leakage:
-        where = settings.output_dir / "audit.md"
-        print(f"error: leakage: {report.leakage_counts} (see {where})", file=sys.stderr)
-        sys.exit(LEAKAGE_EXIT)
-
-
-def cli() -> None:
-    main()
-
+from deepfake_detection.audit import cli
 
 if __name__ == "__main__":
     cli()

@@ -1,27 +1,10 @@
-"""Test a trained detector on any Fake/Real dataset:
-`python -m evaluate ckpt_path=<run dir or .ckpt> [data.root=<dataset>] [data.split=test]`."""
+"""`python -m evaluate`: short for `deepfake-evaluate` / `python -m deepfake_detection.evaluate`.
 
-from __future__ import annotations
+A top-level module named `evaluate` loses to any installed package of the same name; the
+`deepfake-evaluate` command and `python -m deepfake_detection.evaluate` always run this project's.
+"""
 
-import hydra
-from omegaconf import DictConfig
-
-from deepfake_detection.cli import run_task
-from deepfake_detection.config import config_dir, register_resolvers
-
-register_resolvers()
-
-
-@hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="evaluate")
-def main(cfg: DictConfig) -> dict | None:
-    from deepfake_detection.evaluation.pipeline import evaluate
-
-    return run_task(evaluate, cfg)
-
-
-def cli() -> None:
-    main()
-
+from deepfake_detection.evaluate import cli
 
 if __name__ == "__main__":
     cli()

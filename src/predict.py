@@ -1,27 +1,10 @@
-"""Score unlabelled images with a trained detector:
-`python -m predict ckpt_path=<run dir or .ckpt> input=<image file or folder>`."""
+"""`python -m predict`: short for `deepfake-predict` / `python -m deepfake_detection.predict`.
 
-from __future__ import annotations
+A top-level module named `predict` loses to any installed package of the same name; the
+`deepfake-predict` command and `python -m deepfake_detection.predict` always run this project's.
+"""
 
-import hydra
-from omegaconf import DictConfig
-
-from deepfake_detection.cli import run_task
-from deepfake_detection.config import config_dir, register_resolvers
-
-register_resolvers()
-
-
-@hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="predict")
-def main(cfg: DictConfig) -> dict | None:
-    from deepfake_detection.prediction.pipeline import predict
-
-    return run_task(predict, cfg)
-
-
-def cli() -> None:
-    main()
-
+from deepfake_detection.predict import cli
 
 if __name__ == "__main__":
     cli()

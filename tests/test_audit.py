@@ -1,4 +1,4 @@
-"""`python -m audit`: counts, bad and stray files, exact and near duplicates, and leakage."""
+"""`deepfake-audit`: counts, bad and stray files, exact and near duplicates, and leakage."""
 
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ from omegaconf import DictConfig
 from PIL import Image
 
 from conftest import make_dataset, write_image
-from deepfake_detection.audit import AuditSettings, audit, run_audit
-from deepfake_detection.audit.duplicates import hamming_pairs, popcount
+from deepfake_detection.auditing import AuditSettings, audit, run_audit
+from deepfake_detection.auditing.duplicates import hamming_pairs, popcount
 from deepfake_detection.config import config_dir, register_resolvers
 from deepfake_detection.errors import ConfigError, DatasetError
 
@@ -90,6 +90,32 @@ def test_near_duplicates_across_splits_are_found_and_not_exact(root: Path) -> No
     assert result["summary"]["leakage"] is True
     # Nothing else is near anything: random noise images are far apart.
     assert set().union(*pairs) == {"Train/Real/000.png", *copies}
+
+
+def test_fail_on_exact_ignores_near_copies_and_near_catches_both(root: Path) -> None:
+    original = Image.open(root / "Train/Real/000.png").convert("RGB")
+    original.save(root / "Test/Real/reencoded.jpg", quality=90)  # near, not exact
+    report = run_audit(root, workers=0)
+    assert report.leakage and not report.exact_cross_split
+    assert report.leaks("near") is True
+    assert report.leaks("exact") is False
+    shutil.copy(root / "Train/Fake/000.png", root / "Test/Fake/copy.png")
+    assert run_audit(root, workers=0).leaks("exact") is True
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        ([], None),
+        (["audit.fail_on_leakage=true"], "near"),
+        (["audit.fail_on=exact"], "exact"),
+        (["audit.fail_on=near"], "near"),
+        (["audit.fail_on_leakage=true", "audit.fail_on=exact"], "exact"),
+    ],
+)
+def test_fail_on_setting(root: Path, tmp_path: Path, overrides: list[str], expected) -> None:
+    cfg = compose_audit([f"data.root={root}", *overrides], tmp_path / "out")
+    assert AuditSettings.from_config(cfg).fail_on == expected
 
 
 def test_same_bytes_as_fake_and_real_is_a_label_conflict(root: Path) -> None:
@@ -239,7 +265,7 @@ def test_bad_options_are_config_errors(
 
 def _start(args: list[str], cwd: Path) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "audit", *args],
+        [sys.executable, "-m", "deepfake_detection.audit", *args],
         cwd=cwd,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -260,6 +286,10 @@ def test_cli_exit_status(root: Path, tmp_path: Path) -> None:
             [f"data.root={root}", "audit.fail_on_leakage=true", f"hydra.run.dir={tmp_path}/fail"],
             tmp_path,
         ),
+        "exact": _start(
+            [f"data.root={root}", "audit.fail_on=exact", f"hydra.run.dir={tmp_path}/exact"],
+            tmp_path,
+        ),
         "report": _start([f"data.root={root}", f"hydra.run.dir={tmp_path}/report"], tmp_path),
         "missing": _start(
             [f"data.root={tmp_path / 'nowhere'}", f"hydra.run.dir={tmp_path}/missing"], tmp_path
@@ -272,7 +302,11 @@ def test_cli_exit_status(root: Path, tmp_path: Path) -> None:
     assert status == 1, stderr[-2000:]
     assert _errors(stderr) == [_errors(stderr)[0]]
     assert _errors(stderr)[0].startswith("error: leakage: 1 exact-duplicate group(s)")
+    assert "(audit.fail_on=near;" in _errors(stderr)[0]
     assert (tmp_path / "fail/audit.json").is_file()  # the reports come first
+    status, _, stderr = results["exact"]
+    assert status == 1, stderr[-2000:]
+    assert "(audit.fail_on=exact;" in _errors(stderr)[0]
 
     status, stdout, stderr = results["report"]
     assert status == 0, stderr[-2000:]

@@ -1,4 +1,4 @@
-"""`python -m compare` and its library on made-up run folders (no training)."""
+"""`deepfake-compare` and its library on made-up run folders (no training)."""
 
 from __future__ import annotations
 
@@ -231,6 +231,22 @@ def test_figures_are_written_as_png(sweep: Path, tmp_path: Path) -> None:
     assert not list(out.glob(".*.tmp"))  # no temporary files left behind
 
 
+def test_error_column_only_when_a_run_failed(tmp_path: Path) -> None:
+    for name, val in (("a", 0.8), ("b", 0.9)):
+        make_run(tmp_path / name, metrics=finished(val, val, "custom_cnn", "none"))
+    report = compare_runs([tmp_path], plots=False).report
+    rows = table_rows(report)
+    assert "error" not in rows["a"] and rows["b"]["best"] == "★"
+    with (tmp_path / "comparison.csv").open(newline="", encoding="utf-8") as handle:
+        assert tuple(csv.DictReader(handle).fieldnames or ()) == HEADERS  # a fixed schema
+
+    log = "[2026-11-22 10:00:01,000][train][ERROR] - error: data.root=x: no such directory\n"
+    make_run(tmp_path / "c", log=log)
+    rows = table_rows(compare_runs([tmp_path], plots=False).report)
+    assert rows["c"]["error"] == "data.root=x: no such directory"
+    assert rows["a"]["error"] == ""
+
+
 def test_missing_keys_show_as_dashes(tmp_path: Path) -> None:
     make_run(tmp_path / "old", metrics={"test/acc": 0.5})  # an older metrics.json
     rows = table_rows(compare_runs([tmp_path], plots=False).report)
@@ -275,7 +291,7 @@ def test_no_runs_is_an_error_naming_the_path(tmp_path: Path) -> None:
 
 def run_compare(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "compare", *args],
+        [sys.executable, "-m", "deepfake_detection.compare", *args],
         cwd=cwd,
         capture_output=True,
         text=True,

@@ -23,8 +23,8 @@ from conftest import (
 )
 from deepfake_detection.errors import UserInputError
 from deepfake_detection.evaluation.pipeline import evaluate
-from deepfake_detection.evaluation.predictions import Predictions
-from deepfake_detection.training.pipeline import train
+from deepfake_detection.metrics.predictions import Predictions
+from deepfake_detection.train import train
 
 RUN_FIGURES = {
     "confusion_matrix",
@@ -218,7 +218,7 @@ def test_cli_refuses_a_malicious_checkpoint_without_running_it(tmp_path: Path) -
     marker = tmp_path / "payload-ran"
     evil = tmp_path / "evil.ckpt"
     torch.save({"config": {}, "state_dict": {}, "extra": _Payload(marker)}, evil)
-    result = run_cli([f"ckpt_path={evil}"], tmp_path, module="evaluate")
+    result = run_cli([f"ckpt_path={evil}"], tmp_path, module="deepfake_detection.evaluate")
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert lines[-1].startswith("error: ") and str(evil) in lines[-1]
@@ -227,7 +227,7 @@ def test_cli_refuses_a_malicious_checkpoint_without_running_it(tmp_path: Path) -
 
 
 def test_cli_requires_a_checkpoint(tmp_path: Path) -> None:
-    result = run_cli([], tmp_path, module="evaluate")
+    result = run_cli([], tmp_path, module="deepfake_detection.evaluate")
     assert result.returncode == 2 and "ckpt_path is required" in result.stderr
     assert not list(tmp_path.rglob("metrics.json"))
 

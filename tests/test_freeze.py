@@ -85,3 +85,19 @@ def test_frozen_batchnorm_stays_in_eval_mode_and_keeps_its_statistics() -> None:
     model(torch.randn(4, 3, 32, 32))
     assert all(torch.equal(b, m.running_mean) for b, m in zip(before, frozen_bn, strict=True))
     assert not torch.equal(trained_before, trained_bn[0].running_mean)
+
+
+@pytest.mark.parametrize(("n", "frozen"), [(3, False), (2, True)])
+def test_a_freeze_that_freezes_nothing_says_so(
+    n: int, frozen: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level("WARNING", logger="deepfake_detection.models.freeze"):
+        model = CustomCNNDetector(widths=(8, 16, 32), freeze={"name": "last_n", "n": n})
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert (trainable(model) != {k for k, _ in model.net.named_parameters()}) is frozen
+    if frozen:
+        assert warnings == []
+    else:
+        [message] = warnings
+        assert message.startswith("freeze=last_n, freeze.n=3: custom_cnn has 3 feature blocks")
+        assert "same as freeze=none" in message and "freeze.n=0..2" in message

@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
-from deepfake_detection.evaluation.metrics import compute_metrics, equal_error_rate
-from deepfake_detection.evaluation.threshold import youden_threshold
+from deepfake_detection.metrics.binary import compute_metrics, equal_error_rate
+from deepfake_detection.metrics.threshold import youden_threshold
 
 # Scores sit mid-bin for the 15-bin calibration error, so each falls in its own bin.
 PROBS = torch.tensor([0.12, 0.42, 0.38, 0.82, 0.72, 0.22])

@@ -1,4 +1,4 @@
-"""`python -m predict`: unlabelled images in, P(Fake) and a Fake/Real call out."""
+"""`deepfake-predict`: unlabelled images in, P(Fake) and a Fake/Real call out."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from conftest import (
 )
 from deepfake_detection.errors import DatasetError
 from deepfake_detection.prediction.pipeline import predict
-from deepfake_detection.training.pipeline import train
+from deepfake_detection.train import train
 
 
 @pytest.fixture(scope="module")
@@ -126,12 +126,16 @@ def test_cli_one_line_errors(trained, tmp_path: Path) -> None:
     empty = tmp_path / "empty"
     empty.mkdir()
     (empty / ".DS_Store").write_bytes(b"\0")
-    result = run_cli([f"ckpt_path={run_dir}", f"input={empty}"], tmp_path, module="predict")
+    result = run_cli(
+        [f"ckpt_path={run_dir}", f"input={empty}"], tmp_path, module="deepfake_detection.predict"
+    )
     assert result.returncode == 2
     assert (
         result.stderr.strip().splitlines()[-1].startswith(f"error: input={empty}: no images found")
     )
-    missing = run_cli([f"ckpt_path={run_dir}", "input=no/such/dir"], tmp_path, module="predict")
+    missing = run_cli(
+        [f"ckpt_path={run_dir}", "input=no/such/dir"], tmp_path, module="deepfake_detection.predict"
+    )
     assert missing.returncode == 2
     assert missing.stderr.strip().splitlines()[-1] == (
         "error: input=no/such/dir: no such file or directory"
@@ -144,7 +148,7 @@ def test_cli_one_line_errors(trained, tmp_path: Path) -> None:
             f"input={run_dir.parent / 'data' / 'valid'}",
         ],
         tmp_path,
-        module="predict",
+        module="deepfake_detection.predict",
     )
     assert ok.returncode == 0, ok.stderr[-2000:]
     assert "8 image(s):" in ok.stdout

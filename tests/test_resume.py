@@ -292,7 +292,7 @@ def test_any_error_after_a_signal_is_an_interrupt(tmp_path: Path) -> None:
 
 def fit_in_process(data: Path, run_dir: Path, *overrides: str) -> dict:
     from conftest import compose_train
-    from deepfake_detection.training.pipeline import train
+    from deepfake_detection.train import train
 
     args = [f"data.root={data}", "data.image_size=32", "model.widths=[4,8]", "early_stopping=none"]
     train(compose_train([*args, "data.batch_size=4", "trainer.max_epochs=2", *overrides], run_dir))

@@ -191,9 +191,14 @@ TRAIN_BAD_VALUES: list[tuple[str, Any, str]] = [
     ("logger.name", "", "default"),
     ("logger.name", 3, "default"),
     ("logger.default_hp_metric", "false", "default"),
+    ("trainer.enable_model_summary", "no", "default"),
+    ("progress.bar", "sometimes", "default"),
+    ("progress.bar", 2, "default"),
+    ("progress.every_s", -1, "default"),
+    ("progress.every_s", "30s", "default"),
 ]
 
-#: (key, bad value) for `python -m evaluate`, on its config with an existing `ckpt_path`.
+#: (key, bad value) for `deepfake-evaluate`, on its config with an existing `ckpt_path`.
 EVALUATE_BAD_VALUES: list[tuple[str, Any]] = [
     ("ckpt_path", "no/such/run"),
     ("ckpt_path", ""),
@@ -221,7 +226,7 @@ EVALUATE_BAD_VALUES: list[tuple[str, Any]] = [
     ("trainer.precision", "half"),
 ]
 
-#: (key, bad value) for `python -m predict`.
+#: (key, bad value) for `deepfake-predict`.
 PREDICT_BAD_VALUES: list[tuple[str, Any]] = [
     ("ckpt_path", None),
     ("ckpt_path", "no/such/run"),
@@ -240,7 +245,7 @@ PREDICT_BAD_VALUES: list[tuple[str, Any]] = [
     ("trainer.precision", "half"),
 ]
 
-#: (key, bad value) for `python -m audit`.
+#: (key, bad value) for `deepfake-audit`.
 AUDIT_BAD_VALUES: list[tuple[str, Any]] = [
     ("data.root", None),
     ("data.root", ""),
@@ -250,6 +255,8 @@ AUDIT_BAD_VALUES: list[tuple[str, Any]] = [
     ("data.max_image_pixels", None),
     ("audit.fail_on_leakage", "yes"),
     ("audit.fail_on_leakage", 1),
+    ("audit.fail_on", "duplicates"),
+    ("audit.fail_on", True),
     ("audit.near_duplicates", None),
     ("audit.hash_size", 3),
     ("audit.hash_size", True),

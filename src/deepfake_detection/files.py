@@ -62,3 +62,13 @@ def read_json(path: str | Path) -> dict[str, Any]:
     except (OSError, ValueError):
         return {}
     return value if isinstance(value, dict) else {}
+
+
+def run_dir_problem(value: str) -> str | None:
+    """Why `value` is not a run dir `resume` can continue, or None when it is one."""
+    path = Path(value).expanduser()
+    if not path.is_dir():
+        return "no such run directory" if not path.exists() else "not a directory"
+    if not (path / RESOLVED_CONFIG_FILE).is_file():
+        return f"not a training run directory (no {RESOLVED_CONFIG_FILE})"
+    return None

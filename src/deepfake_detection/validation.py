@@ -28,7 +28,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from deepfake_detection.config import metric_mode, register_resolvers
 from deepfake_detection.data.images import BAD_IMAGE_POLICIES
 from deepfake_detection.errors import ConfigError
-from deepfake_detection.training.resume import run_dir_problem
+from deepfake_detection.files import run_dir_problem
 
 #: Metrics logged while fitting, so the only ones callbacks can monitor. Keep in sync with
 #: `binary_metrics` (evaluation/metrics.py) and `BaseDetector.on_validation_epoch_end`.
@@ -449,8 +449,11 @@ TRAIN_RULES: dict[str, Rule] = {
     "trainer.fast_dev_run": either(
         boolean(), integer(0), expected="true, false or an integer >= 0"
     ),
+    "trainer.enable_model_summary": boolean(),
     "logger.name": text(nullable=True),
     "logger.default_hp_metric": boolean(),
+    "progress.bar": either(boolean(), one_of("auto"), expected="auto, true or false"),
+    "progress.every_s": number(0),
 }
 
 
@@ -474,7 +477,7 @@ def _scoring_rules(**first: Rule) -> dict[str, Rule]:
     }
 
 
-#: Keys of `python -m evaluate`.
+#: Keys of `deepfake-evaluate`.
 EVALUATE_RULES: dict[str, Rule] = _scoring_rules(
     **{
         "data.split": one_of(*SPLITS, ignore_case=True),
@@ -482,7 +485,7 @@ EVALUATE_RULES: dict[str, Rule] = _scoring_rules(
     }
 )
 
-#: Keys of `python -m predict`.
+#: Keys of `deepfake-predict`.
 PREDICT_RULES: dict[str, Rule] = _scoring_rules(
     input=Rule(
         expected="an image file or a folder of images",
@@ -492,11 +495,12 @@ PREDICT_RULES: dict[str, Rule] = _scoring_rules(
     )
 )
 
-#: Keys of `python -m audit`, which checks a dataset folder and so needs one.
+#: Keys of `deepfake-audit`, which checks a dataset folder and so needs one.
 AUDIT_RULES: dict[str, Rule] = {
     "data.root": existing_dir(required=True, blank_is_null=True),
     "data.max_image_pixels": integer(1),
     "audit.fail_on_leakage": boolean(),
+    "audit.fail_on": one_of("exact", "near", nullable=True),
     "audit.near_duplicates": boolean(),
     "audit.hash_size": integer(4),
     "audit.max_distance": integer(0),

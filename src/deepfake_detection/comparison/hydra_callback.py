@@ -27,7 +27,7 @@ class CompareOnMultirunEnd(Callback):
     with failures still ends with its table (failed jobs listed) and a non-zero exit status.
 
     Never raises: the sweep's jobs are done and saved, and a failed comparison can be redone
-    with `python -m compare <sweep dir>`, so it must not turn the sweep into an error.
+    with `deepfake-compare <sweep dir>`, so it must not turn the sweep into an error.
     """
 
     def __init__(self, plots: bool = True) -> None:

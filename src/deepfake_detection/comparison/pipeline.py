@@ -1,6 +1,6 @@
 """Paths in, comparison out: find the runs, pick the best, write the table and figures.
 
-Shared by `python -m compare` and the Hydra callback that runs at the end of a sweep.
+Shared by `deepfake-compare` and the Hydra callback that runs at the end of a sweep.
 """
 
 from __future__ import annotations

@@ -94,21 +94,28 @@ def format_value(value: Any, kind: Kind) -> str:
     return f"{mantissa.rstrip('0').rstrip('.')}e{exponent}"
 
 
-def _markdown_cells(run: Run, best: Run | None) -> list[str]:
+def _markdown_cells(run: Run, best: Run | None, with_error: bool) -> list[str]:
     missing = MISSING if run.status == "ok" else ""  # failed runs have no numbers at all
     cells = [format_value(c.value(run), c.kind) or missing for c in COLUMNS]
-    error = run.error or ""
-    if len(error) > MAX_ERROR_CHARS:
-        error = error[: MAX_ERROR_CHARS - 1] + "…"
-    cells += [BEST_MARKER if run is best else "", error]
+    cells.append(BEST_MARKER if run is best else "")
+    if with_error:
+        error = run.error or ""
+        if len(error) > MAX_ERROR_CHARS:
+            error = error[: MAX_ERROR_CHARS - 1] + "…"
+        cells.append(error)
     return [cell.replace("|", r"\|") for cell in cells]
 
 
 def markdown_table(runs: Sequence[Run], best: Run | None) -> str:
-    """A Markdown table padded to line up in a terminal too; numbers right-aligned."""
-    rows = [_markdown_cells(run, best) for run in runs]
-    right = [c.kind != "text" for c in COLUMNS] + [False, False]
-    widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(HEADERS)]
+    """A Markdown table padded to line up in a terminal too; numbers right-aligned.
+
+    The error column is there only when some run has an error to show.
+    """
+    with_error = any(run.error for run in runs)
+    headers = HEADERS if with_error else HEADERS[:-1]
+    rows = [_markdown_cells(run, best, with_error) for run in runs]
+    right = [c.kind != "text" for c in COLUMNS] + [False] * (len(headers) - len(COLUMNS))
+    widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(headers)]
 
     def line(cells: Sequence[str]) -> str:
         padded = (
@@ -119,11 +126,12 @@ def markdown_table(runs: Sequence[Run], best: Run | None) -> str:
 
     dashes = (("-" * (w + 1)) + (":" if r else "-") for w, r in zip(widths, right, strict=True))
     rule = "|" + "|".join(dashes) + "|"
-    return "\n".join([line(HEADERS), rule, *(line(row) for row in rows)])
+    return "\n".join([line(headers), rule, *(line(row) for row in rows)])
 
 
 def csv_text(runs: Sequence[Run], best: Run | None) -> str:
-    """The same columns as the Markdown table, with numbers at full precision."""
+    """The Markdown table's columns at full precision, and always the error column, so that
+    the file has the same columns whatever happened to the runs."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(HEADERS)

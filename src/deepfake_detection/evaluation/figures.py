@@ -25,8 +25,8 @@ from torchmetrics.classification import (  # noqa: E402
 )
 
 from deepfake_detection.data.images import load_rgb  # noqa: E402
-from deepfake_detection.evaluation.predictions import Predictions  # noqa: E402
 from deepfake_detection.files import atomic_write_bytes  # noqa: E402
+from deepfake_detection.metrics.predictions import Predictions  # noqa: E402
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import lightning as L
 
 from deepfake_detection.data.datamodule import DeepfakeDataModule
-from deepfake_detection.evaluation.predictions import Predictions
+from deepfake_detection.metrics.predictions import Predictions
 from deepfake_detection.models.base import BaseDetector
 
 
@@ -28,7 +28,7 @@ def score_split(
     """
     model.test_split, model.log_test_metrics = split, log_metrics
     loader = datamodule.dataloader(split, training=False)
-    trainer.test(model, dataloaders=loader, ckpt_path=ckpt_path, verbose=log_metrics)
+    trainer.test(model, dataloaders=loader, ckpt_path=ckpt_path, verbose=False)
     if model.test_outputs is None:
         raise RuntimeError("the test pass kept no predictions")
     probs, targets, indices = model.test_outputs

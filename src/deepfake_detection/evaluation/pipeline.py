@@ -11,6 +11,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig
 
 from deepfake_detection.config import auto_precision
+from deepfake_detection.console import is_terminal
 from deepfake_detection.data.datamodule import DeepfakeDataModule
 from deepfake_detection.data.discovery import SPLIT_ALIASES
 from deepfake_detection.data.scan import write_skipped_files
@@ -27,8 +28,9 @@ from deepfake_detection.evaluation.figures import (
     save_figures,
 )
 from deepfake_detection.evaluation.inference import score_split
-from deepfake_detection.evaluation.threshold import THRESHOLD_RULE, youden_threshold
+from deepfake_detection.evaluation.summary import evaluate_summary
 from deepfake_detection.files import METRICS_FILE, read_json, write_json
+from deepfake_detection.metrics.threshold import THRESHOLD_RULE, youden_threshold
 from deepfake_detection.models.base import BaseDetector
 from deepfake_detection.validation import validate_evaluate_config
 
@@ -78,6 +80,7 @@ def scoring_trainer(cfg: DictConfig, checkpoint: dict[str, Any], logger: Any = F
         logger=logger,
         enable_checkpointing=False,
         enable_model_summary=False,
+        enable_progress_bar=is_terminal(),
     )
 
 
@@ -168,6 +171,5 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         "data/skipped": len(datamodule.skipped),
     }
     write_json(output_dir / METRICS_FILE, metrics)
-    log.info("%s metrics: %s", split, model.test_results)
-    log.info("outputs in %s", output_dir)
+    log.info(evaluate_summary(metrics, split, output_dir))
     return metrics

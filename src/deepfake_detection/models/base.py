@@ -10,8 +10,8 @@ import torch
 from torch import nn
 from torchmetrics import MaxMetric, MeanMetric, Metric
 
-from deepfake_detection.evaluation.metrics import binary_metrics, compute_metrics
-from deepfake_detection.evaluation.predictions import PredictionStore
+from deepfake_detection.metrics.binary import binary_metrics, compute_metrics
+from deepfake_detection.metrics.predictions import PredictionStore
 from deepfake_detection.models.freeze import (
     FreezeSpec,
     apply_freeze,
@@ -78,6 +78,19 @@ class BaseDetector(L.LightningModule):
         trainable, total = count_parameters(self.net)
         return {"params/trainable": trainable, "params/total": total}
 
+    def flops_per_image(self, image_size: int) -> int:
+        """Floating-point operations of one forward pass on one image, counted by torch."""
+        from torch.utils.flop_counter import FlopCounterMode
+
+        was_training = self.training
+        self.eval()
+        try:
+            with torch.no_grad(), FlopCounterMode(display=False) as counter:
+                self(torch.zeros(1, 3, image_size, image_size))
+        finally:
+            self.train(was_training)
+        return counter.get_total_flops()
+
     def _keep_frozen_bn_in_eval(self) -> None:
         for bn in self._frozen_bn:
             bn.eval()
@@ -142,9 +155,13 @@ class BaseDetector(L.LightningModule):
         self._record_history(self._log_epoch("train"))
 
     def on_validation_epoch_end(self) -> None:
-        values = self._log_epoch("val")
         if self.trainer.sanity_checking:
-            return  # the sanity-check pass must not count towards the best score
+            # Its few batches only check that validation runs. They often hold one class,
+            # where AUROC is undefined, and must not count towards the best score.
+            self.val_metrics.reset()
+            self.val_loss.reset()
+            return
+        values = self._log_epoch("val")
         self._record_history(values)
         self.val_auroc_best.update(values["val/auroc"])
         self.log("val/auroc_best", self.val_auroc_best.compute(), prog_bar=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -10,6 +11,8 @@ from torch import nn
 from deepfake_detection.errors import ConfigError
 
 FREEZE_NAMES = ("none", "backbone", "last_n")
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -58,6 +61,17 @@ def apply_freeze(
         raise ConfigError(
             f"freeze.n={n_trainable} is out of range for {model_name}: "
             f"choose 0..{len(blocks)} (it has {len(blocks)} feature blocks)"
+        )
+    if n_trainable == len(blocks):
+        # Not an error: a sweep over freeze.n may cover models with fewer blocks.
+        log.warning(
+            "freeze=%s, freeze.n=%d: %s has %d feature blocks, so nothing is frozen and this "
+            "run is the same as freeze=none; choose freeze.n=0..%d to freeze some",
+            spec.name,
+            n_trainable,
+            model_name,
+            len(blocks),
+            len(blocks) - 1,
         )
     for block in blocks[: len(blocks) - n_trainable]:
         for param in block.parameters():

@@ -1,1 +1,1 @@
-"""`python -m predict`: P(Fake) for unlabelled images with a trained checkpoint."""
+"""`deepfake-predict`: P(Fake) for unlabelled images with a trained checkpoint."""

@@ -1,35 +1,29 @@
-"""Config → datamodule/model → trainer → metrics and artifacts, for one run."""
+"""Config → datamodule/model → `trainer.fit`, for one run (the evaluation layer tests it)."""
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig, OmegaConf
 
 from deepfake_detection.checkpoints import SafeAtomicCheckpointIO
-from deepfake_detection.data.datamodule import auto_num_workers
+from deepfake_detection.console import show_progress_bar
+from deepfake_detection.data.datamodule import DeepfakeDataModule, auto_num_workers
 from deepfake_detection.data.scan import write_skipped_files
-from deepfake_detection.evaluation.figures import (
-    dataset_distribution_figure,
-    learning_curves_figure,
-    prediction_figures,
-    save_figures,
-)
-from deepfake_detection.evaluation.inference import score_split
-from deepfake_detection.evaluation.predictions import Predictions
-from deepfake_detection.evaluation.threshold import THRESHOLD_RULE, youden_threshold
 from deepfake_detection.files import (
     METRICS_FILE,
     RESOLVED_CONFIG_FILE,
     atomic_write_bytes,
     read_json,
-    write_json,
 )
-from deepfake_detection.training.artifacts import save_state_dict
+from deepfake_detection.models.base import BaseDetector
 from deepfake_detection.training.callbacks import (
     ConfigInCheckpoint,
     EpochSeeding,
@@ -39,14 +33,38 @@ from deepfake_detection.training.callbacks import (
     TrainingClock,
     last_epoch_checkpoint,
 )
-from deepfake_detection.training.hparams import log_hparams, run_hparams
+from deepfake_detection.training.progress import ProgressLog
 from deepfake_detection.training.resume import LAST_CHECKPOINT, ResumePlan, resumed_config
 from deepfake_detection.validation import validate_train_config
 
 log = logging.getLogger(__name__)
 
-WEIGHTS_FILE = "model.pth"
-PREDICTIONS_DIR = "predictions"
+
+@dataclass
+class FittedRun:
+    """A fitted run, with what testing its best checkpoint needs."""
+
+    cfg: DictConfig
+    output_dir: Path
+    trainer: L.Trainer
+    model: BaseDetector
+    datamodule: DeepfakeDataModule
+    checkpoint: ModelCheckpoint
+    logger: Logger
+    notice: InterruptCheckpoint
+    counts: dict[str, int]
+    #: Per-epoch train/val loss and accuracy (testing the best checkpoint rewinds the model's).
+    history: dict[int, dict[str, float]]
+    val_auroc_best: float | None
+    train_seconds: float
+
+
+@dataclass
+class FinishedRun:
+    """A resumed run that had already finished: nothing to fit, its metrics stand."""
+
+    run_dir: Path
+    metrics: dict[str, Any]
 
 
 def _callbacks(cfg: DictConfig, resolved: dict, resume: ResumePlan | None) -> list[Callback]:
@@ -62,36 +80,41 @@ def _callbacks(cfg: DictConfig, resolved: dict, resume: ResumePlan | None) -> li
     return callbacks
 
 
-def _relative(path: str, start: Path) -> str:
-    """`path` relative to the run dir when inside it, so the run dir can be moved."""
-    resolved = Path(path).resolve()
-    try:
-        return str(resolved.relative_to(start.resolve()))
-    except ValueError:
-        return str(resolved)
-
-
-def _val_threshold(predictions: Predictions) -> float | None:
-    """Youden's J threshold on validation scores; None when validation lacks a class."""
-    try:
-        return youden_threshold(predictions.probs, predictions.targets)
-    except ValueError as err:
-        log.warning("no validation threshold: %s", err)
-        return None
-
-
 def _command_line_overrides() -> list[str]:
     from hydra.core.hydra_config import HydraConfig
 
     return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
 
 
-def train(cfg: DictConfig) -> float | None:
-    """Fit, test the best checkpoint, and write `model.pth` and `metrics.json`.
+def _describe_model(model: BaseDetector, counts: dict[str, int], image_size: int) -> str:
+    spec = model.freeze_spec
+    freeze = f"{spec.name}, n={spec.n}" if spec.name == "last_n" else spec.name
+    gflops = model.flops_per_image(image_size) / 1e9
+    return (
+        f"model: {model.model_name} (freeze={freeze}): {counts['params/total']:,} params, "
+        f"{counts['params/trainable']:,} trainable; {gflops:.3g} GFLOPs per {image_size} px image"
+    )
 
-    Returns the value of `cfg.optimized_metric`, which a Hydra sweeper maximises.
+
+def _trainer(cfg: DictConfig, callbacks: list[Callback], logger: Logger) -> L.Trainer:
+    """The configured Trainer; progress as a bar on a terminal, else as log lines."""
+    bar = bool(cfg.trainer.get("enable_progress_bar", show_progress_bar(cfg.progress.bar)))
+    callbacks = [*callbacks, ProgressLog(cfg.progress.every_s, log_steps=not bar)]
+    return instantiate(
+        cfg.trainer,
+        callbacks=callbacks,
+        logger=logger,
+        plugins=[SafeAtomicCheckpointIO()],
+        enable_progress_bar=bar,
+    )
+
+
+def fit(cfg: DictConfig) -> FittedRun | FinishedRun:
+    """Build the datamodule, model and trainer from `cfg` and fit; or continue a run in place.
+
+    Every key is validated before anything is built or written.
     """
-    validate_train_config(cfg)  # every key, before anything is built or written
+    validate_train_config(cfg)
     resume = None
     if cfg.get("resume"):
         resume = resumed_config(cfg, _command_line_overrides())
@@ -99,7 +122,8 @@ def train(cfg: DictConfig) -> float | None:
         validate_train_config(cfg)
         if resume.finished:
             log.info("%s had finished: its metrics are in %s", resume.run_dir, METRICS_FILE)
-            return read_json(Path(resume.run_dir) / METRICS_FILE).get(cfg.optimized_metric or "")
+            run_dir = Path(resume.run_dir)
+            return FinishedRun(run_dir, read_json(run_dir / METRICS_FILE))
         # It trains again: until it ends, it is an unfinished run (which a resume continues).
         (Path(resume.run_dir) / METRICS_FILE).unlink(missing_ok=True)
     output_dir = Path(cfg.paths.output_dir)
@@ -110,7 +134,7 @@ def train(cfg: DictConfig) -> float | None:
     # (environment variables, automatic defaults) so the run dir documents itself.
     resolved = OmegaConf.to_container(cfg, resolve=True)
     atomic_write_bytes(output_dir / RESOLVED_CONFIG_FILE, OmegaConf.to_yaml(resolved).encode())
-    L.seed_everything(cfg.seed, workers=True)
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
 
     clock, notice = TrainingClock(), InterruptCheckpoint(str(output_dir))
     with notice.guard():  # Ctrl+C while images are checked: the run dir can be resumed too
@@ -119,67 +143,30 @@ def train(cfg: DictConfig) -> float | None:
         write_skipped_files(output_dir, datamodule.skipped)
         model = instantiate(cfg.model)
     counts = model.parameter_counts()
-    log.info(
-        "model: %s, freeze=%s, params trainable %d / total %d",
-        model.model_name,
-        model.freeze_spec.name,
-        counts["params/trainable"],
-        counts["params/total"],
-    )
+    log.info(_describe_model(model, counts, datamodule.image_size))
 
     callbacks = [*_callbacks(cfg, resolved, resume), EpochSeeding(cfg.seed), clock, notice]
     checkpoint = next(cb for cb in callbacks if isinstance(cb, ModelCheckpoint))
     logger = instantiate(cfg.logger)
-    trainer: L.Trainer = instantiate(
-        cfg.trainer, callbacks=callbacks, logger=logger, plugins=[SafeAtomicCheckpointIO()]
-    )
+    trainer = _trainer(cfg, callbacks, logger)
     if resume is None:
         logger.log_metrics({k: float(v) for k, v in counts.items()}, step=0)
 
     with notice.guard():
         trainer.fit(model, datamodule=datamodule, ckpt_path=resume.checkpoint if resume else None)
-    train_seconds = clock.seconds
     # Read from the metric's state, which a resumed fit restores even with nothing left to do.
     best_auroc = float(model.val_auroc_best.max_value)
-    val_auroc_best = best_auroc if best_auroc != float("-inf") else None
-    history = dict(model.history)  # loading the best checkpoint below rewinds it
-
-    best_path = checkpoint.best_model_path or None
-    if best_path is None:
-        log.warning("no best checkpoint was saved (e.g. fast_dev_run): testing current weights")
-    with notice.guard():
-        test_predictions = score_split(trainer, model, datamodule, "test", ckpt_path=best_path)
-        test_metrics = model.test_results
-        # Same weights, validation split: its scores choose the `threshold=val` of `evaluate`.
-        val_predictions = score_split(trainer, model, datamodule, "val", log_metrics=False)
-    save_state_dict(output_dir / WEIGHTS_FILE, model.net)
-    for split, predictions in (("test", test_predictions), ("val", val_predictions)):
-        predictions.save_csv(output_dir / PREDICTIONS_DIR / f"{split}.csv")
-
-    figures = {
-        **prediction_figures(test_predictions, model.test_threshold),
-        "learning_curves": learning_curves_figure(history),
-        "dataset_distribution": dataset_distribution_figure(datamodule.index.counts()),
-    }
-    save_figures(figures, output_dir, getattr(logger, "experiment", None), trainer.global_step)
-
-    best_score = checkpoint.best_model_score
-    metrics = {
-        **test_metrics,
-        "val/auroc_best": val_auroc_best,
-        "val/threshold": _val_threshold(val_predictions),
-        "val/threshold_rule": THRESHOLD_RULE,
-        "best/monitor": checkpoint.monitor,
-        "best/score": float(best_score) if best_score is not None else None,
-        "best/checkpoint": _relative(best_path, output_dir) if best_path else None,
-        "epochs": trainer.current_epoch,
-        "train_seconds": round(train_seconds, 3),
-        "data/skipped": len(datamodule.skipped),
-        **counts,
-        "hparams": run_hparams(cfg, model, datamodule.image_size),
-    }
-    log_hparams(logger, metrics["hparams"], metrics)
-    write_json(output_dir / METRICS_FILE, metrics)
-    log.info("test metrics of the best checkpoint: %s", test_metrics)
-    log.info("outputs in %s", output_dir)
-    return metrics.get(cfg.get("optimized_metric") or "")
+    return FittedRun(
+        cfg=cfg,
+        output_dir=output_dir,
+        trainer=trainer,
+        model=model,
+        datamodule=datamodule,
+        checkpoint=checkpoint,
+        logger=logger,
+        notice=notice,
+        counts=counts,
+        history=dict(model.history),
+        val_auroc_best=best_auroc if best_auroc != float("-inf") else None,
+        train_seconds=clock.seconds,
+    )

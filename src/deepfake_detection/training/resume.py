@@ -11,7 +11,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from deepfake_detection.errors import ConfigError
-from deepfake_detection.files import METRICS_FILE, RESOLVED_CONFIG_FILE
+from deepfake_detection.files import METRICS_FILE, RESOLVED_CONFIG_FILE, run_dir_problem
 
 log = logging.getLogger(__name__)
 
@@ -40,16 +40,6 @@ class TrainingInterrupted(Exception):
         )
         self.signal_name = signal_name
         self.run_dir = run_dir
-
-
-def run_dir_problem(value: str) -> str | None:
-    """Why `value` is not a run dir `resume` can continue, or None when it is one."""
-    path = Path(value).expanduser()
-    if not path.is_dir():
-        return "no such run directory" if not path.exists() else "not a directory"
-    if not (path / RESOLVED_CONFIG_FILE).is_file():
-        return f"not a training run directory (no {RESOLVED_CONFIG_FILE})"
-    return None
 
 
 def check_resume_dir(value: str) -> Path:

@@ -10,9 +10,9 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from deepfake_detection.audit.pipeline import audit, run_audit, write_reports
-    from deepfake_detection.audit.report import AuditReport
-    from deepfake_detection.audit.settings import AuditSettings
+    from deepfake_detection.auditing.pipeline import audit, run_audit, write_reports
+    from deepfake_detection.auditing.report import AuditReport
+    from deepfake_detection.auditing.settings import AuditSettings
 
 _EXPORTS = {
     "AuditReport": "report",

@@ -15,19 +15,28 @@ from omegaconf import DictConfig
 from deepfake_detection.errors import ConfigError, DatasetError
 from deepfake_detection.validation import validate_audit_config
 
-#: Exit status when `audit.fail_on_leakage=true` and images are shared across splits; 2 stays
-#: reserved for mistakes in the command line, as in every other command.
+#: Exit status when `audit.fail_on` leakage is found; 2 stays reserved for mistakes in the
+#: command line, as in every other command.
 LEAKAGE_EXIT = 1
+#: What `audit.fail_on` can fail on: images copied exactly across splits, or near copies too.
+FAIL_ON_CHOICES = ("exact", "near")
 
 
 def dataset_root(value: Any) -> Path:
     """`data.root` as a folder that exists, or a one-line error saying what is wrong."""
     if value in (None, ""):
-        raise ConfigError("data.root is required: python -m audit data.root=<dataset folder>")
+        raise ConfigError("data.root is required: deepfake-audit data.root=<dataset folder>")
     root = Path(str(value)).expanduser()
     if not root.is_dir():
         raise DatasetError(f"data.root={root}: no such directory")
     return root
+
+
+def fail_on(audit: DictConfig) -> str | None:
+    """`audit.fail_on`; `audit.fail_on_leakage=true` is short for `audit.fail_on=near`."""
+    if audit.get("fail_on") is not None:
+        return str(audit.fail_on)
+    return "near" if audit.get("fail_on_leakage") else None
 
 
 @dataclass(frozen=True)
@@ -39,7 +48,7 @@ class AuditSettings:
     hash_size: int
     max_distance: int
     workers: int | None  # None: one per spare core
-    fail_on_leakage: bool
+    fail_on: str | None  # None: report leakage, never fail on it
 
     @classmethod
     def from_config(cls, cfg: DictConfig) -> AuditSettings:
@@ -53,5 +62,5 @@ class AuditSettings:
             hash_size=cfg.audit.hash_size,
             max_distance=cfg.audit.max_distance,
             workers=None if workers is None else int(workers),
-            fail_on_leakage=cfg.audit.fail_on_leakage,
+            fail_on=fail_on(cfg.audit),
         )

@@ -7,13 +7,13 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from deepfake_detection.audit.duplicates import exact_groups, near_pairs
-from deepfake_detection.audit.fingerprint import fingerprint_all
-from deepfake_detection.audit.layout import take_inventory
-from deepfake_detection.audit.markdown import render
-from deepfake_detection.audit.report import AuditReport
-from deepfake_detection.audit.settings import AuditSettings, dataset_root
-from deepfake_detection.audit.stats import class_counts, histograms, imbalance
+from deepfake_detection.auditing.duplicates import exact_groups, near_pairs
+from deepfake_detection.auditing.fingerprint import fingerprint_all
+from deepfake_detection.auditing.layout import take_inventory
+from deepfake_detection.auditing.markdown import render
+from deepfake_detection.auditing.report import AuditReport
+from deepfake_detection.auditing.settings import AuditSettings, dataset_root
+from deepfake_detection.auditing.stats import class_counts, histograms, imbalance
 from deepfake_detection.data.datamodule import auto_num_workers
 from deepfake_detection.data.images import DEFAULT_MAX_PIXELS
 from deepfake_detection.files import atomic_write_bytes, write_json
@@ -85,7 +85,7 @@ def run_audit(
 def write_reports(report: AuditReport, output_dir: Path) -> list[Path]:
     """audit.json, audit.md and the figures, in `output_dir`."""
     # Imported here: matplotlib takes a second, which callers of run_audit alone need not pay.
-    from deepfake_detection.audit.plots import save_figures
+    from deepfake_detection.auditing.plots import save_figures
 
     written = [
         write_json(output_dir / JSON_FILE, report.to_json()),
@@ -95,7 +95,7 @@ def write_reports(report: AuditReport, output_dir: Path) -> list[Path]:
 
 
 def audit(cfg: DictConfig) -> AuditReport:
-    """The `python -m audit` task: audit `data.root`, write the reports, print the summary."""
+    """The `deepfake-audit` task: audit `data.root`, write the reports, print the summary."""
     settings = AuditSettings.from_config(cfg)
     report = run_audit(
         settings.root,

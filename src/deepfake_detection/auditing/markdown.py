@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
-from deepfake_detection.audit.duplicates import ExactGroup, NearPair
-from deepfake_detection.audit.layout import LABELS, ImageFile
-from deepfake_detection.audit.report import AuditReport
-from deepfake_detection.audit.stats import IMBALANCE_THRESHOLD
+from deepfake_detection.auditing.duplicates import ExactGroup, NearPair
+from deepfake_detection.auditing.layout import LABELS, ImageFile
+from deepfake_detection.auditing.report import AuditReport
+from deepfake_detection.auditing.stats import IMBALANCE_THRESHOLD
 
 #: Rows shown per list; the rest are counted and left to audit.json.
 MAX_EXAMPLES = 20

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from deepfake_detection.audit.duplicates import ExactGroup, NearPair
+from deepfake_detection.auditing.duplicates import ExactGroup, NearPair
 
 
 @dataclass
@@ -42,6 +42,10 @@ class AuditReport:
     def leakage(self) -> bool:
         """Whether any image, or a near copy of it, sits in two splits."""
         return bool(self.exact_cross_split or self.near_cross_split)
+
+    def leaks(self, kind: str) -> bool:
+        """Leakage of one kind: `exact` copies only, or `near` (exact or near copies)."""
+        return bool(self.exact_cross_split) if kind == "exact" else self.leakage
 
     @property
     def leakage_counts(self) -> str:

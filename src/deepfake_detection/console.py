@@ -1,0 +1,118 @@
+"""What the commands print: each line once, in one format, without third-party noise.
+
+Hydra sends every log record to the console and to the run's `<command>.log`. Lightning adds
+a console handler of its own to the `lightning` logger, so each of its lines would show twice;
+it also advertises a cloud service and emits warnings about its own internals. Those are
+silenced here, each by its exact message or source, so that any other warning still shows
+(and, through `logging.captureWarnings`, lands in the log file too).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import warnings
+
+#: Lightning lines that tell the user nothing about their run.
+LIGHTNING_NOISE = ("💡 Tip:",)
+
+#: (message regex, category name, module regex) of warnings raised inside libraries that a
+#: user can do nothing about.
+LIBRARY_WARNINGS = (
+    # Lightning's own use of a torch API that torch deprecated.
+    (
+        r"`isinstance\(treespec, LeafSpec\)` is deprecated",
+        "FutureWarning",
+        r"lightning\.pytorch\.utilities\._pytree",
+    ),
+    # Frozen BatchNorm layers are kept in eval mode on purpose (`BaseDetector.train`).
+    (
+        r"Found \d+ module\(s\) in eval mode at the start of training",
+        "PossibleUserWarning",
+        r"lightning\.pytorch\.loops\.fit_loop",
+    ),
+)
+
+#: Loggers Lightning may have given a console handler of their own.
+LIGHTNING_LOGGERS = ("lightning", "lightning.pytorch", "lightning.fabric", "pytorch_lightning")
+
+
+class DropMessages(logging.Filter):
+    """Drops records whose message starts with one of `prefixes`."""
+
+    def __init__(self, prefixes: tuple[str, ...]) -> None:
+        super().__init__()
+        self.prefixes = prefixes
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(self.prefixes)
+
+
+class ConsoleFormatter(logging.Formatter):
+    """`HH:MM:SS message`, with the level named only when it is a warning or worse.
+
+    The run's log file keeps Hydra's full format (date, logger name, level).
+    """
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(message)s", datefmt="%H:%M:%S")
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        if record.levelno >= logging.WARNING:
+            stamp = self.formatTime(record, self.datefmt)
+            text = f"{stamp} {record.levelname.lower()}: {text[len(stamp) + 1 :]}"
+        return text
+
+
+def _drop_own_handlers(name: str) -> None:
+    """Let `name` reach the console only through the root logger's (Hydra's) handlers."""
+    logger = logging.getLogger(name)
+    for handler in list(logger.handlers):
+        if type(handler) is logging.StreamHandler:  # Lightning's; a FileHandler is a subclass
+            logger.removeHandler(handler)
+    logger.propagate = True
+
+
+def quiet_lightning() -> None:
+    """Route Lightning's lines through the root logger once, minus its advertisement.
+
+    Call after the root logger is configured (inside a Hydra task). Imports Lightning first:
+    its import adds the handler this removes.
+    """
+    import lightning  # noqa: F401  (adds its handler on import)
+
+    if not logging.getLogger().handlers:
+        return  # nothing else would print Lightning's lines: keep its own handler
+    for name in LIGHTNING_LOGGERS:
+        _drop_own_handlers(name)
+    rank_zero = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    if not any(isinstance(f, DropMessages) for f in rank_zero.filters):
+        rank_zero.addFilter(DropMessages(LIGHTNING_NOISE))
+
+
+def quiet_library_warnings() -> None:
+    from lightning.fabric.utilities.warnings import PossibleUserWarning
+
+    categories = {"FutureWarning": FutureWarning, "PossibleUserWarning": PossibleUserWarning}
+    for message, category, module in LIBRARY_WARNINGS:
+        warnings.filterwarnings(
+            "ignore", message=message, category=categories[category], module=module
+        )
+
+
+def setup_console() -> None:
+    """Everything above, and warnings recorded in the log file as well as shown."""
+    quiet_library_warnings()
+    logging.captureWarnings(True)
+    quiet_lightning()
+
+
+def is_terminal() -> bool:
+    """Whether a live progress bar can be drawn; else progress goes to the log as lines."""
+    return sys.stdout.isatty()
+
+
+def show_progress_bar(setting: str | bool) -> bool:
+    """`progress.bar`: `auto` draws a bar on a terminal only."""
+    return is_terminal() if setting == "auto" else bool(setting)

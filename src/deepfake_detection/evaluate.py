@@ -1,0 +1,29 @@
+"""Test a trained detector on any Fake/Real dataset:
+`deepfake-evaluate ckpt_path=<run dir or .ckpt> [data.root=<dataset>] [data.split=test]`."""
+
+from __future__ import annotations
+
+import hydra
+from omegaconf import DictConfig
+
+from deepfake_detection.cli import run_task
+from deepfake_detection.config import config_dir, register_resolvers
+from deepfake_detection.console import setup_console
+
+register_resolvers()
+
+
+@hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="evaluate")
+def main(cfg: DictConfig) -> dict | None:
+    setup_console()
+    from deepfake_detection.evaluation.pipeline import evaluate
+
+    return run_task(evaluate, cfg)
+
+
+def cli() -> None:
+    main()
+
+
+if __name__ == "__main__":
+    cli()

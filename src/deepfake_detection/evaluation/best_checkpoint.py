@@ -1,0 +1,99 @@
+"""After a fit: test the best checkpoint and leave the run's artifacts.
+
+Writes `model.pth`, `predictions/{test,val}.csv`, the figures, the HParams entry and
+`metrics.json`, from the checkpoint chosen on validation (never on test).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from deepfake_detection.checkpoints import safe_torch_load
+from deepfake_detection.evaluation.figures import (
+    dataset_distribution_figure,
+    learning_curves_figure,
+    prediction_figures,
+    save_figures,
+)
+from deepfake_detection.evaluation.inference import score_split
+from deepfake_detection.files import METRICS_FILE, write_json
+from deepfake_detection.metrics.predictions import Predictions
+from deepfake_detection.metrics.threshold import THRESHOLD_RULE, youden_threshold
+from deepfake_detection.training.artifacts import save_state_dict
+from deepfake_detection.training.hparams import log_hparams, run_hparams
+from deepfake_detection.training.pipeline import FittedRun
+
+log = logging.getLogger(__name__)
+
+WEIGHTS_FILE = "model.pth"
+PREDICTIONS_DIR = "predictions"
+
+
+def _relative(path: str, start: Path) -> str:
+    """`path` relative to the run dir when inside it, so the run dir can be moved."""
+    resolved = Path(path).resolve()
+    try:
+        return str(resolved.relative_to(start.resolve()))
+    except ValueError:
+        return str(resolved)
+
+
+def _val_threshold(predictions: Predictions) -> float | None:
+    """Youden's J threshold on validation scores; None when validation lacks a class."""
+    try:
+        return youden_threshold(predictions.probs, predictions.targets)
+    except ValueError as err:
+        log.warning("no validation threshold: %s", err)
+        return None
+
+
+def _checkpoint_epoch(path: str) -> int:
+    """The epoch a checkpoint was saved at the end of, counted from 1 like `epochs` and the
+    progress lines (Lightning's file names count from 0)."""
+    return int(safe_torch_load(path)["epoch"]) + 1
+
+
+def test_best_checkpoint(run: FittedRun) -> dict[str, Any]:
+    """Score the test and validation splits with the best checkpoint; returns `metrics.json`."""
+    trainer, model, datamodule, output_dir = run.trainer, run.model, run.datamodule, run.output_dir
+    best_path = run.checkpoint.best_model_path or None
+    if best_path is None:
+        log.warning("no best checkpoint was saved (e.g. fast_dev_run): testing current weights")
+    with run.notice.guard():
+        test_predictions = score_split(trainer, model, datamodule, "test", ckpt_path=best_path)
+        test_metrics = model.test_results
+        # Same weights, validation split: its scores choose the `threshold=val` of `evaluate`.
+        val_predictions = score_split(trainer, model, datamodule, "val", log_metrics=False)
+    save_state_dict(output_dir / WEIGHTS_FILE, model.net)
+    for split, predictions in (("test", test_predictions), ("val", val_predictions)):
+        predictions.save_csv(output_dir / PREDICTIONS_DIR / f"{split}.csv")
+
+    figures = {
+        **prediction_figures(test_predictions, model.test_threshold),
+        "learning_curves": learning_curves_figure(run.history),
+        "dataset_distribution": dataset_distribution_figure(datamodule.index.counts()),
+    }
+    experiment = getattr(run.logger, "experiment", None)
+    save_figures(figures, output_dir, experiment, trainer.global_step)
+
+    best_score = run.checkpoint.best_model_score
+    metrics = {
+        **test_metrics,
+        "val/auroc_best": run.val_auroc_best,
+        "val/threshold": _val_threshold(val_predictions),
+        "val/threshold_rule": THRESHOLD_RULE,
+        "best/monitor": run.checkpoint.monitor,
+        "best/score": float(best_score) if best_score is not None else None,
+        "best/epoch": _checkpoint_epoch(best_path) if best_path else None,
+        "best/checkpoint": _relative(best_path, output_dir) if best_path else None,
+        "epochs": trainer.current_epoch,
+        "train_seconds": round(run.train_seconds, 3),
+        "data/skipped": len(datamodule.skipped),
+        **run.counts,
+        "hparams": run_hparams(run.cfg, model, datamodule.image_size),
+    }
+    log_hparams(run.logger, metrics["hparams"], metrics)
+    write_json(output_dir / METRICS_FILE, metrics)
+    return metrics

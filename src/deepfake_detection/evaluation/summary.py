@@ -1,0 +1,75 @@
+"""The few lines a command ends with: the key metrics, where the outputs are, what to run next.
+
+The full record stays in `metrics.json` and the run's log file.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shlex
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+
+def shown_path(path: str | Path) -> str:
+    """`path` relative to the working directory when below it (shorter to copy), quoted
+    for a shell when it needs to be."""
+    path = Path(path)
+    try:
+        text = str(path.resolve().relative_to(Path.cwd().resolve())) or "."
+    except ValueError:
+        text = str(path)
+    return shlex.quote(text)
+
+
+def _number(value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    return f"{float(value):.4f}"
+
+
+def metric_lines(metrics: Mapping[str, Any], split: str) -> list[str]:
+    """`acc … F1 … at threshold t` and `AUROC … AP … EER …` for `<split>/<name>` keys."""
+    value = lambda name: _number(metrics.get(f"{split}/{name}"))  # noqa: E731
+    images = sum(int(metrics.get(f"{split}/{k}", 0)) for k in ("tp", "fp", "tn", "fn"))
+    return [
+        f"  {images} images: acc {value('acc')}  precision {value('precision')}  "
+        f"recall {value('recall')}  F1 {value('f1')}  "
+        f"(Fake when P(Fake) > {metrics.get(f'{split}/threshold', 0.5):g})",
+        f"  AUROC {value('auroc')}  AP {value('ap')}  EER {value('eer')}",
+    ]
+
+
+def train_summary(metrics: Mapping[str, Any], run_dir: str | Path, log_file: str) -> str:
+    """What `python -m train` ends with."""
+    run = shown_path(run_dir)
+    epoch = metrics.get("best/epoch")
+    best = (
+        f"epoch {epoch} of {metrics.get('epochs')}, "
+        f"{metrics.get('best/monitor')} {_number(metrics.get('best/score'))}"
+        if epoch is not None
+        else "no checkpoint was selected; the last weights"
+    )
+    lines = [
+        f"test metrics of the best checkpoint ({best}):",
+        *metric_lines(metrics, "test"),
+        f"run dir: {run}{os.sep}  (full record: metrics.json, {log_file})",
+        "next:",
+        f"  tensorboard --logdir {run}",
+        f"  deepfake-evaluate ckpt_path={run} threshold=val",
+        f"  deepfake-predict ckpt_path={run} input=<image or folder>",
+    ]
+    return "\n".join(lines)
+
+
+def evaluate_summary(metrics: Mapping[str, Any], split: str, output_dir: str | Path) -> str:
+    """What `deepfake-evaluate` ends with."""
+    return "\n".join(
+        [
+            f"{split} split of {metrics.get('data/root')}:",
+            *metric_lines(metrics, split),
+            f"outputs in {shown_path(output_dir)}{os.sep}",
+        ]
+    )

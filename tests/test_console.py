@@ -1,0 +1,104 @@
+"""What `python -m train` prints: each line once, no library noise, a short summary."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from conftest import run_cli
+
+#: Lines libraries print that tell the user nothing; none may reach the console.
+NOISE = (
+    "Tip:",  # Lightning's advertisement
+    "litlogger",
+    "LeafSpec",  # a deprecation inside Lightning
+    "_pytree",
+    "No positive samples",  # torchmetrics on the one-class sanity-check batches
+    "No negative samples",
+    "FLOPs  ",  # Lightning's model summary table
+    "┏",  # Lightning's test table
+    "Test metric",
+    "{'test/",  # the metrics dict
+    "module(s) in eval mode",  # frozen BatchNorm is kept in eval mode on purpose
+    "INFO:",  # Lightning's own console handler
+)
+PROGRESS = re.compile(r"epoch 1/1  step (\d+)/(\d+)  \d+ img/s  ETA \d+:\d\d:\d\d$")
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
+    """(console output, run dir) of a short run on the demo set, output not a terminal."""
+    cwd = tmp_path_factory.mktemp("console")
+    result = run_cli(
+        [
+            f"data.demo_cache_dir={cwd / 'cache'}",
+            "data.num_workers=0",
+            "model=custom_cnn",
+            "freeze=last_n",  # custom_cnn has 3 blocks: freezes nothing, which must be said
+            "freeze.n=3",
+            "trainer.max_epochs=1",
+            "trainer.limit_train_batches=12",
+            "progress.every_s=0",  # a progress line after every step
+        ],
+        cwd,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    [run_dir] = (cwd / "outputs" / "train").iterdir()
+    return result.stdout + result.stderr, run_dir
+
+
+def test_no_line_is_printed_twice(demo_run: tuple[str, Path]) -> None:
+    output, _ = demo_run
+    lines = [line for line in output.splitlines() if line.strip()]
+    repeated = {line: n for line, n in Counter(lines).items() if n > 1}
+    assert repeated == {}
+
+
+def test_no_library_noise(demo_run: tuple[str, Path]) -> None:
+    output, _ = demo_run
+    assert [line for line in output.splitlines() if any(n in line for n in NOISE)] == []
+
+
+def test_a_warning_that_matters_still_shows_once(demo_run: tuple[str, Path]) -> None:
+    output, run_dir = demo_run
+    warnings = [line for line in output.splitlines() if " warning: " in line]
+    assert len(warnings) == 1 and "nothing is frozen" in warnings[0]
+    assert "nothing is frozen" in (run_dir / "train.log").read_text()
+
+
+def test_progress_lines_count_steps_up_to_the_total(demo_run: tuple[str, Path]) -> None:
+    output, _ = demo_run
+    steps = [PROGRESS.search(line) for line in output.splitlines()]
+    steps = [(int(m[1]), int(m[2])) for m in steps if m]
+    assert [step for step, _ in steps] == list(range(1, 13))
+    assert {total for _, total in steps} == {12}
+    epoch_lines = [line for line in output.splitlines() if re.search(r"epoch 1/1  train ", line)]
+    assert len(epoch_lines) == 1 and "val loss" in epoch_lines[0] and "auroc" in epoch_lines[0]
+
+
+def test_the_run_ends_with_a_short_summary(demo_run: tuple[str, Path]) -> None:
+    output, run_dir = demo_run
+    tail = output[output.index("test metrics of the best checkpoint") :]
+    lines = tail.splitlines()
+    assert len(lines) <= 10
+    assert re.search(r"\(epoch 1 of 1, val/auroc 0\.\d{4}\):$", lines[0])
+    assert re.match(r"  600 images: acc 0\.\d{4}  precision .* F1 0\.\d{4}  \(Fake when", lines[1])
+    assert re.match(r"  AUROC 0\.\d{4}  AP 0\.\d{4}  EER 0\.\d{4}$", lines[2])
+    shown = f"outputs/train/{run_dir.name}"
+    assert lines[3].startswith(f"run dir: {shown}/")
+    assert f"tensorboard --logdir {shown}" in tail
+    assert f"deepfake-evaluate ckpt_path={shown}" in tail
+    assert f"deepfake-predict ckpt_path={shown} input=" in tail
+
+
+def test_the_log_file_keeps_the_full_record(demo_run: tuple[str, Path]) -> None:
+    output, run_dir = demo_run
+    record = (run_dir / "train.log").read_text()
+    for line in output.splitlines():
+        message = line[9:] if re.match(r"\d\d:\d\d:\d\d ", line) else line
+        message = message.removeprefix("warning: ")
+        assert message in record, line
+    assert "[lightning.pytorch.utilities.rank_zero][INFO] - GPU available" in record
