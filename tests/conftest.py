@@ -64,6 +64,33 @@ def compose_train(overrides: list[str], output_dir: Path) -> DictConfig:
     return compose_config("train", overrides, output_dir)
 
 
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One finished two-epoch run of a tiny custom CNN on 12/6/6 images per class.
+
+    Trained once per test session and shared: tests read it, or copy it to change it.
+    Its dataset is `<run dir>/../data`.
+    """
+    from deepfake_detection.train import train
+
+    root = tmp_path_factory.mktemp("tiny_run")
+    dataset = make_dataset(root / "data", {"train": 12, "valid": 6, "test": 6})
+    run_dir = root / "run"
+    cfg = compose_train(
+        [
+            f"data.root={dataset}",
+            "data.image_size=32",
+            "data.batch_size=8",
+            "model.widths=[4,8]",
+            "trainer.max_epochs=2",
+            "early_stopping=none",
+        ],
+        run_dir,
+    )
+    train(cfg)
+    return run_dir
+
+
 def run_cli(
     args: list[str], cwd: Path, module: str = "train", **env: str
 ) -> subprocess.CompletedProcess:

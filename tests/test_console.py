@@ -40,7 +40,7 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
             "freeze=last_n",  # custom_cnn has 3 blocks: freezes nothing, which must be said
             "freeze.n=3",
             "trainer.max_epochs=1",
-            "trainer.limit_train_batches=12",
+            "+trainer.limit_train_batches=12",
             "progress.every_s=0",  # a progress line after every step
         ],
         cwd,

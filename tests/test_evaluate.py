@@ -15,7 +15,6 @@ from conftest import (
     assert_names_a_bad_file,
     assert_skip_policy,
     compose_config,
-    compose_train,
     expected_kind,
     make_bad_files,
     make_dataset,
@@ -24,7 +23,6 @@ from conftest import (
 from deepfake_detection.errors import UserInputError
 from deepfake_detection.evaluation.pipeline import evaluate
 from deepfake_detection.metrics.predictions import Predictions
-from deepfake_detection.train import train
 
 RUN_FIGURES = {
     "confusion_matrix",
@@ -42,25 +40,10 @@ TEST_METRIC_NAMES = (
 ALL_TEST_METRICS = {f"test/{name}" for name in TEST_METRIC_NAMES.split()}
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
+@pytest.fixture
+def trained(tiny_run: Path) -> Path:
     """One finished two-epoch run of the custom CNN on a tiny generated set."""
-    root = tmp_path_factory.mktemp("eval")
-    dataset = make_dataset(root / "data", {"train": 12, "valid": 6, "test": 6})
-    run_dir = root / "run"
-    cfg = compose_train(
-        [
-            f"data.root={dataset}",
-            "data.image_size=32",
-            "data.batch_size=8",
-            "model.widths=[4,8]",
-            "trainer.max_epochs=2",
-            "early_stopping=none",
-        ],
-        run_dir,
-    )
-    train(cfg)
-    return run_dir
+    return tiny_run
 
 
 def run_evaluate(overrides: list[str], output_dir: Path) -> dict:

@@ -14,35 +14,17 @@ from conftest import (
     assert_names_a_bad_file,
     assert_skip_policy,
     compose_config,
-    compose_train,
     make_bad_files,
-    make_dataset,
     run_cli,
 )
 from deepfake_detection.errors import DatasetError
 from deepfake_detection.prediction.pipeline import predict
-from deepfake_detection.train import train
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """(run dir, dataset) of one finished one-epoch run of the custom CNN."""
-    root = tmp_path_factory.mktemp("predict")
-    dataset = make_dataset(root / "data", {"train": 8, "valid": 4, "test": 4})
-    run_dir = root / "run"
-    cfg = compose_train(
-        [
-            f"data.root={dataset}",
-            "data.image_size=32",
-            "data.batch_size=4",
-            "model.widths=[4,8]",
-            "trainer.max_epochs=1",
-            "early_stopping=none",
-        ],
-        run_dir,
-    )
-    train(cfg)
-    return run_dir, dataset
+@pytest.fixture
+def trained(tiny_run: Path) -> tuple[Path, Path]:
+    """(run dir, dataset) of one finished run of the custom CNN."""
+    return tiny_run, tiny_run.parent / "data"
 
 
 def run_predict(overrides: list[str], output_dir: Path) -> dict:
@@ -62,11 +44,11 @@ def test_scores_match_the_training_runs_own_test_scores(trained, tmp_path: Path)
     rows = read_rows(out)
     with open(run_dir / "predictions" / "test.csv", newline="") as handle:
         expected = {row["path"]: float(row["prob_fake"]) for row in csv.DictReader(handle)}
-    assert rows.keys() == expected.keys() and summary["images"] == len(expected) == 8
+    assert rows.keys() == expected.keys() and summary["images"] == len(expected) == 12
     for path, prob in expected.items():
         assert float(rows[path]["prob_fake"]) == pytest.approx(prob, abs=1e-6)
         assert rows[path]["prediction"] == ("Fake" if prob > 0.5 else "Real")
-    assert summary["fake"] + summary["real"] == 8 and summary["skipped"] == 0
+    assert summary["fake"] + summary["real"] == 12 and summary["skipped"] == 0
 
 
 def test_threshold_decides_the_call(trained, tmp_path: Path) -> None:
@@ -151,4 +133,4 @@ def test_cli_one_line_errors(trained, tmp_path: Path) -> None:
         module="deepfake_detection.predict",
     )
     assert ok.returncode == 0, ok.stderr[-2000:]
-    assert "8 image(s):" in ok.stdout
+    assert "12 image(s):" in ok.stdout

@@ -17,6 +17,7 @@ from deepfake_detection.config import check_group_choices, config_dir, register_
 from deepfake_detection.console import setup_console
 from deepfake_detection.errors import UserInputError
 from deepfake_detection.training.resume import check_resume_dir, overridable_on_resume
+from deepfake_detection.validation import validate_train_config
 
 log = logging.getLogger(__name__)
 register_resolvers()
@@ -32,6 +33,7 @@ def train(cfg: DictConfig) -> float | None:
 
     Returns the value of `cfg.optimized_metric`, which a Hydra sweeper maximises.
     """
+    validate_train_config(cfg)  # before torch loads: a mistyped key is answered at once
     setup_console()
     from deepfake_detection.evaluation.best_checkpoint import test_best_checkpoint
     from deepfake_detection.evaluation.summary import train_summary

@@ -1,0 +1,91 @@
+"""Imports run one way: config → data/metrics → models → training → evaluation → commands.
+
+A lower floor importing a higher one (the model importing the evaluation code, say) ties the
+parts together in both directions, and a newcomer can no longer tell where a concern lives.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import deepfake_detection
+
+PACKAGE = Path(deepfake_detection.__file__).parent
+
+#: Floor of each top-level module or subpackage of `deepfake_detection`; a module may import
+#: from its own floor and the ones below.
+FLOORS: dict[str, int] = {
+    # foundations: errors, files, config rules, console, RNG seeding, checkpoint IO
+    "errors": 0,
+    "files": 0,
+    "config": 0,
+    "console": 0,
+    "seeding": 0,
+    "checkpoints": 0,
+    # what a run reads and how it is scored; the rules every config key is checked against
+    "data": 1,
+    "metrics": 1,
+    "validation": 1,
+    "models": 2,
+    "training": 3,
+    # testing a trained model, and the reports built on runs and datasets
+    "evaluation": 4,
+    "prediction": 4,
+    "comparison": 4,
+    "auditing": 4,
+    # the commands
+    "cli": 5,
+    "train": 5,
+    "evaluate": 5,
+    "predict": 5,
+    "compare": 5,
+    "audit": 5,
+}
+
+
+def _part(module: str) -> str | None:
+    """`deepfake_detection.models.base` -> `models`; None for other packages."""
+    parts = module.split(".")
+    if parts[0] != "deepfake_detection" or len(parts) < 2:
+        return None
+    return parts[1]
+
+
+def _imports(path: Path) -> list[tuple[int, str]]:
+    """(line, module) of every `deepfake_detection` import, function-level ones included."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.append((node.lineno, node.module))
+        elif isinstance(node, ast.Import):
+            found += [(node.lineno, alias.name) for alias in node.names]
+    return [(line, module) for line, module in found if _part(module)]
+
+
+def test_every_part_has_a_floor() -> None:
+    parts = {p.stem if p.is_file() else p.name for p in PACKAGE.iterdir()}
+    parts = {p for p in parts if not p.startswith("_") and p not in {"conf"}}
+    parts = {p for p in parts if (PACKAGE / p).is_dir() or (PACKAGE / f"{p}.py").is_file()}
+    assert parts - FLOORS.keys() == set(), "give each new module or package a floor here"
+
+
+def test_no_import_reaches_up() -> None:
+    upward = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        relative = path.relative_to(PACKAGE)
+        own = relative.parts[0].removesuffix(".py")
+        if own not in FLOORS:
+            continue  # __init__.py of the package itself
+        for line, module in _imports(path):
+            target = _part(module)
+            if FLOORS[target] > FLOORS[own]:
+                upward.append(f"{relative}:{line} ({own}, floor {FLOORS[own]}) imports {module}")
+    assert upward == []
+
+
+def test_the_check_sees_an_upward_import(tmp_path: Path) -> None:
+    """The checker itself finds function-level imports, the kind that are easy to miss."""
+    module = tmp_path / "bad.py"
+    module.write_text("def f():\n    from deepfake_detection.evaluation import figures\n")
+    assert _imports(module) == [(2, "deepfake_detection.evaluation")]
