@@ -17,8 +17,9 @@ $(STAMP): pyproject.toml
 train: $(STAMP)
 	$(PY) -m train $(ARGS)
 
+# One test process per core (pytest-xdist); ARGS="-n 0" runs them in this process.
 test: $(STAMP)
-	$(PY) -m pytest $(ARGS)
+	$(PY) -m pytest -n auto $(ARGS)
 
 lint: $(STAMP)
 	$(PY) -m ruff check src tests

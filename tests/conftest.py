@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from collections.abc import Iterable
@@ -9,11 +10,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 from PIL import Image
 
 from deepfake_detection.config import config_dir, register_resolvers
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # One process per core already: more torch threads per process would only contend.
+    torch.set_num_threads(1)
+    os.environ.setdefault("OMP_NUM_THREADS", "1")  # for the commands the tests start
 
 KAGGLE_SPLITS = {"Train": 8, "Validation": 4, "Test": 4}
 LOWERCASE_SPLITS = {"train": 8, "valid": 4, "test": 4}

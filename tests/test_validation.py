@@ -447,6 +447,8 @@ def test_message_format(train_configs: dict[str, DictConfig]) -> None:
     assert show(None) == "null" and show(True) == "true" and show("") == "''"
     assert show([0.8, 1.0]) == "[0.8, 1.0]" and show("a\nb") == "'a\\nb'"
     assert len(show("x" * 500)) == 80
+    long_path = "/".join(["folder"] * 30) + "/file.ckpt"
+    assert show(long_path) == long_path  # paths whole: the end names the file
 
 
 def test_ints_pass_where_numbers_are_expected(train_configs: dict[str, DictConfig]) -> None:

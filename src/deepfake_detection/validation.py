@@ -18,6 +18,7 @@ seconds; each such constant says where its source of truth lives.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -126,6 +127,8 @@ def show(value: Any) -> str:
         text = "[" + ", ".join(show(v) for v in value) + "]"
     else:
         text = " ".join(str(value).split())
+    if isinstance(value, str) and value.isprintable() and ("/" in value or os.sep in value):
+        return text  # a path is shown whole: its end names the file
     return text if len(text) <= MAX_SHOWN_CHARS else text[: MAX_SHOWN_CHARS - 3] + "..."
 
 
