@@ -24,6 +24,7 @@ NOISE = (
     "{'test/",  # the metrics dict
     "module(s) in eval mode",  # frozen BatchNorm is kept in eval mode on purpose
     "INFO:",  # Lightning's own console handler
+    "TPU available: False",
 )
 PROGRESS = re.compile(r"epoch 1/1  step (\d+)/(\d+)  \d+ img/s  ETA \d+:\d\d:\d\d$")
 

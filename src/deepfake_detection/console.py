@@ -13,8 +13,9 @@ import logging
 import sys
 import warnings
 
-#: Lightning lines that tell the user nothing about their run.
-LIGHTNING_NOISE = ("💡 Tip:",)
+#: Lightning lines that tell the user nothing about their run: its advertisement, and the
+#: absence of accelerators nobody asked for (the GPU line stays).
+LIGHTNING_NOISE = ("💡 Tip:", "TPU available: False", "HPU available: False")
 
 #: (message regex, category name, module regex) of warnings raised inside libraries that a
 #: user can do nothing about.

@@ -44,8 +44,15 @@ def train(cfg: DictConfig) -> float | None:
         metrics = run.metrics
     else:
         metrics = test_best_checkpoint(run)
-        log.info(train_summary(metrics, run.output_dir, f"{cfg.task_name}.log"))
+        log.info(train_summary(metrics, run.output_dir, _log_file_name()))
     return metrics.get(cfg.get("optimized_metric") or "")
+
+
+def _log_file_name() -> str:
+    """Hydra names the run's log file after the job (not `task_name`, which presets change)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    return f"{HydraConfig.get().job.name}.log" if HydraConfig.initialized() else "train.log"
 
 
 def _resume_dir(overrides: list[str]) -> str | None:
