@@ -103,3 +103,13 @@ def test_the_log_file_keeps_the_full_record(demo_run: tuple[str, Path]) -> None:
         message = message.removeprefix("warning: ")
         assert message in record, line
     assert "[lightning.pytorch.utilities.rank_zero][INFO] - GPU available" in record
+
+
+def test_epoch_line_text() -> None:
+    from deepfake_detection.training.progress import duration, epoch_metrics_text
+
+    metrics = {"train/loss": 0.61234, "train/acc": 0.7, "val/loss": 0.5, "val/auroc": 0.81}
+    assert epoch_metrics_text(metrics) == "train loss 0.612 acc 0.700 | val loss 0.500 auroc 0.810"
+    metrics["val/auroc_best"] = 0.85
+    assert epoch_metrics_text(metrics).endswith("auroc 0.810 (best 0.850)")
+    assert duration(3725.4) == "1:02:05" and duration(float("nan")) == "?"

@@ -45,7 +45,7 @@ class ProgressLog(Callback):
         self.every_s = float(every_s)
         self.log_steps = log_steps
         self._epoch_start = self._last_line = 0.0
-        self._steps = self._images = self._images_since_line = 0
+        self._steps = self._images_since_line = 0
         self._epoch_seconds: list[float] = []
         self._pending: int | None = None  # the finished epoch whose line is due
         self._validated = False
@@ -53,7 +53,7 @@ class ProgressLog(Callback):
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._log_pending_epoch(trainer)
         self._epoch_start = self._last_line = time.monotonic()
-        self._steps = self._images = self._images_since_line = 0
+        self._steps = self._images_since_line = 0
 
     def on_train_batch_end(
         self,
@@ -63,14 +63,13 @@ class ProgressLog(Callback):
         batch: Any,
         batch_idx: int,
     ) -> None:
-        images = _batch_size(batch)
         self._steps += 1
-        self._images += images
-        self._images_since_line += images
+        self._images_since_line += _batch_size(batch)
         now = time.monotonic()
-        if not self.log_steps or now - self._last_line < self.every_s:
+        if not self.log_steps or not trainer.is_global_zero or now - self._last_line < self.every_s:
             return
-        rate = self._images_since_line / max(now - self._last_line, 1e-9)
+        # Every process runs its own share of the batches at about the same pace.
+        rate = trainer.world_size * self._images_since_line / max(now - self._last_line, 1e-9)
         self._last_line, self._images_since_line = now, 0
         log.info(self._step_line(trainer, batch_idx, rate, now))
 
@@ -101,7 +100,7 @@ class ProgressLog(Callback):
         self._pending = trainer.current_epoch + 1
 
     def _log_pending_epoch(self, trainer: L.Trainer) -> None:
-        if self._pending is None:
+        if self._pending is None or not trainer.is_global_zero:
             return
         metrics = dict(trainer.callback_metrics)
         if not self._validated:  # metrics of an earlier validation: not this epoch's
