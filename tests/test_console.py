@@ -25,6 +25,7 @@ NOISE = (
     "module(s) in eval mode",  # frozen BatchNorm is kept in eval mode on purpose
     "INFO:",  # Lightning's own console handler
     "TPU available: False",
+    "`Trainer.fit` stopped",  # said by our own line, after the epoch's
 )
 PROGRESS = re.compile(r"epoch 1/1  step (\d+)/(\d+)  \d+ img/s  ETA \d+:\d\d:\d\d$")
 
@@ -78,6 +79,9 @@ def test_progress_lines_count_steps_up_to_the_total(demo_run: tuple[str, Path]) 
     assert {total for _, total in steps} == {12}
     epoch_lines = [line for line in output.splitlines() if re.search(r"epoch 1/1  train ", line)]
     assert len(epoch_lines) == 1 and "val loss" in epoch_lines[0] and "auroc" in epoch_lines[0]
+    ended = [line for line in output.splitlines() if "training ended" in line]
+    assert ended and ended[0].endswith("training ended after epoch 1/1: max_epochs=1 reached")
+    assert output.index(epoch_lines[0]) < output.index(ended[0])
 
 
 def test_the_run_ends_with_a_short_summary(demo_run: tuple[str, Path]) -> None:
@@ -113,3 +117,31 @@ def test_epoch_line_text() -> None:
     metrics["val/auroc_best"] = 0.85
     assert epoch_metrics_text(metrics).endswith("auroc 0.810 (best 0.850)")
     assert duration(3725.4) == "1:02:05" and duration(float("nan")) == "?"
+
+
+def test_end_reason_names_early_stopping_and_limits() -> None:
+    from types import SimpleNamespace
+
+    from lightning.pytorch.callbacks import EarlyStopping
+    from lightning.pytorch.callbacks.early_stopping import EarlyStoppingReason
+
+    from deepfake_detection.training.progress import end_reason
+
+    stop = EarlyStopping(monitor="val/loss")
+    trainer = SimpleNamespace(
+        early_stopping_callbacks=[stop], max_steps=-1, global_step=40, max_epochs=10
+    )
+    trainer.current_epoch = 10
+    assert end_reason(trainer) == "max_epochs=10 reached"
+    stop.stopping_reason = EarlyStoppingReason.PATIENCE_EXHAUSTED
+    stop.stopping_reason_message = (
+        "Monitored metric val/loss did not improve in the last 3 records. Best score: 0.120."
+        " Signaling Trainer to stop."
+    )
+    trainer.current_epoch = 6
+    assert end_reason(trainer) == (
+        "early stopping: Monitored metric val/loss did not improve in the last 3 records."
+        " Best score: 0.120."
+    )
+    trainer.early_stopping_callbacks, trainer.max_steps = [], 40
+    assert end_reason(trainer) == "max_steps=40 reached"

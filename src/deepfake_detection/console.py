@@ -13,9 +13,16 @@ import logging
 import sys
 import warnings
 
-#: Lightning lines that tell the user nothing about their run: its advertisement, and the
-#: absence of accelerators nobody asked for (the GPU line stays).
-LIGHTNING_NOISE = ("💡 Tip:", "TPU available: False", "HPU available: False")
+#: Lightning lines that tell the user nothing about their run: its advertisement, the absence
+#: of accelerators nobody asked for (the GPU line stays), and the epoch or step limit being
+#: reached, which the training's last line says in order (`ProgressLog`).
+LIGHTNING_NOISE = (
+    "💡 Tip:",
+    "TPU available: False",
+    "HPU available: False",
+    "`Trainer.fit` stopped: `max_epochs=",
+    "`Trainer.fit` stopped: `max_steps=",
+)
 
 #: (message regex, category name, module regex) of warnings raised inside libraries that a
 #: user can do nothing about.

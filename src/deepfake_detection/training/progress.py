@@ -16,6 +16,7 @@ from typing import Any
 
 import lightning as L
 from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.callbacks.early_stopping import EarlyStoppingReason
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +117,26 @@ class ProgressLog(Callback):
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._log_pending_epoch(trainer)
+        if trainer.is_global_zero:
+            log.info(
+                "training ended after epoch %d/%s: %s",
+                trainer.current_epoch,
+                trainer.max_epochs,
+                end_reason(trainer),
+            )
+
+
+def end_reason(trainer: L.Trainer) -> str:
+    """Why fitting ended: early stopping (with its reason), or the epoch or step limit."""
+    for callback in trainer.early_stopping_callbacks:
+        if callback.stopping_reason != EarlyStoppingReason.NOT_STOPPED:
+            message = callback.stopping_reason_message or callback.stopping_reason.value
+            return f"early stopping: {message.replace(' Signaling Trainer to stop.', '')}"
+    if trainer.max_steps != -1 and trainer.global_step >= trainer.max_steps:
+        return f"max_steps={trainer.max_steps} reached"
+    if trainer.max_epochs is not None and trainer.current_epoch >= trainer.max_epochs:
+        return f"max_epochs={trainer.max_epochs} reached"
+    return "stopped"
 
 
 def epoch_metrics_text(metrics: Mapping[str, Any]) -> str:
