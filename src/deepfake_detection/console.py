@@ -45,6 +45,17 @@ LIBRARY_WARNINGS = (
 LIGHTNING_LOGGERS = ("lightning", "lightning.pytorch", "lightning.fabric", "pytorch_lightning")
 
 
+#: `extra=` for a record that belongs in the log file but not on the console.
+FILE_ONLY = {"console": False}
+
+
+class ConsoleOnly(logging.Filter):
+    """On the console handler: drops records logged with `extra=FILE_ONLY`."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return getattr(record, "console", True)
+
+
 class DropMessages(logging.Filter):
     """Drops records whose message starts with one of `prefixes`."""
 

@@ -99,7 +99,7 @@ def _describe_model(model: BaseDetector, counts: dict[str, int], image_size: int
 def _trainer(cfg: DictConfig, callbacks: list[Callback], logger: Logger) -> L.Trainer:
     """The configured Trainer; progress as a bar on a terminal, else as log lines."""
     bar = bool(cfg.trainer.get("enable_progress_bar", show_progress_bar(cfg.progress.bar)))
-    callbacks = [*callbacks, ProgressLog(cfg.progress.every_s, log_steps=not bar)]
+    callbacks = [*callbacks, ProgressLog(cfg.progress.every_s, bar=bar)]
     return instantiate(
         cfg.trainer,
         callbacks=callbacks,

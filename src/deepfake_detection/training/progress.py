@@ -18,6 +18,8 @@ import lightning as L
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.callbacks.early_stopping import EarlyStoppingReason
 
+from deepfake_detection.console import FILE_ONLY
+
 log = logging.getLogger(__name__)
 
 #: Per-epoch metrics shown in the epoch line, in this order.
@@ -39,12 +41,14 @@ def _batch_size(batch: Any) -> int:
 class ProgressLog(Callback):
     """`epoch 2/10  step 120/400  412 img/s  ETA 0:03:17 (run 0:21:40)` every `every_s`.
 
-    `log_steps=False` keeps only the per-epoch lines (a progress bar shows the steps).
+    With `bar=True` a progress bar is on screen: it shows the steps, and the epoch lines go to
+    the log file only (`FILE_ONLY`), since a line written under a live bar garbles it.
     """
 
-    def __init__(self, every_s: float = 30.0, log_steps: bool = True) -> None:
+    def __init__(self, every_s: float = 30.0, bar: bool = False) -> None:
         self.every_s = float(every_s)
-        self.log_steps = log_steps
+        self.bar = bar
+        self._extra = FILE_ONLY if bar else None
         self._epoch_start = self._last_line = 0.0
         self._steps = self._images_since_line = 0
         self._epoch_seconds: list[float] = []
@@ -67,7 +71,7 @@ class ProgressLog(Callback):
         self._steps += 1
         self._images_since_line += _batch_size(batch)
         now = time.monotonic()
-        if not self.log_steps or not trainer.is_global_zero or now - self._last_line < self.every_s:
+        if self.bar or not trainer.is_global_zero or now - self._last_line < self.every_s:
             return
         # Every process runs its own share of the batches at about the same pace.
         rate = trainer.world_size * self._images_since_line / max(now - self._last_line, 1e-9)
@@ -112,6 +116,7 @@ class ProgressLog(Callback):
             trainer.max_epochs,
             epoch_metrics_text(metrics),
             duration(self._epoch_seconds[-1]),
+            extra=self._extra,
         )
         self._pending, self._validated = None, False
 
@@ -123,6 +128,7 @@ class ProgressLog(Callback):
                 trainer.current_epoch,
                 trainer.max_epochs,
                 end_reason(trainer),
+                extra=self._extra,
             )
 
 
