@@ -145,3 +145,20 @@ def test_end_reason_names_early_stopping_and_limits() -> None:
     )
     trainer.early_stopping_callbacks, trainer.max_steps = [], 40
     assert end_reason(trainer) == "max_steps=40 reached"
+
+
+def test_console_format_and_file_only_records() -> None:
+    import logging
+
+    from deepfake_detection.console import FILE_ONLY, ConsoleFormatter, ConsoleOnly
+
+    def record(level: int, message: str, **extra) -> logging.LogRecord:
+        name = logging.getLevelName(level)
+        return logging.makeLogRecord({"msg": message, "levelno": level, "levelname": name, **extra})
+
+    formatter = ConsoleFormatter()
+    assert re.fullmatch(r"\d\d:\d\d:\d\d hello", formatter.format(record(logging.INFO, "hello")))
+    warned = formatter.format(record(logging.WARNING, "careful"))
+    assert re.fullmatch(r"\d\d:\d\d:\d\d warning: careful", warned)
+    assert ConsoleOnly().filter(record(logging.INFO, "shown")) is True
+    assert ConsoleOnly().filter(record(logging.INFO, "file only", **FILE_ONLY)) is False
