@@ -118,6 +118,12 @@ def test_fail_on_setting(root: Path, tmp_path: Path, overrides: list[str], expec
     assert AuditSettings.from_config(cfg).fail_on == expected
 
 
+def test_fail_on_near_needs_near_duplicates(root: Path, tmp_path: Path) -> None:
+    overrides = [f"data.root={root}", "audit.fail_on=near", "audit.near_duplicates=false"]
+    with pytest.raises(ConfigError, match=r"^audit.fail_on=near: near duplicates are not"):
+        AuditSettings.from_config(compose_audit(overrides, tmp_path / "out"))
+
+
 def test_same_bytes_as_fake_and_real_is_a_label_conflict(root: Path) -> None:
     shutil.copy(root / "Train/Fake/001.png", root / "Train/Real/also_real.png")
     result = _audit(root)

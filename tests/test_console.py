@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
-from conftest import run_cli
+from conftest import make_dataset, run_cli
 
 #: Lines libraries print that tell the user nothing; none may reach the console.
 NOISE = (
@@ -27,6 +28,17 @@ NOISE = (
     "TPU available: False",
     "`Trainer.fit` stopped",  # said by our own line, after the epoch's
 )
+STAMP = re.compile(r"^\d\d:\d\d:\d\d ")
+
+
+def repeated_messages(output: str) -> dict[str, int]:
+    """Messages shown more than once, whatever their time stamps (rules such as `-----`
+    around a multi-line message aside)."""
+    lines = [STAMP.sub("", line) for line in output.splitlines()]
+    messages = [line for line in lines if any(c.isalnum() for c in line)]
+    return {message: n for message, n in Counter(messages).items() if n > 1}
+
+
 PROGRESS = re.compile(r"epoch 1/1  step (\d+)/(\d+)  \d+ img/s  ETA \d+:\d\d:\d\d$")
 
 
@@ -54,9 +66,7 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
 
 def test_no_line_is_printed_twice(demo_run: tuple[str, Path]) -> None:
     output, _ = demo_run
-    lines = [line for line in output.splitlines() if line.strip()]
-    repeated = {line: n for line, n in Counter(lines).items() if n > 1}
-    assert repeated == {}
+    assert repeated_messages(output) == {}
 
 
 def test_no_library_noise(demo_run: tuple[str, Path]) -> None:
@@ -66,9 +76,9 @@ def test_no_library_noise(demo_run: tuple[str, Path]) -> None:
 
 def test_a_warning_that_matters_still_shows_once(demo_run: tuple[str, Path]) -> None:
     output, run_dir = demo_run
-    warnings = [line for line in output.splitlines() if " warning: " in line]
-    assert len(warnings) == 1 and "nothing is frozen" in warnings[0]
-    assert "nothing is frozen" in (run_dir / "train.log").read_text()
+    freeze = [line for line in output.splitlines() if "nothing is frozen" in line]
+    assert len(freeze) == 1 and re.match(r"\d\d:\d\d:\d\d warning: freeze=last_n", freeze[0])
+    assert "[WARNING] - freeze=last_n, freeze.n=3" in (run_dir / "train.log").read_text()
 
 
 def test_progress_lines_count_steps_up_to_the_total(demo_run: tuple[str, Path]) -> None:
@@ -106,7 +116,42 @@ def test_the_log_file_keeps_the_full_record(demo_run: tuple[str, Path]) -> None:
         message = line[9:] if re.match(r"\d\d:\d\d:\d\d ", line) else line
         message = message.removeprefix("warning: ")
         assert message in record, line
+    # Lightning's lines, those kept off the console too, with their logger and level.
     assert "[lightning.pytorch.utilities.rank_zero][INFO] - GPU available" in record
+    assert "[INFO] - TPU available: False" in record
+
+
+def test_a_two_process_run_prints_each_line_once(tmp_path: Path) -> None:
+    """DDP starts the command again in a second process, which must stay quiet."""
+    root = make_dataset(tmp_path / "data", {"train": 8, "valid": 4, "test": 4})
+    result = run_cli(
+        [
+            f"data.root={root}",
+            "data.image_size=32",
+            "data.batch_size=4",
+            "data.num_workers=0",
+            "model.widths=[4,8]",
+            "trainer.max_epochs=1",
+            "trainer.accelerator=cpu",
+            "trainer.devices=2",
+            "+trainer.strategy=ddp",
+            "progress.every_s=0",
+        ],
+        tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    output = result.stdout + result.stderr
+    assert repeated_messages(output) == {}
+    assert "sync_dist=True" not in output  # torchmetrics results are reduced already
+    lines = output.splitlines()
+    assert sum("test metrics of the best checkpoint" in line for line in lines) == 1
+    assert (
+        sum(line.endswith("training ended after epoch 1/1: max_epochs=1 reached") for line in lines)
+        == 1
+    )
+    [run_dir] = (tmp_path / "outputs" / "train").iterdir()
+    assert "full record: metrics.json, train.log" in result.stdout
+    assert json.loads((run_dir / "metrics.json").read_text())["test/tp"] >= 0
 
 
 def test_epoch_line_text() -> None:
@@ -162,3 +207,6 @@ def test_console_format_and_file_only_records() -> None:
     assert re.fullmatch(r"\d\d:\d\d:\d\d warning: careful", warned)
     assert ConsoleOnly().filter(record(logging.INFO, "shown")) is True
     assert ConsoleOnly().filter(record(logging.INFO, "file only", **FILE_ONLY)) is False
+    advert = record(logging.INFO, "💡 Tip: For seamless cloud logging ...")
+    advert.name = "lightning.pytorch.utilities.rank_zero"
+    assert ConsoleOnly().filter(advert) is False

@@ -88,16 +88,14 @@ def test_frozen_batchnorm_stays_in_eval_mode_and_keeps_its_statistics() -> None:
 
 
 @pytest.mark.parametrize(("n", "frozen"), [(3, False), (2, True)])
-def test_a_freeze_that_freezes_nothing_says_so(
-    n: int, frozen: bool, caplog: pytest.LogCaptureFixture
-) -> None:
-    with caplog.at_level("WARNING", logger="deepfake_detection.models.freeze"):
-        model = CustomCNNDetector(widths=(8, 16, 32), freeze={"name": "last_n", "n": n})
-    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+def test_a_freeze_that_freezes_nothing_says_so(n: int, frozen: bool) -> None:
+    model = CustomCNNDetector(widths=(8, 16, 32), freeze={"name": "last_n", "n": n})
     assert (trainable(model) != {k for k, _ in model.net.named_parameters()}) is frozen
+    warning = model.freeze_warning()
     if frozen:
-        assert warnings == []
+        assert warning is None
     else:
-        [message] = warnings
-        assert message.startswith("freeze=last_n, freeze.n=3: custom_cnn has 3 feature blocks")
-        assert "same as freeze=none" in message and "freeze.n=0..2" in message
+        assert warning.startswith("freeze=last_n, freeze.n=3: custom_cnn has 3 feature blocks")
+        assert "same as freeze=none" in warning and "freeze.n=0..2" in warning
+    assert mobilenet(name="last_n", n=19).freeze_warning().startswith("freeze=last_n, freeze.n=19")
+    assert mobilenet(name="none").freeze_warning() is None

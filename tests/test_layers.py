@@ -52,11 +52,23 @@ def _part(module: str) -> str | None:
     return parts[1]
 
 
+def _package_of(path: Path) -> list[str]:
+    """`.../deepfake_detection/models/base.py` -> ["deepfake_detection", "models"]."""
+    parts = path.with_suffix("").parts
+    start = len(parts) - 1 - parts[::-1].index("deepfake_detection")
+    package = list(parts[start:])
+    return package if path.name == "__init__.py" else package[:-1]
+
+
 def _imports(path: Path) -> list[tuple[int, str]]:
-    """(line, module) of every `deepfake_detection` import, function-level ones included."""
+    """(line, module) of every `deepfake_detection` import, function-level and relative ones
+    included."""
     found = []
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
-        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+        if isinstance(node, ast.ImportFrom) and node.level > 0:
+            base = _package_of(path)[: len(_package_of(path)) - node.level + 1]
+            found.append((node.lineno, ".".join([*base, *filter(None, [node.module])])))
+        elif isinstance(node, ast.ImportFrom) and node.module:
             found.append((node.lineno, node.module))
         elif isinstance(node, ast.Import):
             found += [(node.lineno, alias.name) for alias in node.names]
@@ -85,7 +97,17 @@ def test_no_import_reaches_up() -> None:
 
 
 def test_the_check_sees_an_upward_import(tmp_path: Path) -> None:
-    """The checker itself finds function-level imports, the kind that are easy to miss."""
-    module = tmp_path / "bad.py"
-    module.write_text("def f():\n    from deepfake_detection.evaluation import figures\n")
-    assert _imports(module) == [(2, "deepfake_detection.evaluation")]
+    """The checker finds function-level and relative imports, the kinds easy to miss."""
+    module = tmp_path / "deepfake_detection" / "models" / "bad.py"
+    module.parent.mkdir(parents=True)
+    module.write_text(
+        "from ..evaluation import figures\n"
+        "from . import base\n"
+        "def f():\n"
+        "    from deepfake_detection.evaluation import inference\n"
+    )
+    assert sorted(_imports(module)) == [
+        (1, "deepfake_detection.evaluation"),
+        (2, "deepfake_detection.models"),
+        (4, "deepfake_detection.evaluation"),
+    ]

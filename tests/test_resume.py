@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -371,3 +372,22 @@ def test_a_second_signal_stops_at_once(tmp_path: Path) -> None:
     assert stop.interrupted_by == "SIGTERM"
     with pytest.raises(TrainingInterrupted, match="interrupted by SIGTERM"), stop.guard():
         raise KeyboardInterrupt
+
+
+def test_a_run_saved_before_the_display_keys_existed_resumes(tiny_run: Path, tmp_path: Path):
+    from conftest import compose_train
+    from deepfake_detection.train import train
+
+    run_dir = tmp_path / "old"
+    shutil.copytree(tiny_run, run_dir)
+    saved = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
+    saved.pop("progress")
+    saved.trainer.pop("enable_model_summary")
+    OmegaConf.save(saved, run_dir / ".hydra" / "config.yaml")
+    (run_dir / "metrics.json").unlink()  # as if stopped while testing: it fits, then tests
+
+    train(compose_train([f"resume={run_dir}"], run_dir))
+    assert read_metrics(run_dir)["epochs"] == 2
+    resumed = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["config"]
+    assert resumed["progress"] == {"bar": "auto", "every_s": 30}
+    assert resumed["trainer"]["enable_model_summary"] is False

@@ -1,15 +1,18 @@
 """What the commands print: each line once, in one format, without third-party noise.
 
-Hydra sends every log record to the console and to the run's `<command>.log`. Lightning adds
-a console handler of its own to the `lightning` logger, so each of its lines would show twice;
-it also advertises a cloud service and emits warnings about its own internals. Those are
-silenced here, each by its exact message or source, so that any other warning still shows
-(and, through `logging.captureWarnings`, lands in the log file too).
+Hydra sends every log record to the console and to the run's `<command>.log`
+(`conf/hydra/job_logging/deepfake.yaml`). Lightning adds a console handler of its own to the
+`lightning` logger, so each of its lines would show twice: it is removed. Lightning's lines
+that tell the user nothing (an advertisement, say) are kept off the console by `ConsoleOnly`
+but stay in the log file. Warnings raised inside libraries about themselves are silenced by
+their exact message and source, so that any other warning still shows (and, through
+`logging.captureWarnings`, lands in the log file too).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import warnings
 
@@ -33,6 +36,18 @@ LIBRARY_WARNINGS = (
         "FutureWarning",
         r"lightning\.pytorch\.utilities\._pytree",
     ),
+    # BaseDetector logs torchmetrics results, which are reduced across processes already, and
+    # its test pass keeps each image once however a distributed sampler pads the split.
+    (
+        r"It is recommended to use `self\.log\('(train|val|test)/",
+        "PossibleUserWarning",
+        r"lightning\.pytorch\.trainer\.connectors\.logger_connector\.result",
+    ),
+    (
+        r"Using `DistributedSampler` with the dataloaders\. During `trainer\.test\(\)`",
+        "PossibleUserWarning",
+        r"lightning\.pytorch\.trainer\.connectors\.data_connector",
+    ),
     # Frozen BatchNorm layers are kept in eval mode on purpose (`BaseDetector.train`).
     (
         r"Found \d+ module\(s\) in eval mode at the start of training",
@@ -49,22 +64,38 @@ LIGHTNING_LOGGERS = ("lightning", "lightning.pytorch", "lightning.fabric", "pyto
 FILE_ONLY = {"console": False}
 
 
+#: Environment variables a launcher (Lightning's DDP, torchrun, SLURM) sets to a process's rank.
+RANK_VARIABLES = ("RANK", "LOCAL_RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK")
+
+
+def process_rank() -> int:
+    """This process's rank in a multi-process run; 0 when it runs alone."""
+    for name in RANK_VARIABLES:
+        if os.environ.get(name, "").isdigit():
+            return int(os.environ[name])
+    return 0
+
+
 class ConsoleOnly(logging.Filter):
-    """On the console handler: drops records logged with `extra=FILE_ONLY`."""
+    """What the console handler leaves out, though the log file keeps it.
 
-    def filter(self, record: logging.LogRecord) -> bool:
-        return getattr(record, "console", True)
+    Records logged with `extra=FILE_ONLY`; Lightning's `LIGHTNING_NOISE` lines; and, in every
+    process but the first of a multi-process run, anything short of an error, which the first
+    process prints already.
+    """
 
-
-class DropMessages(logging.Filter):
-    """Drops records whose message starts with one of `prefixes`."""
-
-    def __init__(self, prefixes: tuple[str, ...]) -> None:
+    def __init__(self) -> None:
         super().__init__()
-        self.prefixes = prefixes
+        self.rank = process_rank()
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.msg).startswith(self.prefixes)
+        if not getattr(record, "console", True):
+            return False
+        if self.rank != 0 and record.levelno < logging.ERROR:
+            return False
+        return not (
+            str(record.name).startswith("lightning") and str(record.msg).startswith(LIGHTNING_NOISE)
+        )
 
 
 class ConsoleFormatter(logging.Formatter):
@@ -77,7 +108,7 @@ class ConsoleFormatter(logging.Formatter):
         super().__init__("%(asctime)s %(message)s", datefmt="%H:%M:%S")
 
     def format(self, record: logging.LogRecord) -> str:
-        text = super().format(record)
+        text = super().format(record).rstrip()  # a captured warning ends with a newline
         if record.levelno >= logging.WARNING:
             stamp = self.formatTime(record, self.datefmt)
             text = f"{stamp} {record.levelname.lower()}: {text[len(stamp) + 1 :]}"
@@ -94,7 +125,7 @@ def _drop_own_handlers(name: str) -> None:
 
 
 def quiet_lightning() -> None:
-    """Route Lightning's lines through the root logger once, minus its advertisement.
+    """Route Lightning's lines through the root logger's handlers only, so each shows once.
 
     Call after the root logger is configured (inside a Hydra task). Imports Lightning first:
     its import adds the handler this removes.
@@ -105,9 +136,6 @@ def quiet_lightning() -> None:
         return  # nothing else would print Lightning's lines: keep its own handler
     for name in LIGHTNING_LOGGERS:
         _drop_own_handlers(name)
-    rank_zero = logging.getLogger("lightning.pytorch.utilities.rank_zero")
-    if not any(isinstance(f, DropMessages) for f in rank_zero.filters):
-        rank_zero.addFilter(DropMessages(LIGHTNING_NOISE))
 
 
 def quiet_library_warnings() -> None:

@@ -44,15 +44,21 @@ def train(cfg: DictConfig) -> float | None:
         metrics = run.metrics
     else:
         metrics = test_best_checkpoint(run)
-        log.info(train_summary(metrics, run.output_dir, _log_file_name()))
+        if run.trainer.is_global_zero:
+            log.info(train_summary(metrics, run.output_dir, *_log_file_and_next_steps()))
     return metrics.get(cfg.get("optimized_metric") or "")
 
 
-def _log_file_name() -> str:
-    """Hydra names the run's log file after the job (not `task_name`, which presets change)."""
+def _log_file_and_next_steps() -> tuple[str, bool]:
+    """The run's log file, which Hydra names after the job (not `task_name`, which presets
+    change), and whether to suggest next commands: not for a sweep's jobs."""
     from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
 
-    return f"{HydraConfig.get().job.name}.log" if HydraConfig.initialized() else "train.log"
+    if not HydraConfig.initialized():
+        return "train.log", True
+    hydra_cfg = HydraConfig.get()
+    return f"{hydra_cfg.job.name}.log", hydra_cfg.mode != RunMode.MULTIRUN
 
 
 def _resume_dir(overrides: list[str]) -> str | None:

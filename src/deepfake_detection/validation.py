@@ -32,7 +32,7 @@ from deepfake_detection.errors import ConfigError
 from deepfake_detection.files import run_dir_problem
 
 #: Metrics logged while fitting, so the only ones callbacks can monitor. Keep in sync with
-#: `binary_metrics` (evaluation/metrics.py) and `BaseDetector.on_validation_epoch_end`.
+#: `binary_metrics` (metrics/binary.py) and `BaseDetector.on_validation_epoch_end`.
 FIT_METRICS: tuple[str, ...] = tuple(
     f"{split}/{name}"
     for split in ("train", "val")

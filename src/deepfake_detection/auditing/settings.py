@@ -18,8 +18,6 @@ from deepfake_detection.validation import validate_audit_config
 #: Exit status when `audit.fail_on` leakage is found; 2 stays reserved for mistakes in the
 #: command line, as in every other command.
 LEAKAGE_EXIT = 1
-#: What `audit.fail_on` can fail on: images copied exactly across splits, or near copies too.
-FAIL_ON_CHOICES = ("exact", "near")
 
 
 def dataset_root(value: Any) -> Path:
@@ -35,6 +33,11 @@ def dataset_root(value: Any) -> Path:
 def fail_on(audit: DictConfig) -> str | None:
     """`audit.fail_on`; `audit.fail_on_leakage=true` is short for `audit.fail_on=near`."""
     if audit.get("fail_on") is not None:
+        if audit.fail_on == "near" and not audit.near_duplicates:
+            raise ConfigError(
+                "audit.fail_on=near: near duplicates are not checked with "
+                "audit.near_duplicates=false; set it to true, or use audit.fail_on=exact"
+            )
         return str(audit.fail_on)
     return "near" if audit.get("fail_on_leakage") else None
 

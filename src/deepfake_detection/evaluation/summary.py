@@ -42,8 +42,11 @@ def metric_lines(metrics: Mapping[str, Any], split: str) -> list[str]:
     ]
 
 
-def train_summary(metrics: Mapping[str, Any], run_dir: str | Path, log_file: str) -> str:
-    """What `python -m train` ends with."""
+def train_summary(
+    metrics: Mapping[str, Any], run_dir: str | Path, log_file: str, next_steps: bool = True
+) -> str:
+    """What `python -m train` ends with; `next_steps=False` leaves out the commands to run
+    next (a sweep job, whose sweep ends with its comparison table)."""
     run = shown_path(run_dir)
     epoch = metrics.get("best/epoch")
     best = (
@@ -56,11 +59,14 @@ def train_summary(metrics: Mapping[str, Any], run_dir: str | Path, log_file: str
         f"test metrics of the best checkpoint ({best}):",
         *metric_lines(metrics, "test"),
         f"run dir: {run}{os.sep}  (full record: metrics.json, {log_file})",
-        "next:",
-        f"  tensorboard --logdir {run}",
-        f"  deepfake-evaluate ckpt_path={run} threshold=val",
-        f"  deepfake-predict ckpt_path={run} input=<image or folder>",
     ]
+    if next_steps:
+        lines += [
+            "next:",
+            f"  tensorboard --logdir {run}",
+            f"  deepfake-evaluate ckpt_path={run} threshold=val",
+            f"  deepfake-predict ckpt_path={run} input=<image or folder>",
+        ]
     return "\n".join(lines)
 
 

@@ -17,6 +17,7 @@ from deepfake_detection.models.freeze import (
     apply_freeze,
     count_parameters,
     frozen_batchnorms,
+    nothing_frozen_warning,
 )
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
@@ -73,6 +74,10 @@ class BaseDetector(L.LightningModule):
     @abstractmethod
     def feature_blocks(self) -> Sequence[nn.Module]:
         """Feature-extractor blocks of `net`, input to output; the rest of `net` is the head."""
+
+    def freeze_warning(self) -> str | None:
+        """A line for the user when the freeze setting leaves every block trainable."""
+        return nothing_frozen_warning(self.freeze_spec, len(self.feature_blocks()), self.model_name)
 
     def parameter_counts(self) -> dict[str, int]:
         trainable, total = count_parameters(self.net)

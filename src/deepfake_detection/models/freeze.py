@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -11,8 +10,6 @@ from torch import nn
 from deepfake_detection.errors import ConfigError
 
 FREEZE_NAMES = ("none", "backbone", "last_n")
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -62,20 +59,23 @@ def apply_freeze(
             f"freeze.n={n_trainable} is out of range for {model_name}: "
             f"choose 0..{len(blocks)} (it has {len(blocks)} feature blocks)"
         )
-    if n_trainable == len(blocks):
-        # Not an error: a sweep over freeze.n may cover models with fewer blocks.
-        log.warning(
-            "freeze=%s, freeze.n=%d: %s has %d feature blocks, so nothing is frozen and this "
-            "run is the same as freeze=none; choose freeze.n=0..%d to freeze some",
-            spec.name,
-            n_trainable,
-            model_name,
-            len(blocks),
-            len(blocks) - 1,
-        )
     for block in blocks[: len(blocks) - n_trainable]:
         for param in block.parameters():
             param.requires_grad_(False)
+
+
+def nothing_frozen_warning(spec: FreezeSpec, n_blocks: int, model_name: str) -> str | None:
+    """What to tell the user when `spec` asks to freeze but leaves every block trainable.
+
+    A warning, not an error: a sweep over `freeze.n` may cover models with fewer blocks.
+    """
+    if spec.name != "last_n" or spec.n != n_blocks:
+        return None
+    return (
+        f"freeze=last_n, freeze.n={spec.n}: {model_name} has {n_blocks} feature blocks, so "
+        f"nothing is frozen and this run is the same as freeze=none; choose "
+        f"freeze.n=0..{n_blocks - 1} to freeze some"
+    )
 
 
 def frozen_batchnorms(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -63,7 +64,6 @@ class FittedRun:
 class FinishedRun:
     """A resumed run that had already finished: nothing to fit, its metrics stand."""
 
-    run_dir: Path
     metrics: dict[str, Any]
 
 
@@ -96,17 +96,9 @@ def _describe_model(model: BaseDetector, counts: dict[str, int], image_size: int
     )
 
 
-def _trainer(cfg: DictConfig, callbacks: list[Callback], logger: Logger) -> L.Trainer:
-    """The configured Trainer; progress as a bar on a terminal, else as log lines."""
-    bar = bool(cfg.trainer.get("enable_progress_bar", show_progress_bar(cfg.progress.bar)))
-    callbacks = [*callbacks, ProgressLog(cfg.progress.every_s, bar=bar)]
-    return instantiate(
-        cfg.trainer,
-        callbacks=callbacks,
-        logger=logger,
-        plugins=[SafeAtomicCheckpointIO()],
-        enable_progress_bar=bar,
-    )
+def _progress_bar(cfg: DictConfig) -> bool:
+    """Lightning's progress bar on a terminal (`progress.bar=auto`); else progress lines."""
+    return bool(cfg.trainer.get("enable_progress_bar", show_progress_bar(cfg.progress.bar)))
 
 
 def fit(cfg: DictConfig) -> FittedRun | FinishedRun:
@@ -122,10 +114,11 @@ def fit(cfg: DictConfig) -> FittedRun | FinishedRun:
         validate_train_config(cfg)
         if resume.finished:
             log.info("%s had finished: its metrics are in %s", resume.run_dir, METRICS_FILE)
-            run_dir = Path(resume.run_dir)
-            return FinishedRun(run_dir, read_json(run_dir / METRICS_FILE))
+            return FinishedRun(read_json(Path(resume.run_dir) / METRICS_FILE))
         # It trains again: until it ends, it is an unfinished run (which a resume continues).
         (Path(resume.run_dir) / METRICS_FILE).unlink(missing_ok=True)
+        # It continues in its own checkpoint folder, which Lightning would warn is not empty.
+        warnings.filterwarnings("ignore", message=r"Checkpoint directory .* is not empty")
     output_dir = Path(cfg.paths.output_dir)
     if cfg.data.get("num_workers") is None:
         # Record the count used: worker seeds follow it, so a resume elsewhere reuses it.
@@ -144,16 +137,31 @@ def fit(cfg: DictConfig) -> FittedRun | FinishedRun:
         model = instantiate(cfg.model)
     counts = model.parameter_counts()
     log.info(_describe_model(model, counts, datamodule.image_size))
+    if warning := model.freeze_warning():
+        log.warning(warning)
 
-    callbacks = [*_callbacks(cfg, resolved, resume), EpochSeeding(cfg.seed), clock, notice]
+    bar = _progress_bar(cfg)
+    progress = ProgressLog(cfg.progress.every_s, bar=bar)
+    callbacks = [
+        *_callbacks(cfg, resolved, resume),
+        *(EpochSeeding(cfg.seed), clock, notice, progress),
+    ]
     checkpoint = next(cb for cb in callbacks if isinstance(cb, ModelCheckpoint))
     logger = instantiate(cfg.logger)
-    trainer = _trainer(cfg, callbacks, logger)
+    trainer: L.Trainer = instantiate(
+        cfg.trainer,
+        callbacks=callbacks,
+        logger=logger,
+        plugins=[SafeAtomicCheckpointIO()],
+        enable_progress_bar=bar,
+    )
     if resume is None:
         logger.log_metrics({k: float(v) for k, v in counts.items()}, step=0)
 
     with notice.guard():
         trainer.fit(model, datamodule=datamodule, ckpt_path=resume.checkpoint if resume else None)
+    if progress.end_line and trainer.is_global_zero:
+        log.info(progress.end_line)  # after the fit: a progress bar has closed by now
     # Read from the metric's state, which a resumed fit restores even with nothing left to do.
     best_auroc = float(model.val_auroc_best.max_value)
     return FittedRun(

@@ -53,6 +53,8 @@ class ProgressLog(Callback):
         self._steps = self._images_since_line = 0
         self._epoch_seconds: list[float] = []
         self._pending: int | None = None  # the finished epoch whose line is due
+        #: Why training ended, once it has; the caller logs it after `fit` returns.
+        self.end_line: str | None = None
         self._validated = False
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -122,14 +124,10 @@ class ProgressLog(Callback):
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._log_pending_epoch(trainer)
-        if trainer.is_global_zero:
-            log.info(
-                "training ended after epoch %d/%s: %s",
-                trainer.current_epoch,
-                trainer.max_epochs,
-                end_reason(trainer),
-                extra=self._extra,
-            )
+        self.end_line = (
+            f"training ended after epoch {trainer.current_epoch}/{trainer.max_epochs}: "
+            f"{end_reason(trainer)}"
+        )
 
 
 def end_reason(trainer: L.Trainer) -> str:

@@ -21,7 +21,7 @@ LAST_CHECKPOINT = Path("checkpoints") / "last.ckpt"
 #: other key is fixed when a run starts: the optimizer and scheduler states, the model and the
 #: callbacks come back from the checkpoint, so a new value would be silently ignored, or
 #: (model shape) would not load.
-RESUME_OVERRIDABLE_PREFIXES = ("trainer.",)
+RESUME_OVERRIDABLE_PREFIXES = ("trainer.", "progress.")
 RESUME_OVERRIDABLE_KEYS = (
     "data.root",
     "data.num_workers",
@@ -29,6 +29,11 @@ RESUME_OVERRIDABLE_KEYS = (
     "data.demo_cache_dir",
     "model.weights_path",
 )
+
+
+#: Keys that change only what a run shows, not what it computes: a run saved before one of
+#: them existed resumes with today's default.
+DISPLAY_KEYS = ("progress", "trainer.enable_model_summary")
 
 
 class TrainingInterrupted(Exception):
@@ -138,6 +143,13 @@ def resumed_config(cfg: DictConfig, overrides: list[str]) -> ResumePlan:
     OmegaConf.update(saved, "paths.output_dir", str(run_dir))
     # Runs saved before `last.ckpt` got its own callback also asked Lightning for one.
     OmegaConf.select(saved, "checkpoint", default={}).pop("save_last", None)
+    for key in DISPLAY_KEYS:
+        default = OmegaConf.select(cfg, key, default=None)
+        if default is not None and OmegaConf.select(saved, key, default=KeyError) is KeyError:
+            plain_default = (
+                OmegaConf.to_container(default) if OmegaConf.is_config(default) else default
+            )
+            OmegaConf.update(saved, key, plain_default, force_add=True)
     for typed, key, value in plain:
         new_trainer_option = key.startswith("trainer.")  # e.g. trainer.limit_val_batches
         if not new_trainer_option and OmegaConf.select(saved, key, default=KeyError) is KeyError:
