@@ -142,10 +142,8 @@ def fit(cfg: DictConfig) -> FittedRun | FinishedRun:
 
     bar = _progress_bar(cfg)
     progress = ProgressLog(cfg.progress.every_s, bar=bar)
-    callbacks = [
-        *_callbacks(cfg, resolved, resume),
-        *(EpochSeeding(cfg.seed), clock, notice, progress),
-    ]
+    callbacks = _callbacks(cfg, resolved, resume)
+    callbacks += [EpochSeeding(cfg.seed), clock, notice, progress]
     checkpoint = next(cb for cb in callbacks if isinstance(cb, ModelCheckpoint))
     logger = instantiate(cfg.logger)
     trainer: L.Trainer = instantiate(
