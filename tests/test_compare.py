@@ -75,6 +75,7 @@ def finished(val_auroc: float, test_auroc: float, model: str, freeze: str, n=Non
             "model": model,
             "freeze": freeze,
             "freeze_n": n,
+            "augment": "deepfake",
             "optimizer": "Adam",
             "lr": 0.00025,
             "batch_size": 32,
@@ -134,6 +135,7 @@ def test_table_lists_every_job_with_values_from_metrics_json(sweep: Path) -> Non
     row = rows["1"]
     assert row["model"] == "mobilenet_v2"
     assert row["freeze"] == "last_n(3)"
+    assert row["augment"] == "deepfake"
     assert row["optimizer"] == "Adam"
     assert row["lr"] == "2.5e-04"
     assert row["epochs"] == "3"

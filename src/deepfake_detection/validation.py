@@ -369,6 +369,42 @@ def _image_reading_rules(nullable: bool) -> dict[str, Rule]:
     }
 
 
+def _range(low: float, high: float, *, integers: bool = False, open_low: bool = False) -> Rule:
+    """A list [a, b] with low <= a <= b <= high (low < a with `open_low`)."""
+    kind = "integers" if integers else "numbers"
+    bound = "<" if open_low else "<="
+
+    def accepts(v: Any) -> bool:
+        if not (isinstance(v, list) and len(v) == 2):
+            return False
+        if not all(_is_int(x) if integers else _is_number(x) for x in v):
+            return False
+        above = v[0] > low if open_low else v[0] >= low
+        return above and v[0] <= v[1] <= high
+
+    top = "" if math.isinf(high) else f" <= {_bound(high)}"
+    return Rule(
+        expected=f"a list [a, b] of {kind}, {_bound(low)} {bound} a <= b{top}", accepts=accepts
+    )
+
+
+#: The random steps of the `augment` group; each has an `augment.<step>_p` probability.
+AUGMENT_STEPS = ("flip", "blur", "jpeg", "jitter", "downscale", "noise")
+
+#: Keys of the `augment` group (`deepfake_detection.data.augment.AugmentSettings`).
+AUGMENT_RULES: dict[str, Rule] = {
+    "augment.name": text(),
+    "augment.crop": boolean(),
+    **{f"augment.{step}_p": number(0, 1) for step in AUGMENT_STEPS},
+    "augment.blur_sigma": _range(0, 50, open_low=True),
+    "augment.jpeg_quality": _range(1, 100, integers=True),
+    "augment.brightness": number(0),
+    "augment.contrast": number(0),
+    "augment.saturation": number(0),
+    "augment.downscale_factor": _range(0, 1, open_low=True),
+    "augment.noise_sigma": _range(0, 1),
+}
+
 #: Keys of `python -m train`. `trainer.max_epochs` must be >= 1: Lightning's -1 (unlimited)
 #: would make the cosine schedule's T_max meaningless and the run endless without early stop.
 TRAIN_RULES: dict[str, Rule] = {
@@ -386,15 +422,7 @@ TRAIN_RULES: dict[str, Rule] = {
     "data.batch_size": integer(1),
     "data.num_workers": integer(0, nullable=True),
     "data.val_fraction": number(0, 1, low_open=True, high_open=True),
-    "data.crop_scale": Rule(
-        expected="a list [low, high] with 0 < low <= high <= 1",
-        accepts=lambda v: (
-            isinstance(v, list)
-            and len(v) == 2
-            and all(_is_number(x) for x in v)
-            and 0 < v[0] <= v[1] <= 1
-        ),
-    ),
+    "data.crop_scale": _range(0, 1, open_low=True),
     "data.eval_crop_fraction": number(0, 1, low_open=True),
     "data.seed": integer(0, MAX_SEED),
     "data.demo_cache_dir": Rule(
@@ -453,6 +481,7 @@ TRAIN_RULES: dict[str, Rule] = {
         boolean(), integer(0), expected="true, false or an integer >= 0"
     ),
     "trainer.enable_model_summary": boolean(),
+    **AUGMENT_RULES,
     "logger.name": text(nullable=True),
     "logger.default_hp_metric": boolean(),
     "progress.bar": either(boolean(), one_of("auto"), expected="auto, true or false"),

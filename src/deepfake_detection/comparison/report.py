@@ -46,6 +46,7 @@ COLUMNS: tuple[Column, ...] = (
     Column("status", lambda run: run.status, "text"),
     Column("model", lambda run: run.model, "text"),
     Column("freeze", lambda run: run.freeze, "text"),
+    Column("augment", lambda run: run.augment, "text"),
     Column("optimizer", lambda run: run.optimizer, "text"),
     Column("lr", lambda run: run.lr, "lr"),
     Column("epochs", _from_metrics("epochs"), "int"),

@@ -32,7 +32,7 @@ STATUSES: tuple[Status, ...] = ("ok", "failed", "unfinished")
 
 # Short names the training configs use for the model classes in `model._target_`.
 _MODEL_NAMES = {"CustomCNNDetector": "custom_cnn", "MobileNetV2Detector": "mobilenet_v2"}
-_HPARAM_KEYS = ("model", "freeze", "freeze_n", "optimizer", "lr")
+_HPARAM_KEYS = ("model", "freeze", "freeze_n", "augment", "optimizer", "lr")
 _TRACEBACK = "Traceback (most recent call last)"
 _LOG_RECORD = re.compile(r"^\[\d{4}-\d{2}-\d{2}")  # Hydra's `[date time][logger][LEVEL] - `
 
@@ -64,6 +64,10 @@ class Run:
         if name == "last_n" and n is not None:
             return f"last_n({n})"
         return name
+
+    @property
+    def augment(self) -> str | None:
+        return self.hparams.get("augment")
 
     @property
     def optimizer(self) -> str | None:
@@ -214,6 +218,8 @@ def _hparams_from_config(config: Mapping[str, Any]) -> dict[str, Any]:
 
     model, freeze, optimizer = section("model"), section("freeze"), section("optimizer")
     hparams: dict[str, Any] = {}
+    if "name" in section("augment"):
+        hparams["augment"] = section("augment")["name"]
     if isinstance(model.get("_target_"), str):
         class_name = model["_target_"].rsplit(".", 1)[-1]
         hparams["model"] = _MODEL_NAMES.get(class_name, class_name)

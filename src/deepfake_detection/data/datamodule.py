@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
+from deepfake_detection.data.augment import AugmentSettings
 from deepfake_detection.data.dataset import ImageFileDataset
 from deepfake_detection.data.demo import ensure_demo_dataset
 from deepfake_detection.data.discovery import DatasetIndex, discover
@@ -47,6 +49,7 @@ class DeepfakeDataModule(L.LightningDataModule):
         on_bad_image: str = "skip",
         max_image_pixels: int = DEFAULT_MAX_PIXELS,
         used_splits: Sequence[str] | None = None,
+        augment: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -60,6 +63,8 @@ class DeepfakeDataModule(L.LightningDataModule):
             raise ConfigError(
                 f"data.crop_scale={list(crop_scale)}: need [low, high], 0<low<=high<=1"
             )
+        #: Training augmentation (`augment` group); None is `basic`, as in older runs.
+        self.augment = AugmentSettings.from_config(augment)
         self.root = root
         self.image_size = image_size
         self.batch_size = batch_size
@@ -135,7 +140,7 @@ class DeepfakeDataModule(L.LightningDataModule):
         """Images of `split`; augmented only for training (by default, the train split)."""
         training = split == "train" if training is None else training
         transform = (
-            train_transform(self.image_size, self.crop_scale)
+            train_transform(self.image_size, self.crop_scale, self.augment, self.eval_crop_fraction)
             if training
             else eval_transform(self.image_size, self.eval_crop_fraction)
         )

@@ -7,6 +7,8 @@ from collections.abc import Sequence
 import torch
 from torchvision.transforms import v2
 
+from deepfake_detection.data.augment import AugmentSettings, degradations, geometry
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -15,18 +17,30 @@ def _finish() -> list[v2.Transform]:
     return [v2.ToDtype(torch.float32, scale=True), v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
 
 
-def train_transform(image_size: int, crop_scale: Sequence[float] = (0.8, 1.0)) -> v2.Compose:
-    """Random resized crop and horizontal flip.
+def train_transform(
+    image_size: int,
+    crop_scale: Sequence[float] = (0.8, 1.0),
+    augment: AugmentSettings | None = None,
+    crop_fraction: float = 0.875,
+) -> v2.Compose:
+    """The `augment` group's degradations at full resolution, the crop and flip, then noise.
 
-    The default crop keeps 80-100% of the image: stronger zoom would resample away the
-    high-frequency traces that separate generated faces from real ones.
+    With `augment=none` this is exactly `eval_transform`.
+
+    `augment=basic` (the default) is a random resized crop and a horizontal flip. The default
+    crop keeps 80-100% of the image: stronger zoom would resample away the high-frequency
+    traces that separate generated faces from real ones.
     """
+    settings = augment or AugmentSettings()
+    on_uint8, on_float = degradations(settings)
     return v2.Compose(
         [
             v2.ToImage(),
-            v2.RandomResizedCrop(image_size, scale=tuple(crop_scale), antialias=True),
-            v2.RandomHorizontalFlip(),
-            *_finish(),
+            *on_uint8,
+            *geometry(settings, image_size, crop_scale, crop_fraction),
+            v2.ToDtype(torch.float32, scale=True),
+            *on_float,
+            v2.Normalize(IMAGENET_MEAN, IMAGENET_STD),
         ]
     )
 

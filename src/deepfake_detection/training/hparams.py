@@ -32,6 +32,8 @@ def run_hparams(cfg: DictConfig, model: BaseDetector, image_size: int) -> dict[s
         "model": model.model_name,
         "freeze": model.freeze_spec.name,
         "freeze_n": model.freeze_spec.n,
+        # Runs made before the `augment` group existed trained with what is now `basic`.
+        "augment": (cfg.get("augment") or {}).get("name", "basic"),
         "optimizer": _class_name(optimizer),
         "lr": optimizer.get("lr"),
         "weight_decay": optimizer.get("weight_decay"),

@@ -133,6 +133,7 @@ def fit(cfg: DictConfig) -> FittedRun | FinishedRun:
     with notice.guard():  # Ctrl+C while images are checked: the run dir can be resumed too
         datamodule = instantiate(cfg.data)
         log.info("data: %s", datamodule.describe())  # indexes and checks every image
+        log.info("augment: %s", datamodule.augment.describe())
         write_skipped_files(output_dir, datamodule.skipped)
         model = instantiate(cfg.model)
     counts = model.parameter_counts()
