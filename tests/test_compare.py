@@ -61,6 +61,8 @@ def finished(val_auroc: float, test_auroc: float, model: str, freeze: str, n=Non
         "test/precision": 0.9123456789012345,
         "test/recall": 0.7733333349227905,
         "test/f1": 0.8371428571428571,
+        "test/acc@val": 0.9133333333333333,
+        "test/f1@val": 0.9111111111111111,
         "test/auroc": test_auroc,
         "test/loss": 0.41,
         "val/auroc_best": val_auroc,
@@ -143,6 +145,7 @@ def test_table_lists_every_job_with_values_from_metrics_json(sweep: Path) -> Non
     assert row["params total"] == str(metrics["params/total"])
     assert row["params trainable"] == str(metrics["params/trainable"])
     assert row["best val AUROC"] == f"{metrics['val/auroc_best']:.4f}"
+    assert row["test acc@val"] == "0.9133" and row["test F1@val"] == "0.9111"
     for header, key in [
         ("test acc", "test/acc"),
         ("test precision", "test/precision"),
@@ -161,8 +164,8 @@ def test_best_run_is_chosen_on_validation_not_test(sweep: Path) -> None:
     assert [r for r in rows if rows[r]["best"] == "★"] == ["1"]
     assert (
         "Best performing model (chosen on val/auroc_best): 1 — mobilenet_v2, last_n(3): "
-        "val AUROC 0.9700; test acc 0.8367, precision 0.9123, recall 0.7733, F1 0.8371, "
-        "AUROC 0.9300"
+        "val AUROC 0.9700; test acc 0.8367, precision 0.9123, recall 0.7733, F1 0.8371 at 0.5 "
+        "(acc 0.9133, F1 0.9111 at the validation threshold), AUROC 0.9300"
     ) in result.report
     assert "5 runs: 3 ok, 1 failed, 1 unfinished" in result.report
 

@@ -108,10 +108,13 @@ def test_evaluate_on_the_validation_split(trained: Path, tmp_path: Path) -> None
 
 
 def test_threshold_val_uses_the_stored_validation_threshold(trained: Path, tmp_path: Path) -> None:
-    stored = json.loads((trained / "metrics.json").read_text())["val/threshold"]
+    trained_metrics = json.loads((trained / "metrics.json").read_text())
     metrics = run_evaluate([f"ckpt_path={trained}", "threshold=val"], tmp_path / "eval")
-    assert metrics["threshold"] == pytest.approx(stored)
+    assert metrics["threshold"] == pytest.approx(trained_metrics["val/threshold"])
     assert metrics["threshold/rule"] == "youden_j"
+    # Training reported the same numbers at that threshold, as `test/<name>@val`.
+    for name in ("acc", "precision", "recall", "f1", "real_acc", "fake_acc", "balanced_acc"):
+        assert trained_metrics[f"test/{name}@val"] == pytest.approx(metrics[f"test/{name}"]), name
 
 
 def test_threshold_val_is_chosen_on_validation_not_on_test(trained: Path, tmp_path: Path) -> None:

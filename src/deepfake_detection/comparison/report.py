@@ -55,9 +55,11 @@ COLUMNS: tuple[Column, ...] = (
     Column("params trainable", _from_metrics("params/trainable"), "int"),
     Column("best val AUROC", _from_metrics(SELECTION_METRIC)),
     Column("test acc", _from_metrics("test/acc")),
+    Column("test acc@val", _from_metrics("test/acc@val")),
     Column("test precision", _from_metrics("test/precision")),
     Column("test recall", _from_metrics("test/recall")),
     Column("test F1", _from_metrics("test/f1")),
+    Column("test F1@val", _from_metrics("test/f1@val")),
     Column("test AUROC", _from_metrics("test/auroc")),
 )
 HEADERS: tuple[str, ...] = (*(c.header for c in COLUMNS), "best", "error")
@@ -167,7 +169,8 @@ def best_line(best: Run | None) -> str:
         f"{best.name}{f' — {setup}' if setup else ''}: "
         f"val AUROC {metric(SELECTION_METRIC)}; test acc {metric('test/acc')}, "
         f"precision {metric('test/precision')}, recall {metric('test/recall')}, "
-        f"F1 {metric('test/f1')}, AUROC {metric('test/auroc')}"
+        f"F1 {metric('test/f1')} at 0.5 (acc {metric('test/acc@val')}, "
+        f"F1 {metric('test/f1@val')} at the validation threshold), AUROC {metric('test/auroc')}"
     )
 
 

@@ -19,6 +19,7 @@ from deepfake_detection.evaluation.figures import (
 )
 from deepfake_detection.evaluation.inference import score_split
 from deepfake_detection.files import METRICS_FILE, write_json
+from deepfake_detection.metrics.binary import compute_metrics
 from deepfake_detection.metrics.predictions import Predictions
 from deepfake_detection.metrics.threshold import THRESHOLD_RULE, youden_threshold
 from deepfake_detection.training.artifacts import save_state_dict
@@ -47,6 +48,19 @@ def _val_threshold(predictions: Predictions) -> float | None:
     except ValueError as err:
         log.warning("no validation threshold: %s", err)
         return None
+
+
+#: Thresholded test metrics that are also reported at the validation threshold, as
+#: `test/<name>@val`: at 0.5 they undersell a model whose scores sit elsewhere.
+AT_VAL_METRICS = ("acc", "precision", "recall", "f1", "real_acc", "fake_acc", "balanced_acc")
+
+
+def at_val_threshold(predictions: Predictions, threshold: float | None) -> dict[str, Any]:
+    """`test/<name>@val`: the test split's thresholded metrics at the validation threshold."""
+    if threshold is None:
+        return {f"test/{name}@val": None for name in AT_VAL_METRICS}
+    values = compute_metrics(predictions.probs, predictions.targets, threshold)
+    return {f"test/{name}@val": values[name] for name in AT_VAL_METRICS}
 
 
 def _checkpoint_epoch(path: str) -> int:
@@ -79,10 +93,12 @@ def test_best_checkpoint(run: FittedRun) -> dict[str, Any]:
     save_figures(figures, output_dir, experiment, trainer.global_step)
 
     best_score = run.checkpoint.best_model_score
+    val_threshold = _val_threshold(val_predictions)
     metrics = {
         **test_metrics,
+        **at_val_threshold(test_predictions, val_threshold),
         "val/auroc_best": run.val_auroc_best,
-        "val/threshold": _val_threshold(val_predictions),
+        "val/threshold": val_threshold,
         "val/threshold_rule": THRESHOLD_RULE,
         "best/monitor": run.checkpoint.monitor,
         "best/score": float(best_score) if best_score is not None else None,

@@ -30,13 +30,21 @@ def _number(value: Any) -> str:
     return f"{float(value):.4f}"
 
 
+def _thresholded(metrics: Mapping[str, Any], split: str, suffix: str = "") -> str:
+    """`acc … precision … recall … F1 …` of `<split>/<name><suffix>` keys."""
+    value = lambda name: _number(metrics.get(f"{split}/{name}{suffix}"))  # noqa: E731
+    return (
+        f"acc {value('acc')}  precision {value('precision')}  recall {value('recall')}  "
+        f"F1 {value('f1')}"
+    )
+
+
 def metric_lines(metrics: Mapping[str, Any], split: str) -> list[str]:
     """`acc … F1 … at threshold t` and `AUROC … AP … EER …` for `<split>/<name>` keys."""
     value = lambda name: _number(metrics.get(f"{split}/{name}"))  # noqa: E731
     images = sum(int(metrics.get(f"{split}/{k}", 0)) for k in ("tp", "fp", "tn", "fn"))
     return [
-        f"  {images} images: acc {value('acc')}  precision {value('precision')}  "
-        f"recall {value('recall')}  F1 {value('f1')}  "
+        f"  {images} images: {_thresholded(metrics, split)}  "
         f"(Fake when P(Fake) > {metrics.get(f'{split}/threshold', 0.5):g})",
         f"  AUROC {value('auroc')}  AP {value('ap')}  EER {value('eer')}",
     ]
@@ -55,11 +63,12 @@ def train_summary(
         if epoch is not None
         else "no checkpoint was selected; the last weights"
     )
-    lines = [
-        f"test metrics of the best checkpoint ({best}):",
-        *metric_lines(metrics, "test"),
-        f"run dir: {run}{os.sep}  (full record: metrics.json, {log_file})",
-    ]
+    lines = [f"test metrics of the best checkpoint ({best}):", *metric_lines(metrics, "test")]
+    threshold = metrics.get("val/threshold")
+    if threshold is not None:
+        at_val = _thresholded(metrics, "test", "@val")
+        lines.insert(2, f"  at the validation threshold {threshold:.4g}: {at_val}")
+    lines.append(f"run dir: {run}{os.sep}  (full record: metrics.json, {log_file})")
     if next_steps:
         lines += [
             "next:",

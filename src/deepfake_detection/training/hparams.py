@@ -13,6 +13,7 @@ HPARAMS_METRICS = (
     "val/auroc_best",
     "test/auroc",
     "test/acc",
+    "test/acc@val",
     "test/f1",
     "test/ap",
     "test/eer",
