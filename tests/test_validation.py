@@ -218,6 +218,9 @@ TRAIN_BAD_VALUES: list[tuple[str, Any, str]] = [
 
 #: (key, bad value) for `deepfake-evaluate`, on its config with an existing `ckpt_path`.
 EVALUATE_BAD_VALUES: list[tuple[str, Any]] = [
+    ("perturb.name", 3),
+    ("perturb.severity", "strong"),
+    ("perturb.severity", True),
     ("ckpt_path", "no/such/run"),
     ("ckpt_path", ""),
     ("ckpt_path", None),

@@ -14,6 +14,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
+from deepfake_detection.config import check_group_choices
 from deepfake_detection.errors import UserInputError, find_user_error, one_line
 from deepfake_detection.files import ERROR_FILE, atomic_write_bytes
 from deepfake_detection.training.resume import TrainingInterrupted
@@ -28,6 +29,19 @@ USER_ERROR_EXIT = 2
 def fail(error: UserInputError) -> NoReturn:
     print(f"error: {one_line(error)}", file=sys.stderr)
     sys.exit(USER_ERROR_EXIT)
+
+
+def command_line_overrides(argv: list[str]) -> list[str]:
+    """The `key=value` overrides of a command line (not Hydra's own flags)."""
+    return [arg for arg in argv if "=" in arg and not arg.startswith("-")]
+
+
+def check_groups_or_fail(argv: list[str]) -> None:
+    """An unknown `group=option` ends the command with one line, before Hydra starts."""
+    try:
+        check_group_choices(command_line_overrides(argv))
+    except UserInputError as err:
+        fail(err)
 
 
 def run_task(task: Callable[[DictConfig], T], cfg: DictConfig) -> T:

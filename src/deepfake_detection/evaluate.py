@@ -3,10 +3,12 @@
 
 from __future__ import annotations
 
+import sys
+
 import hydra
 from omegaconf import DictConfig
 
-from deepfake_detection.cli import run_task
+from deepfake_detection.cli import check_groups_or_fail, run_task
 from deepfake_detection.config import config_dir, register_resolvers
 from deepfake_detection.console import setup_console
 from deepfake_detection.validation import validate_evaluate_config
@@ -28,6 +30,7 @@ def evaluate(cfg: DictConfig) -> dict:
 
 
 def cli() -> None:
+    check_groups_or_fail(sys.argv[1:])
     main()
 
 

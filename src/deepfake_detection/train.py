@@ -12,8 +12,8 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-from deepfake_detection.cli import fail, run_task
-from deepfake_detection.config import check_group_choices, config_dir, register_resolvers
+from deepfake_detection.cli import check_groups_or_fail, command_line_overrides, fail, run_task
+from deepfake_detection.config import config_dir, register_resolvers
 from deepfake_detection.console import setup_console
 from deepfake_detection.errors import UserInputError
 from deepfake_detection.training.resume import check_resume_dir, overridable_on_resume
@@ -79,10 +79,9 @@ def _force_resume_overrides(argv: list[str]) -> list[str]:
 
 
 def cli() -> None:
-    overrides = [arg for arg in sys.argv[1:] if "=" in arg and not arg.startswith("-")]
+    check_groups_or_fail(sys.argv[1:])
     try:
-        check_group_choices(overrides)
-        resume = _resume_dir(overrides)
+        resume = _resume_dir(command_line_overrides(sys.argv[1:]))
         if resume is not None:
             check_resume_dir(resume)  # before Hydra makes dirs
             sys.argv[1:] = _force_resume_overrides(sys.argv[1:])

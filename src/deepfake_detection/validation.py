@@ -514,6 +514,9 @@ EVALUATE_RULES: dict[str, Rule] = _scoring_rules(
     **{
         "data.split": one_of(*SPLITS, ignore_case=True),
         "data.root": existing_dir(nullable=True, blank_is_null=True),
+        # The range each perturbation accepts is checked with it (data/perturb.py).
+        "perturb.name": text(),
+        "perturb.severity": number(nullable=True),
     }
 )
 

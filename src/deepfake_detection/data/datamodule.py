@@ -17,6 +17,7 @@ from deepfake_detection.data.demo import ensure_demo_dataset
 from deepfake_detection.data.discovery import DatasetIndex, discover
 from deepfake_detection.data.images import BAD_IMAGE_POLICIES, DEFAULT_MAX_PIXELS
 from deepfake_detection.data.loader import EpochSeededLoader, ignore_stop_signals
+from deepfake_detection.data.perturb import Perturbation
 from deepfake_detection.data.scan import BadFile, apply_bad_image_policy
 from deepfake_detection.data.transforms import eval_transform, train_transform
 from deepfake_detection.errors import ConfigError, DatasetError
@@ -50,6 +51,7 @@ class DeepfakeDataModule(L.LightningDataModule):
         max_image_pixels: int = DEFAULT_MAX_PIXELS,
         used_splits: Sequence[str] | None = None,
         augment: Mapping[str, Any] | None = None,
+        perturb: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -65,6 +67,8 @@ class DeepfakeDataModule(L.LightningDataModule):
             )
         #: Training augmentation (`augment` group); None is `basic`, as in older runs.
         self.augment = AugmentSettings.from_config(augment)
+        #: Test-time perturbation of every scored image (`deepfake-evaluate perturb=...`).
+        self.perturbation = Perturbation.from_config(perturb)
         self.root = root
         self.image_size = image_size
         self.batch_size = batch_size
@@ -142,7 +146,7 @@ class DeepfakeDataModule(L.LightningDataModule):
         transform = (
             train_transform(self.image_size, self.crop_scale, self.augment, self.eval_crop_fraction)
             if training
-            else eval_transform(self.image_size, self.eval_crop_fraction)
+            else eval_transform(self.image_size, self.eval_crop_fraction, self.perturbation)
         )
         return ImageFileDataset(
             self.index.splits[split],
@@ -151,6 +155,8 @@ class DeepfakeDataModule(L.LightningDataModule):
             # Only training may stand in another image for one that broke after the check;
             # scoring a split must score exactly its files.
             skip_bad=self.on_bad_image == "skip" and training,
+            # A perturbation's draws (noise) are fixed per image, whoever loads it.
+            index_seeds=None if training or self.perturbation.name == "none" else self.seed,
         )
 
     def dataloader(self, split: str, training: bool | None = None) -> DataLoader:

@@ -29,8 +29,11 @@ class ImageFileDataset(Dataset):
         transform: Callable,
         max_pixels: int = DEFAULT_MAX_PIXELS,
         skip_bad: bool = False,
+        index_seeds: int | None = None,
     ) -> None:
         self.samples = list(samples)
+        #: Unless None, an item asked for by its index alone draws from `index_seeds + index`.
+        self.index_seeds = index_seeds
         self.transform = transform
         self.max_pixels = max_pixels
         self.skip_bad = skip_bad
@@ -55,6 +58,8 @@ class ImageFileDataset(Dataset):
         # The index travels with the batch so per-image scores can be traced back to their
         # file, even when a distributed sampler reorders the split.
         index, seed = key if isinstance(key, tuple) else (key, None)
+        if seed is None and self.index_seeds is not None:
+            seed = self.index_seeds + index
         for offset in range(len(self.samples) if self.skip_bad else 1):
             position = (index + offset) % len(self.samples)
             path, label = self.samples[position]

@@ -8,6 +8,7 @@ import torch
 from torchvision.transforms import v2
 
 from deepfake_detection.data.augment import AugmentSettings, degradations, geometry
+from deepfake_detection.data.perturb import Perturbation
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -45,14 +46,20 @@ def train_transform(
     )
 
 
-def eval_transform(image_size: int, crop_fraction: float = 0.875) -> v2.Compose:
-    """Resize so that the centre `crop_fraction` of the image becomes `image_size` pixels."""
-    resize_to = round(image_size / crop_fraction)
-    return v2.Compose(
-        [
-            v2.ToImage(),
-            v2.Resize(resize_to, antialias=True),
-            v2.CenterCrop(image_size),
-            *_finish(),
-        ]
-    )
+def eval_transform(
+    image_size: int, crop_fraction: float = 0.875, perturbation: Perturbation | None = None
+) -> v2.Compose:
+    """Resize so that the centre `crop_fraction` of the image becomes `image_size` pixels.
+
+    A `perturbation` (`deepfake-evaluate perturb=...`) acts on the image first, at its own
+    resolution, as a platform's processing would have.
+    """
+    on_uint8, on_float = perturbation.steps() if perturbation else ([], [])
+    resize = [
+        v2.Resize(round(image_size / crop_fraction), antialias=True),
+        v2.CenterCrop(image_size),
+    ]
+    to_float = [v2.ToDtype(torch.float32, scale=True), *on_float]
+    # Without float steps, resize the uint8 image, as every clean evaluation always has.
+    middle = [*to_float, *resize] if on_float else [*resize, *to_float]
+    return v2.Compose([v2.ToImage(), *on_uint8, *middle, v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)])

@@ -8,7 +8,7 @@ from typing import Any
 
 import lightning as L
 from lightning.pytorch.loggers import TensorBoardLogger
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from deepfake_detection.config import auto_precision
 from deepfake_detection.console import is_terminal
@@ -55,11 +55,14 @@ def _split_name(value: str) -> str:
 
 
 def _datamodule(
-    train_data: dict[str, Any], overrides: DictConfig, split: str
+    train_data: dict[str, Any], overrides: DictConfig, split: str, perturb: Any = None
 ) -> DeepfakeDataModule:
     """The training run's data settings, with the given overrides, needing only `split`."""
     data = {**train_data, **_given(overrides, DATA_OVERRIDES + READING_OVERRIDES)}
-    return DeepfakeDataModule(**{**data, "required_splits": [split], "used_splits": [split]})
+    perturb = OmegaConf.to_container(perturb) if OmegaConf.is_config(perturb) else perturb
+    return DeepfakeDataModule(
+        **{**data, "required_splits": [split], "used_splits": [split], "perturb": perturb}
+    )
 
 
 def scoring_precision(cfg: DictConfig, checkpoint: dict[str, Any]) -> str:
@@ -140,7 +143,9 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     ckpt_file, run_dir = resolve_checkpoint(cfg.ckpt_path)
     checkpoint = load_checkpoint(ckpt_file)
     model = rebuild_detector(checkpoint, ckpt_file)
-    datamodule = _datamodule(saved_data_arguments(checkpoint, ckpt_file), cfg.data, split)
+    datamodule = _datamodule(
+        saved_data_arguments(checkpoint, ckpt_file), cfg.data, split, cfg.get("perturb")
+    )
     log.info("checkpoint: %s (%s)", ckpt_file, model.model_name)
     log.info("data: %s", datamodule.describe())  # indexes and checks every image
     write_skipped_files(output_dir, datamodule.skipped)
@@ -166,6 +171,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         "model": model.model_name,
         "data/root": str(datamodule.index.root),
         "data/split": split,
+        "perturb": datamodule.perturbation.label,
         "data/images": len(predictions),
         "data/image_size": datamodule.image_size,
         "data/skipped": len(datamodule.skipped),

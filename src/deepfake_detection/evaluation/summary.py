@@ -83,7 +83,12 @@ def evaluate_summary(metrics: Mapping[str, Any], split: str, output_dir: str | P
     """What `deepfake-evaluate` ends with."""
     return "\n".join(
         [
-            f"{split} split of {metrics.get('data/root')}:",
+            f"{split} split of {metrics.get('data/root')}"
+            + (
+                f", perturbed: {metrics['perturb']}:"
+                if metrics.get("perturb", "clean") != "clean"
+                else ":"
+            ),
             *metric_lines(metrics, split),
             f"outputs in {shown_path(output_dir)}{os.sep}",
         ]

@@ -1,0 +1,75 @@
+"""Test-time perturbations: what platforms do to images, applied before the eval transform.
+
+`deepfake-evaluate perturb=<name> perturb.severity=<s>` scores a split as it would look after
+JPEG re-compression, blur, downscaling or sensor noise. Each perturbation is deterministic:
+the same image always gets the same result (noise draws from a seed fixed per image), so a
+score under a perturbation is as repeatable as a clean one.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from torchvision.transforms import v2
+
+from deepfake_detection.data.augment import RandomGaussianNoise, RandomRescale
+from deepfake_detection.errors import ConfigError
+
+#: name -> (what severity means, its check, a description of the check).
+SEVERITIES: dict[str, tuple[str, Any, str]] = {
+    "jpeg": ("JPEG quality", lambda s: float(s).is_integer() and 1 <= s <= 100, "1..100"),
+    "blur": ("Gaussian blur sigma (px)", lambda s: 0 < s <= 50, "in (0, 50]"),
+    "resize": ("downscale factor", lambda s: 0 < s <= 1, "in (0, 1]"),
+    "noise": ("noise sigma on [0, 1] pixels", lambda s: 0 <= s <= 1, "in [0, 1]"),
+}
+PERTURB_NAMES = ("none", *SEVERITIES)
+
+
+@dataclass(frozen=True)
+class Perturbation:
+    """One perturbation at one severity; `none` leaves images as they are."""
+
+    name: str = "none"
+    severity: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.name not in PERTURB_NAMES:
+            raise ConfigError(
+                f"perturb={self.name}: unknown perturb option; choose one of: "
+                f"{', '.join(PERTURB_NAMES)}"
+            )
+        if self.name == "none":
+            return
+        meaning, accepts, expected = SEVERITIES[self.name]
+        value = self.severity
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        if not number or not accepts(value):
+            raise ConfigError(
+                f"perturb.severity={value}: for perturb={self.name} it is the {meaning}, {expected}"
+            )
+
+    @classmethod
+    def from_config(cls, cfg: Mapping[str, Any] | None) -> Perturbation:
+        values = dict(cfg or {})
+        return cls(str(values.get("name", "none")), values.get("severity"))
+
+    @property
+    def label(self) -> str:
+        """`jpeg 50`, `blur 2`, or `clean`."""
+        return "clean" if self.name == "none" else f"{self.name} {self.severity:g}"
+
+    def steps(self) -> tuple[list[v2.Transform], list[v2.Transform]]:
+        """(steps on the uint8 image, steps on the [0, 1] float image), at full resolution."""
+        s = self.severity
+        if self.name == "jpeg":
+            return [v2.JPEG(quality=int(s))], []
+        if self.name == "blur":
+            return [v2.GaussianBlur(2 * math.ceil(3 * s) + 1, sigma=(float(s), float(s)))], []
+        if self.name == "resize":
+            return [RandomRescale((s, s))], []
+        if self.name == "noise":
+            return [], [RandomGaussianNoise((s, s))]
+        return [], []
