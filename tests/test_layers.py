@@ -41,6 +41,7 @@ FLOORS: dict[str, int] = {
     "predict": 5,
     "compare": 5,
     "audit": 5,
+    "robustness": 5,
 }
 
 

@@ -4,29 +4,26 @@
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import hydra
 from omegaconf import DictConfig
 
-from deepfake_detection.cli import check_groups_or_fail, run_task
+from deepfake_detection.cli import check_groups_or_fail, checked_task, run_task
 from deepfake_detection.config import config_dir, register_resolvers
-from deepfake_detection.console import setup_console
 from deepfake_detection.validation import validate_evaluate_config
 
 register_resolvers()
 
 
+evaluate = checked_task(
+    validate_evaluate_config, "deepfake_detection.evaluation.pipeline", "evaluate"
+)
+
+
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="evaluate")
-def main(cfg: DictConfig) -> dict | None:
+def main(cfg: DictConfig) -> Any:
     return run_task(evaluate, cfg)
-
-
-def evaluate(cfg: DictConfig) -> dict:
-    validate_evaluate_config(cfg)  # before torch loads: a mistyped key is answered at once
-    setup_console()
-    from deepfake_detection.evaluation.pipeline import evaluate as run
-
-    return run(cfg)
 
 
 def cli() -> None:

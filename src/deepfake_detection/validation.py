@@ -521,6 +521,18 @@ EVALUATE_RULES: dict[str, Rule] = _scoring_rules(
 )
 
 #: Keys of `deepfake-predict`.
+#: Keys of `deepfake-robustness`; each severity of `grid` is checked with its perturbation.
+ROBUSTNESS_RULES: dict[str, Rule] = _scoring_rules(
+    **{
+        "data.split": one_of(*SPLITS, ignore_case=True),
+        "data.root": existing_dir(nullable=True, blank_is_null=True),
+        "grid": Rule(
+            expected="a mapping of perturbations to lists of severities, e.g. {jpeg: [50]}",
+            accepts=lambda v: isinstance(v, dict) and bool(v),
+        ),
+    }
+)
+
 PREDICT_RULES: dict[str, Rule] = _scoring_rules(
     input=Rule(
         expected="an image file or a folder of images",
@@ -608,6 +620,10 @@ def validate_train_config(cfg: DictConfig) -> None:
 
 def validate_evaluate_config(cfg: DictConfig) -> None:
     validate(cfg, EVALUATE_RULES)
+
+
+def validate_robustness_config(cfg: DictConfig) -> None:
+    validate(cfg, ROBUSTNESS_RULES)
 
 
 def validate_predict_config(cfg: DictConfig) -> None:

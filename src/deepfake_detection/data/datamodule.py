@@ -140,13 +140,24 @@ class DeepfakeDataModule(L.LightningDataModule):
         skipped = f"; {len(self.skipped)} unreadable file(s) skipped" if self.skipped else ""
         return f"{self.index.root} -> " + "; ".join(parts) + carved + skipped
 
-    def dataset(self, split: str, training: bool | None = None) -> ImageFileDataset:
-        """Images of `split`; augmented only for training (by default, the train split)."""
+    def dataset(
+        self,
+        split: str,
+        training: bool | None = None,
+        perturbation: Perturbation | None = None,
+        decoded: Sequence[Any] | None = None,
+    ) -> ImageFileDataset:
+        """Images of `split`; augmented only for training (by default, the train split).
+
+        `perturbation` replaces the datamodule's own for this dataset; `decoded` holds the
+        split's images decoded already (`decode_all`).
+        """
+        perturbation = perturbation or self.perturbation
         training = split == "train" if training is None else training
         transform = (
             train_transform(self.image_size, self.crop_scale, self.augment, self.eval_crop_fraction)
             if training
-            else eval_transform(self.image_size, self.eval_crop_fraction, self.perturbation)
+            else eval_transform(self.image_size, self.eval_crop_fraction, perturbation)
         )
         return ImageFileDataset(
             self.index.splits[split],
@@ -156,13 +167,17 @@ class DeepfakeDataModule(L.LightningDataModule):
             # scoring a split must score exactly its files.
             skip_bad=self.on_bad_image == "skip" and training,
             # A perturbation's draws (noise) are fixed per image, whoever loads it.
-            index_seeds=None if training or self.perturbation.name == "none" else self.seed,
+            index_seeds=None if training or perturbation.name == "none" else self.seed,
+            decoded=decoded,
         )
 
-    def dataloader(self, split: str, training: bool | None = None) -> DataLoader:
+    def dataloader(
+        self, split: str, training: bool | None = None, **dataset_options: Any
+    ) -> DataLoader:
         """Loader of any split; it shuffles and augments only for training.
 
         Scoring passes give `training=False`, so even the train split is scored as is.
+        `dataset_options` (a perturbation, decoded images) go to `dataset`.
         """
         training = split == "train" if training is None else training
         options = dict(
@@ -182,7 +197,7 @@ class DeepfakeDataModule(L.LightningDataModule):
                 **options,
             )
         return DataLoader(
-            self.dataset(split, training),
+            self.dataset(split, training, **dataset_options),
             persistent_workers=self.num_workers > 0,
             worker_init_fn=ignore_stop_signals,
             **options,

@@ -30,8 +30,11 @@ class ImageFileDataset(Dataset):
         max_pixels: int = DEFAULT_MAX_PIXELS,
         skip_bad: bool = False,
         index_seeds: int | None = None,
+        decoded: Sequence[Image.Image] | None = None,
     ) -> None:
         self.samples = list(samples)
+        #: The split's images decoded already (`decode_all`), to score it many times over.
+        self.decoded = decoded
         #: Unless None, an item asked for by its index alone draws from `index_seeds + index`.
         self.index_seeds = index_seeds
         self.transform = transform
@@ -64,7 +67,8 @@ class ImageFileDataset(Dataset):
             position = (index + offset) % len(self.samples)
             path, label = self.samples[position]
             try:
-                image = self._transform(load_rgb(path, self.max_pixels), seed)
+                decoded = self.decoded[position] if self.decoded is not None else None
+                image = self._transform(decoded or load_rgb(path, self.max_pixels), seed)
             except BadImageError as err:
                 if not self.skip_bad:
                     raise
@@ -72,3 +76,10 @@ class ImageFileDataset(Dataset):
                 continue
             return image, torch.tensor(label, dtype=torch.float32), position
         raise BadImageError(self.samples[index][0], "no readable image left in this split")
+
+
+def decode_all(
+    samples: Sequence[tuple[Path, int]], max_pixels: int = DEFAULT_MAX_PIXELS
+) -> list[Image.Image]:
+    """Every image of `samples`, decoded once, for a dataset that reads them many times."""
+    return [load_rgb(path, max_pixels) for path, _ in samples]

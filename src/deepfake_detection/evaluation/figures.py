@@ -9,8 +9,9 @@ from __future__ import annotations
 import io
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -147,10 +148,41 @@ def prediction_figures(predictions: Predictions, threshold: float) -> dict[str, 
     }
 
 
+def robustness_figure(rows: Sequence[Mapping[str, Any]]) -> Figure:
+    """AUROC and accuracy against severity level, one line per perturbation, from clean.
+
+    `rows` are `deepfake-robustness` rows: `perturbation`, `severity`, `auroc`, `acc`; the
+    first is the clean one.
+    """
+    clean = rows[0]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    names = list(dict.fromkeys(r["perturbation"] for r in rows[1:]))
+    for ax, metric, title in ((axes[0], "auroc", "AUROC"), (axes[1], "acc", "accuracy")):
+        for name in names:
+            mine = [r for r in rows[1:] if r["perturbation"] == name]
+            severities = ", ".join(f"{r['severity']:g}" for r in mine)
+            ax.plot(
+                range(len(mine) + 1),
+                [clean[metric], *(r[metric] for r in mine)],
+                marker="o",
+                label=f"{name} ({severities})",
+            )
+        ax.set(title=f"{title} at a fixed threshold", xlabel="severity level (0 = clean)")
+        ax.set_ylim(0, 1.02)
+        ax.grid(alpha=0.3)
+    axes[1].legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
 def save_figures(
-    figures: Mapping[str, Figure], output_dir: str | Path, tensorboard=None, step: int = 0
+    figures: Mapping[str, Figure],
+    output_dir: str | Path,
+    tensorboard=None,
+    step: int = 0,
+    folder: str = FIGURES_DIR,
 ) -> list[Path]:
-    """Write each figure to `<output_dir>/figures/<name>.png`, log it, and free it.
+    """Write each figure to `<output_dir>/<folder>/<name>.png`, log it, and free it.
 
     `tensorboard` is a `SummaryWriter` (a TensorBoard logger's `.experiment`); each figure
     appears there under `figures/<name>`.
@@ -160,7 +192,7 @@ def save_figures(
         buffer = io.BytesIO()
         fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
         paths.append(
-            atomic_write_bytes(Path(output_dir) / FIGURES_DIR / f"{name}.png", buffer.getvalue())
+            atomic_write_bytes(Path(output_dir) / folder / f"{name}.png", buffer.getvalue())
         )
         if tensorboard is not None:
             tensorboard.add_figure(f"figures/{name}", fig, global_step=step, close=False)

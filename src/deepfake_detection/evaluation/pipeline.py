@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -47,14 +48,14 @@ def _given(overrides: DictConfig, keys: tuple[str, ...]) -> dict[str, Any]:
     return {k: overrides[k] for k in keys if overrides.get(k) is not None}
 
 
-def _split_name(value: str) -> str:
+def split_name(value: str) -> str:
     for split, aliases in SPLIT_ALIASES.items():
         if str(value).lower() in (split, *aliases):
             return split
     raise ConfigError(f"data.split={value}: choose one of: {', '.join(SPLIT_ALIASES)}")
 
 
-def _datamodule(
+def scoring_datamodule(
     train_data: dict[str, Any], overrides: DictConfig, split: str, perturb: Any = None
 ) -> DeepfakeDataModule:
     """The training run's data settings, with the given overrides, needing only `split`."""
@@ -135,24 +136,49 @@ def choose_threshold(
     return threshold, THRESHOLD_RULE
 
 
+@dataclass
+class ScoringJob:
+    """A checkpoint's model, one split of a dataset, a scoring Trainer and its threshold:
+    what every command that scores a labelled split starts from."""
+
+    output_dir: Path
+    split: str
+    ckpt_file: Path
+    model: BaseDetector
+    datamodule: DeepfakeDataModule
+    trainer: L.Trainer
+    logger: TensorBoardLogger
+    threshold: float
+    rule: str
+
+    @classmethod
+    def start(cls, cfg: DictConfig) -> ScoringJob:
+        """Load `cfg.ckpt_path`, index and check `cfg.data.split`, choose the threshold."""
+        output_dir = Path(cfg.paths.output_dir)
+        split = split_name(cfg.data.split)
+        ckpt_file, run_dir = resolve_checkpoint(cfg.ckpt_path)
+        checkpoint = load_checkpoint(ckpt_file)
+        model = rebuild_detector(checkpoint, ckpt_file)
+        datamodule = scoring_datamodule(
+            saved_data_arguments(checkpoint, ckpt_file), cfg.data, split, cfg.get("perturb")
+        )
+        log.info("checkpoint: %s (%s)", ckpt_file, model.model_name)
+        log.info("data: %s", datamodule.describe())  # indexes and checks every image
+        write_skipped_files(output_dir, datamodule.skipped)
+        logger = TensorBoardLogger(str(output_dir), name="tensorboard", version="")
+        trainer = scoring_trainer(cfg, checkpoint, logger)
+        threshold, rule = choose_threshold(cfg, checkpoint, ckpt_file, run_dir, trainer, model)
+        return cls(
+            output_dir, split, ckpt_file, model, datamodule, trainer, logger, threshold, rule
+        )
+
+
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Score one split of a dataset with a trained checkpoint; returns the metrics written."""
     validate_evaluate_config(cfg)  # every key, before anything is loaded
-    output_dir = Path(cfg.paths.output_dir)
-    split = _split_name(cfg.data.split)
-    ckpt_file, run_dir = resolve_checkpoint(cfg.ckpt_path)
-    checkpoint = load_checkpoint(ckpt_file)
-    model = rebuild_detector(checkpoint, ckpt_file)
-    datamodule = _datamodule(
-        saved_data_arguments(checkpoint, ckpt_file), cfg.data, split, cfg.get("perturb")
-    )
-    log.info("checkpoint: %s (%s)", ckpt_file, model.model_name)
-    log.info("data: %s", datamodule.describe())  # indexes and checks every image
-    write_skipped_files(output_dir, datamodule.skipped)
-
-    logger = TensorBoardLogger(str(output_dir), name="tensorboard", version="")
-    trainer = scoring_trainer(cfg, checkpoint, logger)
-    threshold, rule = choose_threshold(cfg, checkpoint, ckpt_file, run_dir, trainer, model)
+    job = ScoringJob.start(cfg)
+    output_dir, split, model, datamodule = job.output_dir, job.split, job.model, job.datamodule
+    trainer, logger, threshold, rule = job.trainer, job.logger, job.threshold, job.rule
     if rule != "fixed" and split == "val" and cfg.data.get("root") is None:
         log.warning("threshold=val on the validation split: these metrics are optimistic")
     model.test_threshold = threshold
@@ -167,7 +193,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         **model.test_results,
         "threshold": threshold,
         "threshold/rule": rule,
-        "checkpoint": str(ckpt_file),
+        "checkpoint": str(job.ckpt_file),
         "model": model.model_name,
         "data/root": str(datamodule.index.root),
         "data/split": split,
