@@ -218,6 +218,7 @@ TRAIN_BAD_VALUES: list[tuple[str, Any, str]] = [
 
 #: (key, bad value) for `deepfake-evaluate`, on its config with an existing `ckpt_path`.
 EVALUATE_BAD_VALUES: list[tuple[str, Any]] = [
+    ("calibration", "platt"),
     ("perturb.name", 3),
     ("perturb.severity", "strong"),
     ("perturb.severity", True),
@@ -249,6 +250,7 @@ EVALUATE_BAD_VALUES: list[tuple[str, Any]] = [
 
 #: (key, bad value) for `deepfake-predict`.
 PREDICT_BAD_VALUES: list[tuple[str, Any]] = [
+    ("calibration", True),
     ("ckpt_path", None),
     ("ckpt_path", "no/such/run"),
     ("input", None),

@@ -501,6 +501,7 @@ def _scoring_rules(**first: Rule) -> dict[str, Rule]:
         ),
         **first,
         "threshold": either(number(0, 1), one_of("val"), expected="a number in [0, 1], or val"),
+        "calibration": one_of("none", "temperature"),
         "data.image_size": integer(16, nullable=True),
         "data.batch_size": integer(1, nullable=True),
         "data.num_workers": integer(0, nullable=True),

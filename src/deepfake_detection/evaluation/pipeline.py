@@ -17,6 +17,7 @@ from deepfake_detection.data.datamodule import DeepfakeDataModule
 from deepfake_detection.data.discovery import SPLIT_ALIASES
 from deepfake_detection.data.scan import write_skipped_files
 from deepfake_detection.errors import ConfigError, UserInputError
+from deepfake_detection.evaluation.best_checkpoint import PREDICTIONS_DIR
 from deepfake_detection.evaluation.checkpoint import (
     load_checkpoint,
     rebuild_detector,
@@ -31,6 +32,8 @@ from deepfake_detection.evaluation.figures import (
 from deepfake_detection.evaluation.inference import score_split
 from deepfake_detection.evaluation.summary import evaluate_summary
 from deepfake_detection.files import METRICS_FILE, read_json, write_json
+from deepfake_detection.metrics.calibration import fit_temperature, moved_threshold
+from deepfake_detection.metrics.predictions import Predictions
 from deepfake_detection.metrics.threshold import THRESHOLD_RULE, youden_threshold
 from deepfake_detection.models.base import BaseDetector
 from deepfake_detection.validation import validate_evaluate_config
@@ -88,51 +91,91 @@ def scoring_trainer(cfg: DictConfig, checkpoint: dict[str, Any], logger: Any = F
     )
 
 
-def _stored_val_threshold(run_dir: Path | None, ckpt_file: Path) -> float | None:
-    """The threshold training chose on validation, if it was chosen for this checkpoint."""
+@dataclass(frozen=True)
+class CheckpointSource:
+    """A checkpoint being scored, with what choosing its threshold or temperature needs:
+    the command's config, the loaded checkpoint and its run dir, the scoring Trainer."""
+
+    cfg: DictConfig
+    checkpoint: dict[str, Any]
+    ckpt_file: Path
+    run_dir: Path | None
+    trainer: L.Trainer
+    model: BaseDetector
+
+
+def _is_best_of_run(run_dir: Path | None, ckpt_file: Path) -> bool:
+    """Whether `ckpt_file` is the best checkpoint its training run tested and reported on."""
     if run_dir is None:
+        return False
+    best = read_json(run_dir / METRICS_FILE).get("best/checkpoint")
+    return bool(best) and (run_dir / best).resolve() == ckpt_file.resolve()
+
+
+def training_validation_scores(source: CheckpointSource) -> Predictions:
+    """P(Fake) of the training run's own validation split, as `model` scores it now.
+
+    Training saved them for its best checkpoint; otherwise the split is scored again with the
+    training run's data settings (not the overrides of this command).
+    """
+    run_dir, model = source.run_dir, source.model
+    saved = run_dir / PREDICTIONS_DIR / "val.csv" if run_dir is not None else None
+    uncalibrated = model.score_temperature == 1.0  # what training saved
+    if saved and saved.is_file() and uncalibrated and _is_best_of_run(run_dir, source.ckpt_file):
+        return Predictions.load_csv(saved)
+    train_data = saved_data_arguments(source.checkpoint, source.ckpt_file)
+    train_data.update(_given(source.cfg.data, READING_OVERRIDES), used_splits=["val"])
+    try:
+        datamodule = DeepfakeDataModule(**train_data)
+        return score_split(source.trainer, model, datamodule, "val", log_metrics=False)
+    except UserInputError as err:
+        raise ConfigError(f"the training run's validation split failed: {err}") from None
+
+
+def calibrate(source: CheckpointSource) -> float | None:
+    """`calibration=temperature`: fit T on the training run's validation split (never on the
+    scored labels) and make the model divide its logit by it. None without calibration."""
+    if source.cfg.get("calibration", "none") == "none":
         return None
-    metrics = read_json(run_dir / METRICS_FILE)
-    best = metrics.get("best/checkpoint")
-    if best and (run_dir / best).resolve() == ckpt_file.resolve():
-        return metrics.get("val/threshold")
-    return None
+    scores = training_validation_scores(source)
+    try:
+        temperature = fit_temperature(scores.probs, scores.targets)
+    except ValueError as err:
+        raise ConfigError(f"calibration=temperature: {err} in the validation split") from None
+    source.model.score_temperature = temperature
+    log.info(
+        "calibration=temperature: T = %.4f, fitted on %d validation images",
+        temperature,
+        len(scores),
+    )
+    return temperature
 
 
-def choose_threshold(
-    cfg: DictConfig,
-    checkpoint: dict[str, Any],
-    ckpt_file: Path,
-    run_dir: Path | None,
-    trainer: L.Trainer,
-    model: BaseDetector,
-) -> tuple[float, str]:
+def choose_threshold(source: CheckpointSource) -> tuple[float, str]:
     """(threshold, how it was chosen). `val` never looks at the evaluated labels."""
-    value = cfg.threshold
+    value = source.cfg.threshold
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         if not 0.0 <= value <= 1.0:
             raise ConfigError(f"threshold={value}: must be in [0, 1], or `val`")
         return float(value), "fixed"
     if value != "val":
         raise ConfigError(f"threshold={value}: must be a number in [0, 1], or `val`")
-    stored = _stored_val_threshold(run_dir, ckpt_file)
-    if stored is not None:
+    run_dir = source.run_dir
+    stored = read_json(run_dir / METRICS_FILE).get("val/threshold") if run_dir else None
+    if stored is not None and _is_best_of_run(run_dir, source.ckpt_file):
+        threshold = moved_threshold(stored, source.model.score_temperature)
         log.info(
-            "threshold=val: %.6f, chosen on validation when this checkpoint was trained", stored
+            "threshold=val: %.6f, chosen on validation when this checkpoint was trained", threshold
         )
-        return float(stored), THRESHOLD_RULE
-    # Score the training run's own validation split (its data settings, not the overrides).
-    train_data = saved_data_arguments(checkpoint, ckpt_file)
-    train_data.update(_given(cfg.data, READING_OVERRIDES), used_splits=["val"])
+        return threshold, THRESHOLD_RULE
+    scores = training_validation_scores(source)
     try:
-        datamodule = DeepfakeDataModule(**train_data)
-        predictions = score_split(trainer, model, datamodule, "val", log_metrics=False)
-        threshold = youden_threshold(predictions.probs, predictions.targets)
-    except (UserInputError, ValueError) as err:
+        threshold = youden_threshold(scores.probs, scores.targets)
+    except ValueError as err:
         raise ConfigError(
             f"threshold=val needs the training run's validation split, which failed: {err}"
         ) from None
-    log.info("threshold=val: %.6f, Youden's J on %s", threshold, datamodule.index.root)
+    log.info("threshold=val: %.6f, Youden's J on the training run's validation split", threshold)
     return threshold, THRESHOLD_RULE
 
 
@@ -150,6 +193,8 @@ class ScoringJob:
     logger: TensorBoardLogger
     threshold: float
     rule: str
+    #: The fitted temperature under `calibration=temperature`, else None.
+    temperature: float | None
 
     @classmethod
     def start(cls, cfg: DictConfig) -> ScoringJob:
@@ -167,9 +212,20 @@ class ScoringJob:
         write_skipped_files(output_dir, datamodule.skipped)
         logger = TensorBoardLogger(str(output_dir), name="tensorboard", version="")
         trainer = scoring_trainer(cfg, checkpoint, logger)
-        threshold, rule = choose_threshold(cfg, checkpoint, ckpt_file, run_dir, trainer, model)
+        source = CheckpointSource(cfg, checkpoint, ckpt_file, run_dir, trainer, model)
+        temperature = calibrate(source)
+        threshold, rule = choose_threshold(source)
         return cls(
-            output_dir, split, ckpt_file, model, datamodule, trainer, logger, threshold, rule
+            output_dir,
+            split,
+            ckpt_file,
+            model,
+            datamodule,
+            trainer,
+            logger,
+            threshold,
+            rule,
+            temperature,
         )
 
 
@@ -198,6 +254,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         "data/root": str(datamodule.index.root),
         "data/split": split,
         "perturb": datamodule.perturbation.label,
+        "calibration": cfg.get("calibration", "none"),
+        "temperature": job.temperature,
         "data/images": len(predictions),
         "data/image_size": datamodule.image_size,
         "data/skipped": len(datamodule.skipped),

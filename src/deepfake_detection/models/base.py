@@ -61,6 +61,8 @@ class BaseDetector(L.LightningModule):
         self.val_auroc_best.persistent(True)  # a resumed run keeps its best score
         #: Decision threshold and metric prefix of the test pass; `evaluate` changes both.
         self.test_threshold = 0.5
+        #: Scoring passes divide the logit by this (temperature scaling, `calibration=`).
+        self.score_temperature = 1.0
         self.test_split = "test"
         #: False for scoring passes whose metrics must not appear in the logger.
         self.log_test_metrics = True
@@ -119,6 +121,8 @@ class BaseDetector(L.LightningModule):
     def _step(self, batch: Sequence[torch.Tensor], split: str) -> torch.Tensor:
         images, targets = batch[0], batch[1]
         logits = self(images)
+        if split == "test":
+            logits = logits / self.score_temperature
         loss = self.criterion(logits, targets)
         probs = torch.sigmoid(logits.detach().float())  # fp16 would tie confident scores
         if split == "test":
@@ -148,7 +152,7 @@ class BaseDetector(L.LightningModule):
     def predict_step(self, batch, batch_idx: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(P(Fake), dataset index) per image; labels, if any, are not looked at."""
         images, indices = batch[0], batch[2]
-        return torch.sigmoid(self(images).float()), indices
+        return torch.sigmoid(self(images).float() / self.score_temperature), indices
 
     def _record_history(self, values: Mapping[str, torch.Tensor]) -> None:
         row = self.history.setdefault(self.current_epoch, {})

@@ -24,7 +24,12 @@ from deepfake_detection.evaluation.checkpoint import (
     resolve_checkpoint,
     saved_data_arguments,
 )
-from deepfake_detection.evaluation.pipeline import choose_threshold, scoring_trainer
+from deepfake_detection.evaluation.pipeline import (
+    CheckpointSource,
+    calibrate,
+    choose_threshold,
+    scoring_trainer,
+)
 from deepfake_detection.files import atomic_write_bytes, write_json
 from deepfake_detection.validation import validate_predict_config
 
@@ -84,7 +89,9 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
         raise DatasetError(f"input={cfg.input}: no readable image ({len(skipped)} skipped)")
 
     trainer = scoring_trainer(cfg, checkpoint)
-    threshold, rule = choose_threshold(cfg, checkpoint, ckpt_file, run_dir, trainer, model)
+    source = CheckpointSource(cfg, checkpoint, ckpt_file, run_dir, trainer, model)
+    temperature = calibrate(source)
+    threshold, rule = choose_threshold(source)
     dataset = ImageFileDataset(
         [(f, UNKNOWN_LABEL) for f in files],
         eval_transform(data["image_size"], data["eval_crop_fraction"]),
@@ -113,6 +120,8 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
         "skipped": len(skipped),
         "threshold": threshold,
         "threshold/rule": rule,
+        "calibration": cfg.get("calibration", "none"),
+        "temperature": temperature,
         "image_size": data["image_size"],
     }
     write_json(output_dir / SUMMARY_FILE, summary)
