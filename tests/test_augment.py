@@ -91,6 +91,14 @@ def test_each_step_changes_the_image(step: dict, image: Image.Image) -> None:
     assert (after - before).abs().mean() > 0.01
 
 
+def test_blur_fits_images_smaller_than_its_kernel() -> None:
+    from deepfake_detection.data.augment import FittedGaussianBlur
+
+    tiny = torch.randint(0, 255, (3, 6, 5), dtype=torch.uint8)
+    blurred = FittedGaussianBlur((3.0, 3.0))(tiny)  # a 19-pixel kernel on a 6x5 image
+    assert blurred.shape == tiny.shape and not torch.equal(blurred, tiny)
+
+
 def test_blur_and_jpeg_remove_high_frequencies(image: Image.Image) -> None:
     plain = AugmentSettings(name="none", crop=False, flip_p=0.0)
 

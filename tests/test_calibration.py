@@ -33,6 +33,8 @@ def test_fit_recovers_an_overconfident_models_temperature() -> None:
     assert fit_temperature(torch.sigmoid(honest), targets) == pytest.approx(1.0, rel=0.05)
     with pytest.raises(ValueError, match="both Fake and Real"):
         fit_temperature(torch.tensor([0.2, 0.9]), torch.tensor([1, 1]))
+    with pytest.raises(ValueError, match="separate Fake from Real perfectly"):
+        fit_temperature(torch.tensor([0.1, 0.4, 0.6, 0.9]), torch.tensor([0, 0, 1, 1]))
 
 
 def test_calibrated_calls_at_the_moved_threshold_are_the_same() -> None:

@@ -182,6 +182,7 @@ def test_failed_and_unfinished_jobs_are_listed_without_numbers(sweep: Path) -> N
         "1e-04",
     )
     assert (unfinished["model"], unfinished["freeze"]) == ("custom_cnn", "backbone")
+    assert unfinished["augment"] == "basic"  # a config from before the augment group
     for row in (failed, unfinished):
         assert row["test acc"] == row["best val AUROC"] == row["epochs"] == row["best"] == ""
     assert unfinished["error"] == ""

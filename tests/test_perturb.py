@@ -52,6 +52,7 @@ def test_each_perturbation_changes_images_the_same_way_every_time(
         ("blur", 0, "perturb.severity=0: for perturb=blur it is the Gaussian blur sigma"),
         ("resize", 1.5, "perturb.severity=1.5: for perturb=resize it is the downscale factor"),
         ("noise", None, "perturb.severity=None: for perturb=noise"),
+        ("noise", 0, "perturb.severity=0: for perturb=noise it is the noise sigma"),
         ("fog", 1, "perturb=fog: unknown perturb option; choose one of: none, jpeg, blur"),
     ],
 )

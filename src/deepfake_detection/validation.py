@@ -521,7 +521,6 @@ EVALUATE_RULES: dict[str, Rule] = _scoring_rules(
     }
 )
 
-#: Keys of `deepfake-predict`.
 #: Keys of `deepfake-robustness`; each severity of `grid` is checked with its perturbation.
 ROBUSTNESS_RULES: dict[str, Rule] = _scoring_rules(
     **{
@@ -534,6 +533,7 @@ ROBUSTNESS_RULES: dict[str, Rule] = _scoring_rules(
     }
 )
 
+#: Keys of `deepfake-predict`.
 PREDICT_RULES: dict[str, Rule] = _scoring_rules(
     input=Rule(
         expected="an image file or a folder of images",

@@ -220,6 +220,8 @@ def _hparams_from_config(config: Mapping[str, Any]) -> dict[str, Any]:
     hparams: dict[str, Any] = {}
     if "name" in section("augment"):
         hparams["augment"] = section("augment")["name"]
+    elif model:  # a run from before the augment group trained with what is now `basic`
+        hparams["augment"] = "basic"
     if isinstance(model.get("_target_"), str):
         class_name = model["_target_"].rsplit(".", 1)[-1]
         hparams["model"] = _MODEL_NAMES.get(class_name, class_name)

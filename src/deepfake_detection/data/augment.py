@@ -13,6 +13,7 @@ stays deterministic and resumable whatever the worker count.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any
@@ -103,6 +104,19 @@ class RandomGaussianNoise(_UniformDraw):
         return v2.functional.gaussian_noise(inpt, sigma=params["value"], clip=True)
 
 
+class FittedGaussianBlur(v2.GaussianBlur):
+    """`v2.GaussianBlur` with a kernel that covers 3 sigma of the largest sigma, shrunk to fit
+    an image too small for it (reflect padding needs the half-kernel below the image size)."""
+
+    def __init__(self, sigma: Sequence[float]) -> None:
+        super().__init__(2 * math.ceil(3 * float(sigma[1])) + 1, sigma=tuple(sigma))
+
+    def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
+        height, width = v2.functional.get_size(inpt)
+        size = min(self.kernel_size[0], 2 * min(height, width) - 1)
+        return self._call_kernel(v2.functional.gaussian_blur, inpt, [size, size], **params)
+
+
 def _maybe(p: float, transform: v2.Transform) -> list[v2.Transform]:
     return [v2.RandomApply([transform], p=p)] if p > 0 else []
 
@@ -110,10 +124,9 @@ def _maybe(p: float, transform: v2.Transform) -> list[v2.Transform]:
 def degradations(settings: AugmentSettings) -> tuple[list[v2.Transform], list[v2.Transform]]:
     """(steps on the uint8 image at full resolution, steps on the cropped [0, 1] image)."""
     s = settings
-    kernel = 2 * int(torch.tensor(3 * s.blur_sigma[1]).ceil()) + 1  # covers 3 sigma
     on_uint8 = [
         *_maybe(s.downscale_p, RandomRescale(s.downscale_factor)),
-        *_maybe(s.blur_p, v2.GaussianBlur(kernel, sigma=s.blur_sigma)),
+        *_maybe(s.blur_p, FittedGaussianBlur(s.blur_sigma)),
         *_maybe(s.jpeg_p, v2.JPEG(quality=list(s.jpeg_quality))),
         *_maybe(s.jitter_p, v2.ColorJitter(s.brightness, s.contrast, s.saturation)),
     ]

@@ -67,8 +67,12 @@ class ImageFileDataset(Dataset):
             position = (index + offset) % len(self.samples)
             path, label = self.samples[position]
             try:
-                decoded = self.decoded[position] if self.decoded is not None else None
-                image = self._transform(decoded or load_rgb(path, self.max_pixels), seed)
+                decoded = (
+                    self.decoded[position]
+                    if self.decoded is not None
+                    else load_rgb(path, self.max_pixels)
+                )
+                image = self._transform(decoded, seed)
             except BadImageError as err:
                 if not self.skip_bad:
                     raise

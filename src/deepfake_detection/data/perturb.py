@@ -8,14 +8,17 @@ score under a perturbation is as repeatable as a clean one.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from torchvision.transforms import v2
 
-from deepfake_detection.data.augment import RandomGaussianNoise, RandomRescale
+from deepfake_detection.data.augment import (
+    FittedGaussianBlur,
+    RandomGaussianNoise,
+    RandomRescale,
+)
 from deepfake_detection.errors import ConfigError
 
 #: name -> (what severity means, its check, a description of the check).
@@ -23,7 +26,7 @@ SEVERITIES: dict[str, tuple[str, Any, str]] = {
     "jpeg": ("JPEG quality", lambda s: float(s).is_integer() and 1 <= s <= 100, "1..100"),
     "blur": ("Gaussian blur sigma (px)", lambda s: 0 < s <= 50, "in (0, 50]"),
     "resize": ("downscale factor", lambda s: 0 < s <= 1, "in (0, 1]"),
-    "noise": ("noise sigma on [0, 1] pixels", lambda s: 0 <= s <= 1, "in [0, 1]"),
+    "noise": ("noise sigma on [0, 1] pixels", lambda s: 0 < s <= 1, "in (0, 1]"),
 }
 PERTURB_NAMES = ("none", *SEVERITIES)
 
@@ -62,12 +65,14 @@ class Perturbation:
         return "clean" if self.name == "none" else f"{self.name} {self.severity:g}"
 
     def steps(self) -> tuple[list[v2.Transform], list[v2.Transform]]:
-        """(steps on the uint8 image, steps on the [0, 1] float image), at full resolution."""
+        """(steps on the uint8 image at its own resolution, steps on the [0, 1] float image
+        after the eval crop). Noise goes on the cropped image, as in training, so that its
+        sigma means the same whatever the stored resolution."""
         s = self.severity
         if self.name == "jpeg":
             return [v2.JPEG(quality=int(s))], []
         if self.name == "blur":
-            return [v2.GaussianBlur(2 * math.ceil(3 * s) + 1, sigma=(float(s), float(s)))], []
+            return [FittedGaussianBlur((float(s), float(s)))], []
         if self.name == "resize":
             return [RandomRescale((s, s))], []
         if self.name == "noise":

@@ -14,10 +14,6 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-def _finish() -> list[v2.Transform]:
-    return [v2.ToDtype(torch.float32, scale=True), v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
-
-
 def train_transform(
     image_size: int,
     crop_scale: Sequence[float] = (0.8, 1.0),
@@ -52,14 +48,18 @@ def eval_transform(
     """Resize so that the centre `crop_fraction` of the image becomes `image_size` pixels.
 
     A `perturbation` (`deepfake-evaluate perturb=...`) acts on the image first, at its own
-    resolution, as a platform's processing would have.
+    resolution, as a platform's processing would have (noise: on the cropped image).
     """
     on_uint8, on_float = perturbation.steps() if perturbation else ([], [])
-    resize = [
-        v2.Resize(round(image_size / crop_fraction), antialias=True),
-        v2.CenterCrop(image_size),
-    ]
-    to_float = [v2.ToDtype(torch.float32, scale=True), *on_float]
-    # Without float steps, resize the uint8 image, as every clean evaluation always has.
-    middle = [*to_float, *resize] if on_float else [*resize, *to_float]
-    return v2.Compose([v2.ToImage(), *on_uint8, *middle, v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
+    resize_to = round(image_size / crop_fraction)
+    return v2.Compose(
+        [
+            v2.ToImage(),
+            *on_uint8,
+            v2.Resize(resize_to, antialias=True),
+            v2.CenterCrop(image_size),
+            v2.ToDtype(torch.float32, scale=True),
+            *on_float,
+            v2.Normalize(IMAGENET_MEAN, IMAGENET_STD),
+        ]
+    )

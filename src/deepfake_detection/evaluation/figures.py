@@ -157,7 +157,8 @@ def robustness_figure(rows: Sequence[Mapping[str, Any]]) -> Figure:
     clean = rows[0]
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     names = list(dict.fromkeys(r["perturbation"] for r in rows[1:]))
-    for ax, metric, title in ((axes[0], "auroc", "AUROC"), (axes[1], "acc", "accuracy")):
+    panels = ((axes[0], "auroc", "AUROC"), (axes[1], "acc", "accuracy at the fixed threshold"))
+    for ax, metric, title in panels:
         for name in names:
             mine = [r for r in rows[1:] if r["perturbation"] == name]
             severities = ", ".join(f"{r['severity']:g}" for r in mine)
@@ -167,7 +168,7 @@ def robustness_figure(rows: Sequence[Mapping[str, Any]]) -> Figure:
                 marker="o",
                 label=f"{name} ({severities})",
             )
-        ax.set(title=f"{title} at a fixed threshold", xlabel="severity level (0 = clean)")
+        ax.set(title=title, xlabel="severity level (0 = clean)")
         ax.set_ylim(0, 1.02)
         ax.grid(alpha=0.3)
     axes[1].legend(fontsize=8)

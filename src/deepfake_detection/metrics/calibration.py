@@ -13,6 +13,8 @@ from torch.nn import functional as F
 
 #: Scores are clamped this far from 0 and 1 before taking their logit.
 EPSILON = 1e-12
+#: The temperatures a fit may return: beyond them the scores only saturate.
+TEMPERATURE_RANGE = (0.05, 20.0)
 
 
 def logits_of(probs: torch.Tensor) -> torch.Tensor:
@@ -21,11 +23,18 @@ def logits_of(probs: torch.Tensor) -> torch.Tensor:
 
 
 def fit_temperature(probs: torch.Tensor, targets: torch.Tensor) -> float:
-    """The T > 0 that minimises the NLL of `targets` under sigmoid(logit(probs) / T)."""
+    """The T that minimises the NLL of `targets` under sigmoid(logit(probs) / T), within
+    `TEMPERATURE_RANGE`. The scores are float32 probabilities, so logits beyond about ±16
+    count as ±16 to ±27: fine for the bulk of the scores that decides T."""
     targets = targets.detach().double().flatten().cpu()
     if not 0 < int(targets.sum()) < targets.numel():
         raise ValueError("fitting a temperature needs both Fake and Real images")
     logits = logits_of(probs)
+    if logits[targets == 0].max() < logits[targets == 1].min():
+        # The NLL keeps falling as T goes to 0: no temperature is the right one.
+        raise ValueError(
+            "the scores separate Fake from Real perfectly, so no finite temperature fits"
+        )
     log_t = torch.zeros((), dtype=torch.float64, requires_grad=True)  # T = exp(log_t) > 0
     optimizer = torch.optim.LBFGS([log_t], lr=0.5, max_iter=200, line_search_fn="strong_wolfe")
 
@@ -36,7 +45,7 @@ def fit_temperature(probs: torch.Tensor, targets: torch.Tensor) -> float:
         return loss
 
     optimizer.step(closure)
-    return float(log_t.exp())
+    return min(max(float(log_t.detach().exp()), TEMPERATURE_RANGE[0]), TEMPERATURE_RANGE[1])
 
 
 def apply_temperature(probs: torch.Tensor, temperature: float) -> torch.Tensor:
