@@ -86,3 +86,13 @@ def test_cli_refuses_an_unknown_perturbation_in_one_line(tiny_run: Path, tmp_pat
     assert result.stderr.strip().splitlines() == [
         "error: perturb=fog: unknown perturb option; choose one of: blur, jpeg, noise, none, resize"
     ]
+
+
+def test_a_bad_severity_is_refused_before_the_checkpoint_loads(tiny_run: Path) -> None:
+    from deepfake_detection.validation import validate_evaluate_config
+
+    overrides = [f"ckpt_path={tiny_run}", "perturb=jpeg", "perturb.severity=0"]
+    cfg = compose_config("evaluate", overrides, tiny_run.parent / "unused")
+    with pytest.raises(ConfigError) as error:
+        validate_evaluate_config(cfg)
+    assert str(error.value) == "perturb.severity=0: for perturb=jpeg it is the JPEG quality, 1..100"

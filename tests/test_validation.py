@@ -220,6 +220,7 @@ TRAIN_BAD_VALUES: list[tuple[str, Any, str]] = [
 EVALUATE_BAD_VALUES: list[tuple[str, Any]] = [
     ("calibration", "platt"),
     ("perturb.name", 3),
+    ("perturb.name", "fog"),
     ("perturb.severity", "strong"),
     ("perturb.severity", True),
     ("ckpt_path", "no/such/run"),

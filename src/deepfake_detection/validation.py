@@ -335,6 +335,33 @@ def _last_n_needs_n(value: Any, cfg: DictConfig) -> str | None:
     return None
 
 
+#: perturbation -> (what `perturb.severity` means, its check, the check in words).
+PERTURB_SEVERITIES: dict[str, tuple[str, Callable[[float], bool], str]] = {
+    "jpeg": ("JPEG quality", lambda s: float(s).is_integer() and 1 <= s <= 100, "1..100"),
+    "blur": ("Gaussian blur sigma (px)", lambda s: 0 < s <= 50, "in (0, 50]"),
+    "resize": ("downscale factor", lambda s: 0 < s <= 1, "in (0, 1]"),
+    "noise": ("noise sigma on [0, 1] pixels", lambda s: 0 < s <= 1, "in (0, 1]"),
+}
+
+
+def perturb_problem(name: str, severity: Any) -> str | None:
+    """What is wrong with `perturb=<name>` at `severity`, or None."""
+    if name == "none":
+        return None
+    if name not in PERTURB_SEVERITIES:
+        choices = ", ".join(["none", *PERTURB_SEVERITIES])
+        return f"perturb={name}: unknown perturb option; choose one of: {choices}"
+    meaning, accepts, expected = PERTURB_SEVERITIES[name]
+    if not _is_number(severity) or not accepts(severity):
+        return f"perturb.severity={severity}: for perturb={name} it is the {meaning}, {expected}"
+    return None
+
+
+def _severity_fits(value: Any, cfg: DictConfig) -> str | None:
+    problem = perturb_problem(str(_select(cfg, "perturb.name")), value)
+    return problem.split(": ", 1)[1] if problem else None
+
+
 def _nesterov_needs_momentum(value: Any, cfg: DictConfig) -> str | None:
     momentum = _select(cfg, "optimizer.momentum")
     if value and not (_is_number(momentum) and momentum > 0):
@@ -515,9 +542,8 @@ EVALUATE_RULES: dict[str, Rule] = _scoring_rules(
     **{
         "data.split": one_of(*SPLITS, ignore_case=True),
         "data.root": existing_dir(nullable=True, blank_is_null=True),
-        # The range each perturbation accepts is checked with it (data/perturb.py).
-        "perturb.name": text(),
-        "perturb.severity": number(nullable=True),
+        "perturb.name": one_of("none", *PERTURB_SEVERITIES),
+        "perturb.severity": replace(number(nullable=True), extra=_severity_fits),
     }
 )
 

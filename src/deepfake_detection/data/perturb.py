@@ -20,15 +20,7 @@ from deepfake_detection.data.augment import (
     RandomRescale,
 )
 from deepfake_detection.errors import ConfigError
-
-#: name -> (what severity means, its check, a description of the check).
-SEVERITIES: dict[str, tuple[str, Any, str]] = {
-    "jpeg": ("JPEG quality", lambda s: float(s).is_integer() and 1 <= s <= 100, "1..100"),
-    "blur": ("Gaussian blur sigma (px)", lambda s: 0 < s <= 50, "in (0, 50]"),
-    "resize": ("downscale factor", lambda s: 0 < s <= 1, "in (0, 1]"),
-    "noise": ("noise sigma on [0, 1] pixels", lambda s: 0 < s <= 1, "in (0, 1]"),
-}
-PERTURB_NAMES = ("none", *SEVERITIES)
+from deepfake_detection.validation import perturb_problem
 
 
 @dataclass(frozen=True)
@@ -39,20 +31,9 @@ class Perturbation:
     severity: float | None = None
 
     def __post_init__(self) -> None:
-        if self.name not in PERTURB_NAMES:
-            raise ConfigError(
-                f"perturb={self.name}: unknown perturb option; choose one of: "
-                f"{', '.join(PERTURB_NAMES)}"
-            )
-        if self.name == "none":
-            return
-        meaning, accepts, expected = SEVERITIES[self.name]
-        value = self.severity
-        number = isinstance(value, int | float) and not isinstance(value, bool)
-        if not number or not accepts(value):
-            raise ConfigError(
-                f"perturb.severity={value}: for perturb={self.name} it is the {meaning}, {expected}"
-            )
+        problem = perturb_problem(self.name, self.severity)
+        if problem:
+            raise ConfigError(problem)
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any] | None) -> Perturbation:
