@@ -32,7 +32,11 @@ from deepfake_detection.evaluation.figures import (
 from deepfake_detection.evaluation.inference import score_split
 from deepfake_detection.evaluation.summary import evaluate_summary
 from deepfake_detection.files import METRICS_FILE, read_json, write_json
-from deepfake_detection.metrics.calibration import fit_temperature, moved_threshold
+from deepfake_detection.metrics.calibration import (
+    apply_temperature,
+    fit_temperature,
+    moved_threshold,
+)
 from deepfake_detection.metrics.predictions import Predictions
 from deepfake_detection.metrics.threshold import THRESHOLD_RULE, youden_threshold
 from deepfake_detection.models.base import BaseDetector
@@ -91,7 +95,7 @@ def scoring_trainer(cfg: DictConfig, checkpoint: dict[str, Any], logger: Any = F
     )
 
 
-@dataclass(frozen=True)
+@dataclass
 class CheckpointSource:
     """A checkpoint being scored, with what choosing its threshold or temperature needs:
     the command's config, the loaded checkpoint and its run dir, the scoring Trainer."""
@@ -102,6 +106,8 @@ class CheckpointSource:
     run_dir: Path | None
     trainer: L.Trainer
     model: BaseDetector
+    #: The validation scores of `model` before any temperature, once they have been read.
+    raw_validation: Predictions | None = None
 
 
 def _is_best_of_run(run_dir: Path | None, ckpt_file: Path) -> bool:
@@ -115,21 +121,33 @@ def _is_best_of_run(run_dir: Path | None, ckpt_file: Path) -> bool:
 def training_validation_scores(source: CheckpointSource) -> Predictions:
     """P(Fake) of the training run's own validation split, as `model` scores it now.
 
-    Training saved them for its best checkpoint; otherwise the split is scored again with the
-    training run's data settings (not the overrides of this command).
+    Read once: training saved them for its best checkpoint; otherwise the split is scored
+    with the training run's data settings (not the overrides of this command). A temperature
+    set since is applied to them, which needs no second pass.
     """
+    if source.raw_validation is None:
+        source.raw_validation = _raw_validation_scores(source)
+    raw, temperature = source.raw_validation, source.model.score_temperature
+    if temperature == 1.0:
+        return raw
+    return Predictions(apply_temperature(raw.probs, temperature), raw.targets, raw.paths)
+
+
+def _raw_validation_scores(source: CheckpointSource) -> Predictions:
     run_dir, model = source.run_dir, source.model
     saved = run_dir / PREDICTIONS_DIR / "val.csv" if run_dir is not None else None
-    uncalibrated = model.score_temperature == 1.0  # what training saved
-    if saved and saved.is_file() and uncalibrated and _is_best_of_run(run_dir, source.ckpt_file):
+    if saved and saved.is_file() and _is_best_of_run(run_dir, source.ckpt_file):
         return Predictions.load_csv(saved)
     train_data = saved_data_arguments(source.checkpoint, source.ckpt_file)
     train_data.update(_given(source.cfg.data, READING_OVERRIDES), used_splits=["val"])
+    temperature, model.score_temperature = model.score_temperature, 1.0
     try:
         datamodule = DeepfakeDataModule(**train_data)
         return score_split(source.trainer, model, datamodule, "val", log_metrics=False)
     except UserInputError as err:
         raise ConfigError(f"the training run's validation split failed: {err}") from None
+    finally:
+        model.score_temperature = temperature
 
 
 def calibrate(source: CheckpointSource) -> float | None:
