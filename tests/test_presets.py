@@ -48,6 +48,19 @@ def test_seed_mobilenet_finetune_recipe(tmp_path: Path) -> None:
     assert cfg.optimizer._target_ == "torch.optim.Adam" and cfg.optimizer.lr == 1e-4
 
 
+def test_recipe_mobilenet_full_trains_everything_at_160_px_with_deepfake_augmentation(
+    tmp_path: Path,
+) -> None:
+    cfg = compose_train(["experiment=recipe_mobilenet_full"], tmp_path)
+    assert cfg.model._target_.endswith("MobileNetV2Detector") and cfg.model.pretrained
+    assert cfg.freeze == {"name": "none"} and cfg.data.image_size == 160
+    assert cfg.augment.name == "deepfake" and cfg.data.augment.jpeg_p == 0.5
+    assert cfg.optimizer._target_ == "torch.optim.AdamW" and cfg.optimizer.lr == 3e-4
+    assert cfg.scheduler.T_max == cfg.trainer.max_epochs == 5
+    basic = compose_train(["experiment=recipe_mobilenet_full", "augment=basic"], tmp_path)
+    assert basic.augment.name == "basic" and basic.freeze == {"name": "none"}
+
+
 def test_seed_frozen_vs_cnn_sweeps_both_models_with_early_stopping() -> None:
     cfg = compose_with_hydra(["experiment=seed_frozen_vs_cnn"])
     assert sweep_values(cfg, "variant") == ["mobilenet_frozen", "custom_cnn"]
