@@ -98,6 +98,33 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return run_dir
 
 
+@pytest.fixture(scope="session")
+def tiny_mobilenet_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One finished one-epoch run of MobileNetV2 (no ImageNet weights, last 2 blocks
+    trainable) at 32 px; its dataset is `<run dir>/../data`."""
+    from deepfake_detection.train import train
+
+    root = tmp_path_factory.mktemp("tiny_mobilenet_run")
+    dataset = make_dataset(root / "data", {"train": 8, "valid": 4, "test": 4})
+    run_dir = root / "run"
+    cfg = compose_train(
+        [
+            f"data.root={dataset}",
+            "data.image_size=32",
+            "data.batch_size=8",
+            "model=mobilenet_v2",
+            "model.pretrained=false",
+            "freeze=last_n",
+            "freeze.n=2",
+            "trainer.max_epochs=1",
+            "early_stopping=none",
+        ],
+        run_dir,
+    )
+    train(cfg)
+    return run_dir
+
+
 def run_cli(
     args: list[str], cwd: Path, module: str = "train", **env: str
 ) -> subprocess.CompletedProcess:

@@ -34,6 +34,7 @@ FLOORS: dict[str, int] = {
     "prediction": 4,
     "comparison": 4,
     "auditing": 4,
+    "exporting": 4,
     # the commands
     "cli": 5,
     "train": 5,
@@ -42,6 +43,7 @@ FLOORS: dict[str, int] = {
     "compare": 5,
     "audit": 5,
     "robustness": 5,
+    "export": 5,
 }
 
 

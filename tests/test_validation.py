@@ -15,12 +15,14 @@ from deepfake_detection.errors import ConfigError
 from deepfake_detection.validation import (
     AUDIT_RULES,
     EVALUATE_RULES,
+    EXPORT_RULES,
     PREDICT_RULES,
     TRAIN_RULES,
     config_problems,
     show,
     validate_audit_config,
     validate_evaluate_config,
+    validate_export_config,
     validate_predict_config,
     validate_train_config,
 )
@@ -269,6 +271,25 @@ PREDICT_BAD_VALUES: list[tuple[str, Any]] = [
     ("trainer.precision", "half"),
 ]
 
+#: (key, bad value) for `deepfake-export`.
+EXPORT_BAD_VALUES: list[tuple[str, Any]] = [
+    ("ckpt_path", None),
+    ("ckpt_path", "no/such/run"),
+    ("format", "tflite"),
+    ("format", "torchscript"),
+    ("threshold", 1.5),
+    ("calibration", "platt"),
+    ("parity.images", 0),
+    ("parity.images", 1000),
+    ("parity.split", "dev"),
+    ("data.num_workers", -1),
+    ("data.on_bad_image", "ignore"),
+    ("data.max_image_pixels", 0),
+    ("trainer.accelerator", "npu"),
+    ("trainer.devices", 0),
+    ("trainer.precision", "half"),
+]
+
 #: (key, bad value) for `deepfake-audit`.
 AUDIT_BAD_VALUES: list[tuple[str, Any]] = [
     ("data.root", None),
@@ -433,6 +454,27 @@ def test_bad_predict_value_is_one_line_naming_the_key(
     _assert_names_first(error, key)
 
 
+@pytest.fixture(scope="module")
+def export_config(tmp_path_factory: pytest.TempPathFactory, paths: dict) -> DictConfig:
+    output_dir = tmp_path_factory.mktemp("export")
+    return compose_config("export", [f"ckpt_path={paths[A_FILE]}"], output_dir)
+
+
+def test_export_config_passes(export_config: DictConfig) -> None:
+    validate_export_config(export_config)
+    validate_export_config(_with(export_config, "format", "torch_export"))
+    validate_export_config(_with(export_config, "parity.split", "Validation"))
+
+
+@pytest.mark.parametrize(("key", "value"), _params(EXPORT_BAD_VALUES))
+def test_bad_export_value_is_one_line_naming_the_key(
+    export_config: DictConfig, paths: dict[str, str], key: str, value
+) -> None:
+    with pytest.raises(ConfigError) as error:
+        validate_export_config(_with(export_config, key, value, paths))
+    _assert_names_first(error, key)
+
+
 def test_audit_config_passes(audit_config: DictConfig) -> None:
     validate_audit_config(audit_config)
 
@@ -452,6 +494,7 @@ def test_bad_audit_value_is_one_line_naming_the_key(
         pytest.param(TRAIN_RULES, TRAIN_BAD_VALUES, id="train"),
         pytest.param(EVALUATE_RULES, EVALUATE_BAD_VALUES, id="evaluate"),
         pytest.param(PREDICT_RULES, PREDICT_BAD_VALUES, id="predict"),
+        pytest.param(EXPORT_RULES, EXPORT_BAD_VALUES, id="export"),
         pytest.param(AUDIT_RULES, AUDIT_BAD_VALUES, id="audit"),
     ],
 )

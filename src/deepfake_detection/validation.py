@@ -520,6 +520,18 @@ def _scoring_rules(**first: Rule) -> dict[str, Rule]:
     """Keys of a command that scores images with a trained checkpoint (`evaluate`, `predict`);
     null data/trainer values mean "as in the training run"."""
     return {
+        **_checkpoint_rules(**first),
+        "data.image_size": integer(16, nullable=True),
+        "data.batch_size": integer(1, nullable=True),
+        "data.num_workers": integer(0, nullable=True),
+        **_image_reading_rules(nullable=True),
+        **_trainer_device_rules(precision_nullable=True),
+    }
+
+
+def _checkpoint_rules(**first: Rule) -> dict[str, Rule]:
+    """A trained checkpoint and how its threshold and temperature are chosen."""
+    return {
         "ckpt_path": Rule(
             expected="a training run dir or a .ckpt file, e.g. ckpt_path=outputs/train/<run>",
             accepts=_path_text,
@@ -529,11 +541,6 @@ def _scoring_rules(**first: Rule) -> dict[str, Rule]:
         **first,
         "threshold": either(number(0, 1), one_of("val"), expected="a number in [0, 1], or val"),
         "calibration": one_of("none", "temperature"),
-        "data.image_size": integer(16, nullable=True),
-        "data.batch_size": integer(1, nullable=True),
-        "data.num_workers": integer(0, nullable=True),
-        **_image_reading_rules(nullable=True),
-        **_trainer_device_rules(precision_nullable=True),
     }
 
 
@@ -568,6 +575,19 @@ PREDICT_RULES: dict[str, Rule] = _scoring_rules(
         required=True,
     )
 )
+
+#: `deepfake-export` formats.
+EXPORT_FORMATS = ("onnx", "torch_export")
+
+#: Keys of `deepfake-export`.
+EXPORT_RULES: dict[str, Rule] = {
+    **_checkpoint_rules(format=one_of(*EXPORT_FORMATS)),
+    "parity.images": integer(1, 256),
+    "parity.split": one_of(*SPLITS, ignore_case=True),
+    "data.num_workers": integer(0, nullable=True),
+    **_image_reading_rules(nullable=True),
+    **_trainer_device_rules(precision_nullable=True),
+}
 
 #: Keys of `deepfake-audit`, which checks a dataset folder and so needs one.
 AUDIT_RULES: dict[str, Rule] = {
@@ -655,6 +675,10 @@ def validate_robustness_config(cfg: DictConfig) -> None:
 
 def validate_predict_config(cfg: DictConfig) -> None:
     validate(cfg, PREDICT_RULES)
+
+
+def validate_export_config(cfg: DictConfig) -> None:
+    validate(cfg, EXPORT_RULES)
 
 
 def validate_audit_config(cfg: DictConfig) -> None:

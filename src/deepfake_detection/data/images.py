@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import io
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -46,19 +50,15 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def _decode(path: Path, max_pixels: int) -> Image.Image:
-    if path.is_symlink() and not path.exists():
-        raise BadImageError(path, "broken symlink")
-    if path.stat().st_size == 0:
-        raise BadImageError(path, "empty file (0 bytes)")
+def _open_checked(source: Path | BinaryIO, name: str | Path, max_pixels: int) -> Image.Image:
     # Pillow refuses at twice its bound on its own; ours is checked from the header below,
     # before a single pixel is decoded.
     Image.MAX_IMAGE_PIXELS = max(max_pixels, DEFAULT_MAX_PIXELS)
-    with Image.open(path) as image:
+    with Image.open(source) as image:
         width, height = image.size
         if width * height > max_pixels:
             raise BadImageError(
-                path,
+                name,
                 f"{width}x{height} = {width * height} pixels is over "
                 f"data.max_image_pixels={max_pixels} (a decompression bomb?)",
             )
@@ -68,6 +68,35 @@ def _decode(path: Path, max_pixels: int) -> Image.Image:
         return _to_rgb(upright)
 
 
+def _decode(path: Path, max_pixels: int) -> Image.Image:
+    if path.is_symlink() and not path.exists():
+        raise BadImageError(path, "broken symlink")
+    if path.stat().st_size == 0:
+        raise BadImageError(path, "empty file (0 bytes)")
+    return _open_checked(path, path, max_pixels)
+
+
+@contextmanager
+def _reasons(name: str | Path) -> Iterator[None]:
+    """Every way decoding fails, as a `BadImageError` naming `name` and the reason."""
+    try:
+        yield
+    except BadImageError:
+        raise
+    except PermissionError:
+        raise BadImageError(name, "permission denied") from None
+    except FileNotFoundError:
+        raise BadImageError(name, "file not found") from None
+    except UnidentifiedImageError:
+        raise BadImageError(name, "not an image (unrecognised format)") from None
+    except Image.DecompressionBombError as err:
+        raise BadImageError(name, f"too many pixels, a decompression bomb? ({err})") from None
+    except Exception as err:
+        # Pillow's decoders and EXIF parser raise a zoo of types on corrupt input (OSError,
+        # ValueError, SyntaxError, struct.error, ...); each means the same to us.
+        raise BadImageError(name, f"truncated or corrupt ({type(err).__name__}: {err})") from None
+
+
 def load_rgb(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
     """Open `path` as upright RGB, whatever its mode (grayscale, CMYK, 16-bit, alpha).
 
@@ -75,19 +104,13 @@ def load_rgb(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Im
     truncated, not an image, too large, unreadable, or a dangling link.
     """
     path = Path(path)
-    try:
+    with _reasons(path):
         return _decode(path, max_pixels)
-    except BadImageError:
-        raise
-    except PermissionError:
-        raise BadImageError(path, "permission denied") from None
-    except FileNotFoundError:
-        raise BadImageError(path, "file not found") from None
-    except UnidentifiedImageError:
-        raise BadImageError(path, "not an image (unrecognised format)") from None
-    except Image.DecompressionBombError as err:
-        raise BadImageError(path, f"too many pixels, a decompression bomb? ({err})") from None
-    except Exception as err:
-        # Pillow's decoders and EXIF parser raise a zoo of types on corrupt input (OSError,
-        # ValueError, SyntaxError, struct.error, ...); each means the same to us.
-        raise BadImageError(path, f"truncated or corrupt ({type(err).__name__}: {err})") from None
+
+
+def load_rgb_bytes(data: bytes, name: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """`load_rgb` for an image held in memory (an upload), reported under `name`."""
+    if not data:
+        raise BadImageError(name, "empty file (0 bytes)")
+    with _reasons(name):
+        return _open_checked(io.BytesIO(data), name, max_pixels)

@@ -15,8 +15,8 @@ from torch.utils.data import DataLoader
 from deepfake_detection.data.dataset import ImageFileDataset
 from deepfake_detection.data.discovery import IMAGE_EXTENSIONS, list_images
 from deepfake_detection.data.images import BadImageError
+from deepfake_detection.data.preprocess import Preprocessing
 from deepfake_detection.data.scan import apply_bad_image_policy, write_skipped_files
-from deepfake_detection.data.transforms import eval_transform
 from deepfake_detection.errors import DatasetError
 from deepfake_detection.evaluation.checkpoint import (
     load_checkpoint,
@@ -94,7 +94,7 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
     threshold, rule = choose_threshold(source)
     dataset = ImageFileDataset(
         [(f, UNKNOWN_LABEL) for f in files],
-        eval_transform(data["image_size"], data["eval_crop_fraction"]),
+        Preprocessing.of_data(data).transform(),
         max_pixels=data["max_image_pixels"],
     )
     loader = DataLoader(

@@ -1,0 +1,96 @@
+"""One definition of how an image becomes a model input when scoring.
+
+Decode (upright RGB, any mode), resize so the centre `crop_fraction` becomes `image_size`,
+centre-crop, scale to [0, 1] and normalise with the ImageNet statistics. `evaluate`, `predict`,
+export's parity check and the service all go through it, so the same file gets the same
+score everywhere, and an exported model's metadata describes exactly this.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image
+from torchvision.transforms import v2
+
+from deepfake_detection.data.images import DEFAULT_MAX_PIXELS, load_rgb, load_rgb_bytes
+from deepfake_detection.data.transforms import IMAGENET_MEAN, IMAGENET_STD, eval_transform
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """Scoring-time preprocessing of a trained model (its training run's data settings)."""
+
+    image_size: int
+    crop_fraction: float = 0.875
+    max_pixels: int = DEFAULT_MAX_PIXELS
+
+    @classmethod
+    def of_data(cls, data: Mapping[str, Any]) -> Preprocessing:
+        """From a training run's `data` arguments (`saved_data_arguments`)."""
+        return cls(
+            image_size=int(data["image_size"]),
+            crop_fraction=float(data.get("eval_crop_fraction") or 0.875),
+            max_pixels=int(data.get("max_image_pixels") or DEFAULT_MAX_PIXELS),
+        )
+
+    @classmethod
+    def from_description(cls, description: Mapping[str, Any]) -> Preprocessing:
+        """The inverse of `describe`, for an exported model's metadata."""
+        return cls(
+            image_size=int(description["image_size"]),
+            crop_fraction=float(description["crop_fraction"]),
+            max_pixels=int(description.get("max_pixels") or DEFAULT_MAX_PIXELS),
+        )
+
+    @property
+    def resize_to(self) -> int:
+        return round(self.image_size / self.crop_fraction)
+
+    def transform(self) -> v2.Compose:
+        """Decoded RGB image → normalised float tensor (C, H, W)."""
+        return eval_transform(self.image_size, self.crop_fraction)
+
+    def cropped(self, image: Image.Image) -> torch.Tensor:
+        """The resized and cropped uint8 image (C, H, W) the model sees, before scaling."""
+        crop = v2.Compose(
+            [
+                v2.ToImage(),
+                v2.Resize(self.resize_to, antialias=True),
+                v2.CenterCrop(self.image_size),
+            ]
+        )
+        return crop(image)
+
+    def decode_file(self, path: str | Path) -> Image.Image:
+        return load_rgb(path, self.max_pixels)
+
+    def decode_bytes(self, data: bytes, name: str) -> Image.Image:
+        return load_rgb_bytes(data, name, self.max_pixels)
+
+    def file(self, path: str | Path) -> torch.Tensor:
+        """A model input from an image file; `BadImageError` names it when unusable."""
+        return self.transform()(self.decode_file(path))
+
+    def describe(self) -> dict[str, Any]:
+        """What a user of an exported model needs to reproduce this exactly."""
+        return {
+            "image_size": self.image_size,
+            "resize_to": self.resize_to,
+            "crop_fraction": self.crop_fraction,
+            "steps": [
+                "decode to upright RGB (EXIF rotation applied; alpha composited on black)",
+                f"resize the shorter side to {self.resize_to} px (bilinear, antialiased)",
+                f"centre-crop {self.image_size}x{self.image_size}",
+                "scale to [0, 1] (float32)",
+                "normalise with mean and std per channel",
+            ],
+            "mean": list(IMAGENET_MEAN),
+            "std": list(IMAGENET_STD),
+            "layout": "NCHW, RGB, float32",
+            "max_pixels": self.max_pixels,
+        }

@@ -1,0 +1,143 @@
+"""Writing a detector as ONNX or a torch.export program, and running the written file.
+
+Both formats get the same module: the detector's network followed by the sigmoid (and a
+fitted temperature, if any), so the file maps normalised images straight to P(Fake). The
+batch axis is dynamic: one exported file scores one image or a thousand.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from deepfake_detection.exporting.spec import (
+    INPUT_NAME,
+    METADATA_KEY,
+    OUTPUT_NAME,
+    ExportError,
+)
+from deepfake_detection.models.base import BaseDetector
+
+#: A loaded exported model: a float32 batch (N, 3, H, W) → P(Fake) (N,).
+Runner = Callable[[torch.Tensor], torch.Tensor]
+
+
+class ProbabilityModel(nn.Module):
+    """`detector.net`, then sigmoid(logit / temperature): images in, P(Fake) out."""
+
+    def __init__(self, detector: BaseDetector, temperature: float = 1.0) -> None:
+        super().__init__()
+        self.net = detector.net
+        self.temperature = float(temperature)
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.net(image)[:, 0] / self.temperature)
+
+
+def _batch_dim() -> dict[str, dict[int, torch.export.Dim]]:
+    return {INPUT_NAME: {0: torch.export.Dim("batch", min=1, max=4096)}}
+
+
+def write_onnx(module: ProbabilityModel, example: torch.Tensor, path: Path) -> None:
+    """ONNX through the torch.export-based exporter (TorchScript is deprecated)."""
+    try:
+        import onnxscript  # noqa: F401  (the exporter needs it; say so before it fails deep)
+    except ImportError:
+        raise ExportError(
+            "format=onnx needs the onnx, onnxscript and onnxruntime packages: "
+            "pip install 'deepfake-detection[export]'"
+        ) from None
+    torch.onnx.export(
+        module,
+        (example,),
+        str(path),
+        dynamo=True,
+        input_names=[INPUT_NAME],
+        output_names=[OUTPUT_NAME],
+        dynamic_shapes=_batch_dim(),
+        external_data=False,
+        verbose=False,
+    )
+
+
+def embed_onnx_metadata(path: Path, metadata: str) -> None:
+    """Store the export spec in the ONNX file's own metadata, under `deepfake_detection`."""
+    import onnx
+
+    model = onnx.load(str(path))
+    del model.metadata_props[:]
+    entry = model.metadata_props.add()
+    entry.key, entry.value = METADATA_KEY, metadata
+    tmp = path.with_name(path.name + ".tmp")
+    onnx.save(model, str(tmp))
+    tmp.replace(path)
+
+
+def onnx_metadata(path: Path) -> dict:
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    for entry in model.metadata_props:
+        if entry.key == METADATA_KEY:
+            return json.loads(entry.value)
+    return {}
+
+
+def write_torch_export(module: ProbabilityModel, example: torch.Tensor, path: Path) -> None:
+    program = torch.export.export(
+        module, (example,), dynamic_shapes=(_batch_dim()[INPUT_NAME],), strict=False
+    )
+    tmp = path.with_name(path.name + ".tmp")
+    torch.export.save(program, str(tmp))
+    tmp.replace(path)
+
+
+WRITERS = {"onnx": write_onnx, "torch_export": write_torch_export}
+
+
+def onnx_runner(path: Path, threads: int | None = None) -> Runner:
+    """An ONNX Runtime session on the CPU, as a batch → P(Fake) function."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise ExportError(
+            "running an ONNX model needs onnxruntime: pip install 'deepfake-detection[serve]'"
+        ) from None
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+    options.log_severity_level = 3  # errors only
+    try:
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as err:
+        reason = str(err).splitlines()[0][:300] if str(err) else type(err).__name__
+        raise ExportError(f"{path}: ONNX Runtime cannot load it ({reason})") from None
+
+    def run(batch: torch.Tensor) -> torch.Tensor:
+        array = np.ascontiguousarray(batch.detach().cpu().numpy(), dtype=np.float32)
+        return torch.from_numpy(session.run([OUTPUT_NAME], {INPUT_NAME: array})[0])
+
+    return run
+
+
+def torch_export_runner(path: Path) -> Runner:
+    try:
+        module = torch.export.load(str(path)).module()
+    except Exception as err:
+        reason = str(err).splitlines()[0][:300] if str(err) else type(err).__name__
+        raise ExportError(f"{path}: torch.export cannot load it ({reason})") from None
+
+    def run(batch: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return module(batch.float())
+
+    return run
+
+
+def load_runner(path: Path, fmt: str) -> Runner:
+    return onnx_runner(path) if fmt == "onnx" else torch_export_runner(path)
