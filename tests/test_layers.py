@@ -35,6 +35,7 @@ FLOORS: dict[str, int] = {
     "comparison": 4,
     "auditing": 4,
     "exporting": 4,
+    "serving": 4,
     # the commands
     "cli": 5,
     "train": 5,
@@ -44,6 +45,7 @@ FLOORS: dict[str, int] = {
     "audit": 5,
     "robustness": 5,
     "export": 5,
+    "serve": 5,
 }
 
 

@@ -589,6 +589,30 @@ EXPORT_RULES: dict[str, Rule] = {
     **_trainer_device_rules(precision_nullable=True),
 }
 
+
+def _is_origin_list(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str) and v for v in value)
+
+
+#: Keys of `deepfake-serve`; `ckpt_path` may also be an exported model.onnx or model.pt2.
+SERVE_RULES: dict[str, Rule] = {
+    **_checkpoint_rules(backend=one_of("torch", "onnx", nullable=True)),
+    "host": text(),
+    "port": integer(1, 65535),
+    "api_key": text(nullable=True),
+    "cors_origins": Rule(
+        expected="a list of origins, e.g. [http://localhost:3000]", accepts=_is_origin_list
+    ),
+    "limits.max_upload_mb": number(0, low_open=True),
+    "limits.max_files": integer(1),
+    "limits.max_concurrent": integer(1),
+    "limits.request_timeout_s": number(0, low_open=True),
+    "limits.max_batch": integer(1),
+    "data.num_workers": integer(0, nullable=True),
+    **_image_reading_rules(nullable=True),
+    **_trainer_device_rules(precision_nullable=True),
+}
+
 #: Keys of `deepfake-audit`, which checks a dataset folder and so needs one.
 AUDIT_RULES: dict[str, Rule] = {
     "data.root": existing_dir(required=True, blank_is_null=True),
@@ -679,6 +703,10 @@ def validate_predict_config(cfg: DictConfig) -> None:
 
 def validate_export_config(cfg: DictConfig) -> None:
     validate(cfg, EXPORT_RULES)
+
+
+def validate_serve_config(cfg: DictConfig) -> None:
+    validate(cfg, SERVE_RULES)
 
 
 def validate_audit_config(cfg: DictConfig) -> None:

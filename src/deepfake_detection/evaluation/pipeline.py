@@ -198,6 +198,38 @@ def choose_threshold(source: CheckpointSource) -> tuple[float, str]:
 
 
 @dataclass
+class ReadyModel:
+    """A checkpoint's detector with its temperature and threshold chosen: what `predict`,
+    `export` and the service start from."""
+
+    ckpt_file: Path
+    run_dir: Path | None
+    checkpoint: dict[str, Any]
+    model: BaseDetector
+    #: The training run's data settings (`DeepfakeDataModule` arguments).
+    data: dict[str, Any]
+    trainer: L.Trainer
+    threshold: float
+    rule: str
+    temperature: float | None
+
+    @classmethod
+    def load(cls, cfg: DictConfig) -> ReadyModel:
+        """Load `cfg.ckpt_path`; apply `cfg.calibration` and `cfg.threshold`."""
+        ckpt_file, run_dir = resolve_checkpoint(cfg.ckpt_path)
+        checkpoint = load_checkpoint(ckpt_file)
+        model = rebuild_detector(checkpoint, ckpt_file)
+        data = saved_data_arguments(checkpoint, ckpt_file)
+        trainer = scoring_trainer(cfg, checkpoint)
+        source = CheckpointSource(cfg, checkpoint, ckpt_file, run_dir, trainer, model)
+        temperature = calibrate(source)
+        threshold, rule = choose_threshold(source)
+        return cls(
+            ckpt_file, run_dir, checkpoint, model, data, trainer, threshold, rule, temperature
+        )
+
+
+@dataclass
 class ScoringJob:
     """A checkpoint's model, one split of a dataset, a scoring Trainer and its threshold:
     what every command that scores a labelled split starts from."""

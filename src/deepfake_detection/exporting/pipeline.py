@@ -11,27 +11,17 @@ from omegaconf import DictConfig
 
 import deepfake_detection
 from deepfake_detection.data.preprocess import Preprocessing
-from deepfake_detection.evaluation.checkpoint import (
-    load_checkpoint,
-    rebuild_detector,
-    resolve_checkpoint,
-    saved_data_arguments,
-)
-from deepfake_detection.evaluation.pipeline import (
-    CheckpointSource,
-    calibrate,
-    choose_threshold,
-    scoring_trainer,
-    split_name,
-)
+from deepfake_detection.evaluation.pipeline import ReadyModel, split_name
 from deepfake_detection.exporting.formats import (
     WRITERS,
     ProbabilityModel,
+    Runner,
     embed_onnx_metadata,
     load_runner,
 )
 from deepfake_detection.exporting.parity import TOLERANCES, check_parity, parity_inputs
 from deepfake_detection.exporting.spec import MODEL_FILES, ExportError, ExportSpec
+from deepfake_detection.models.base import BaseDetector
 from deepfake_detection.validation import validate_export_config
 
 log = logging.getLogger(__name__)
@@ -45,29 +35,12 @@ def reference_probs(
         return torch.sigmoid(model(inputs).float() / temperature)
 
 
-def export(cfg: DictConfig) -> dict[str, Any]:
-    """Write the model in `cfg.format`, check it against PyTorch, write its spec."""
-    validate_export_config(cfg)
-    fmt = str(cfg.format)
-    output_dir = Path(cfg.paths.output_dir)
-    ckpt_file, run_dir = resolve_checkpoint(cfg.ckpt_path)
-    checkpoint = load_checkpoint(ckpt_file)
-    model = rebuild_detector(checkpoint, ckpt_file).eval()
-    data = saved_data_arguments(checkpoint, ckpt_file)
-    preprocessing = Preprocessing.of_data(data)
-
-    trainer = scoring_trainer(cfg, checkpoint)
-    source = CheckpointSource(cfg, checkpoint, ckpt_file, run_dir, trainer, model)
-    temperature = calibrate(source)
-    threshold, rule = choose_threshold(source)
-    model = model.cpu().eval()
-    split = split_name(cfg.parity.split)
-    inputs, where = parity_inputs(data, split, int(cfg.parity.images), preprocessing)
-
-    output_dir.mkdir(parents=True, exist_ok=True)
-    model_file = output_dir / MODEL_FILES[fmt]
-    module = ProbabilityModel(model, temperature or 1.0).eval()
-    log.info("exporting %s (%s) to %s", ckpt_file, model.model_name, model_file)
+def write_checked(
+    model: BaseDetector, temperature: float, fmt: str, model_file: Path, inputs: torch.Tensor
+) -> tuple[Runner, float]:
+    """Write `model` as `fmt` and load it back; returns (its runner, the largest |ΔP(Fake)|
+    against PyTorch on `inputs`). A failed parity check deletes the file and raises."""
+    module = ProbabilityModel(model, temperature).eval()
     try:
         WRITERS[fmt](module, inputs[: max(2, min(len(inputs), 4))], model_file)
     except ExportError:
@@ -75,9 +48,8 @@ def export(cfg: DictConfig) -> dict[str, Any]:
     except Exception as err:
         reason = str(err).strip().splitlines()[0][:300] if str(err).strip() else ""
         raise ExportError(f"format={fmt}: export failed ({type(err).__name__}: {reason})") from None
-
     runner = load_runner(model_file, fmt)
-    reference = reference_probs(model, inputs, temperature or 1.0)
+    reference = reference_probs(model, inputs, temperature)
     try:
         difference = max(
             check_parity(fmt, reference, runner(inputs)),  # the whole batch
@@ -86,6 +58,26 @@ def export(cfg: DictConfig) -> dict[str, Any]:
     except ExportError:
         model_file.unlink(missing_ok=True)
         raise
+    return runner, difference
+
+
+def export(cfg: DictConfig) -> dict[str, Any]:
+    """Write the model in `cfg.format`, check it against PyTorch, write its spec."""
+    validate_export_config(cfg)
+    fmt = str(cfg.format)
+    output_dir = Path(cfg.paths.output_dir)
+    ready = ReadyModel.load(cfg)
+    ckpt_file, data, temperature = ready.ckpt_file, ready.data, ready.temperature
+    threshold, rule = ready.threshold, ready.rule
+    model = ready.model.cpu().eval()
+    preprocessing = Preprocessing.of_data(data)
+    split = split_name(cfg.parity.split)
+    inputs, where = parity_inputs(data, split, int(cfg.parity.images), preprocessing)
+
+    output_dir.mkdir(parents=True, exist_ok=True)
+    model_file = output_dir / MODEL_FILES[fmt]
+    log.info("exporting %s (%s) to %s", ckpt_file, model.model_name, model_file)
+    _, difference = write_checked(model, temperature or 1.0, fmt, model_file, inputs)
     spec = ExportSpec(
         format=fmt,
         model=model.model_name,

@@ -18,18 +18,7 @@ from deepfake_detection.data.images import BadImageError
 from deepfake_detection.data.preprocess import Preprocessing
 from deepfake_detection.data.scan import apply_bad_image_policy, write_skipped_files
 from deepfake_detection.errors import DatasetError
-from deepfake_detection.evaluation.checkpoint import (
-    load_checkpoint,
-    rebuild_detector,
-    resolve_checkpoint,
-    saved_data_arguments,
-)
-from deepfake_detection.evaluation.pipeline import (
-    CheckpointSource,
-    calibrate,
-    choose_threshold,
-    scoring_trainer,
-)
+from deepfake_detection.evaluation.pipeline import ReadyModel
 from deepfake_detection.files import atomic_write_bytes, write_json
 from deepfake_detection.validation import validate_predict_config
 
@@ -74,10 +63,10 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
     validate_predict_config(cfg)  # every key, before anything is loaded
     output_dir = Path(cfg.paths.output_dir)
     files = input_images(cfg.input)
-    ckpt_file, run_dir = resolve_checkpoint(cfg.ckpt_path)
-    checkpoint = load_checkpoint(ckpt_file)
-    model = rebuild_detector(checkpoint, ckpt_file)
-    data = _settings(saved_data_arguments(checkpoint, ckpt_file), cfg.data)
+    ready = ReadyModel.load(cfg)
+    ckpt_file, model, trainer = ready.ckpt_file, ready.model, ready.trainer
+    threshold, rule, temperature = ready.threshold, ready.rule, ready.temperature
+    data = _settings(ready.data, cfg.data)
 
     skipped = apply_bad_image_policy(
         files, data["on_bad_image"], data["max_image_pixels"], workers=data["num_workers"] or 0
@@ -88,10 +77,6 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
     if not files:
         raise DatasetError(f"input={cfg.input}: no readable image ({len(skipped)} skipped)")
 
-    trainer = scoring_trainer(cfg, checkpoint)
-    source = CheckpointSource(cfg, checkpoint, ckpt_file, run_dir, trainer, model)
-    temperature = calibrate(source)
-    threshold, rule = choose_threshold(source)
     dataset = ImageFileDataset(
         [(f, UNKNOWN_LABEL) for f in files],
         Preprocessing.of_data(data).transform(),

@@ -1,0 +1,60 @@
+"""`deepfake-serve`: load the model (a bad one stops here, with one line), then run uvicorn."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from deepfake_detection.errors import ConfigError
+from deepfake_detection.serving.app import ServiceSettings, create_app
+from deepfake_detection.serving.model import load_served_model
+from deepfake_detection.validation import validate_serve_config
+
+log = logging.getLogger(__name__)
+
+
+def settings_of(cfg: DictConfig) -> ServiceSettings:
+    limits = cfg.limits
+    key = cfg.get("api_key")
+    return ServiceSettings(
+        api_key=str(key) if key not in (None, "") else None,
+        cors_origins=tuple(OmegaConf.to_container(cfg.cors_origins) or ()),
+        max_upload_bytes=int(float(limits.max_upload_mb) * 1e6),
+        max_files=int(limits.max_files),
+        max_concurrent=int(limits.max_concurrent),
+        request_timeout_s=float(limits.request_timeout_s),
+        max_batch=int(limits.max_batch),
+    )
+
+
+def serve(cfg: DictConfig) -> dict[str, Any]:
+    validate_serve_config(cfg)
+    try:
+        import fastapi  # noqa: F401
+        import uvicorn
+    except ImportError:
+        raise ConfigError(
+            "deepfake-serve needs FastAPI and uvicorn: pip install 'deepfake-detection[serve]'"
+        ) from None
+    served = load_served_model(cfg)
+    settings = settings_of(cfg)
+    app = create_app(served, settings)
+    url = f"http://{cfg.host}:{cfg.port}"
+    log.info(
+        "serving %s (%s backend, threshold %.4g, %s) from %s",
+        served.model_name,
+        served.backend,
+        served.threshold,
+        served.threshold_rule,
+        served.source,
+    )
+    log.info(
+        "page: %s/   API docs: %s/docs   %s",
+        url,
+        url,
+        "API key required" if settings.api_key else "no API key",
+    )
+    uvicorn.run(app, host=str(cfg.host), port=int(cfg.port), log_config=None, access_log=True)
+    return served.info()

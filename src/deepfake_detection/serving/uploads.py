@@ -1,0 +1,143 @@
+"""Reading the images of a multipart upload, refusing anything that is not one, by name."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import anyio
+import torch
+from PIL import Image
+from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from deepfake_detection.data.images import BadImageError
+from deepfake_detection.data.preprocess import Preprocessing
+from deepfake_detection.serving.errors import BodyTooLarge, ServiceError
+
+#: The multipart field that carries the images.
+FILES_FIELD = "files"
+
+
+@dataclass
+class Upload:
+    """One decoded upload: its name, the image, and the model input made from it."""
+
+    name: str
+    image: Image.Image
+    model_input: torch.Tensor
+
+
+class BodyLimit:
+    """ASGI middleware: a request body over `max_bytes` is refused with 413, whether its
+    Content-Length says so up front or it only turns out while streaming."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        length = headers.get(b"content-length", b"").decode("latin-1").strip()
+        if length.isdigit() and int(length) > self.max_bytes:
+            await _send_json(send, BodyTooLarge(self.max_bytes))
+            return
+        received = 0
+
+        async def limited() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise BodyTooLarge(self.max_bytes)
+            return message
+
+        await self.app(scope, limited, send)
+
+
+async def _send_json(send: Send, error: ServiceError) -> None:
+    import json
+
+    body = json.dumps(error.body()).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": error.status_code,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+async def read_uploads(
+    request: Request,
+    preprocessing: Preprocessing,
+    max_files: int,
+    limit_name: str = "limits.max_files=",
+) -> list[Upload]:
+    """Every file of the `files` field, decoded and preprocessed (in worker threads).
+
+    Refusals: 415 for a body that is not multipart/form-data, 400 for an empty form or too
+    many files, 422 naming each file that is not a usable image.
+    """
+    content_type = request.headers.get("content-type", "")
+    if not content_type.lower().startswith("multipart/form-data"):
+        raise ServiceError(
+            415,
+            f"wrong content type {content_type or '(none)'!r}: send multipart/form-data "
+            f"with the images in the field `{FILES_FIELD}`",
+        )
+    try:
+        form = await request.form(max_files=max_files + 1, max_fields=max_files + 16)
+    except HTTPException as err:  # Starlette's own multipart refusals
+        raise ServiceError(400, f"malformed multipart form: {err.detail}") from None
+    try:
+        files = [f for f in form.getlist(FILES_FIELD) if isinstance(f, UploadFile)]
+        if not files:
+            fields = ", ".join(sorted(set(form.keys()))) or "nothing"
+            raise ServiceError(
+                400, f"no images: put them in the multipart field `{FILES_FIELD}` (got {fields})"
+            )
+        if len(files) > max_files:
+            raise ServiceError(
+                400, f"too many files: {len(files)} in one request, {limit_name}{max_files}"
+            )
+        contents = [(f.filename or f"upload {i + 1}", await f.read()) for i, f in enumerate(files)]
+    finally:
+        await form.close()
+    return await decode_uploads(contents, preprocessing)
+
+
+async def decode_uploads(
+    contents: list[tuple[str, bytes]], preprocessing: Preprocessing
+) -> list[Upload]:
+    transform = preprocessing.transform()
+
+    def decode(name: str, data: bytes) -> Upload | str:
+        try:
+            image = preprocessing.decode_bytes(data, name)
+        except BadImageError as err:
+            return err.reason
+        return Upload(name, image, transform(image))
+
+    decoded = [await anyio.to_thread.run_sync(decode, name, data) for name, data in contents]
+    problems = [
+        {"file": name, "error": result}
+        for (name, _), result in zip(contents, decoded, strict=True)
+        if isinstance(result, str)
+    ]
+    if problems:
+        first = problems[0]
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise ServiceError(
+            422, f"{first['file']}: not a usable image: {first['error']}{more}", errors=problems
+        )
+    return [upload for upload in decoded if isinstance(upload, Upload)]
