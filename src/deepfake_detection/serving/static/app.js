@@ -47,6 +47,7 @@ function addCard(file) {
   const card = document.getElementById("result-template").content.firstElementChild.cloneNode(true);
   card.querySelector(".file-name").textContent = file.name;
   const thumb = card.querySelector(".thumb");
+  thumb.addEventListener("error", () => card.querySelector(".picture").classList.add("no-preview"));
   thumb.src = URL.createObjectURL(file);
   thumb.alt = file.name;
   card.dataset.original = thumb.src;

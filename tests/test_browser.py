@@ -1,0 +1,124 @@
+"""The web page in a real browser: upload, verdict and score as the API gives them, heatmap.
+
+Runs `deepfake-serve` on a loopback port and drives Debian's Chromium with Playwright
+(launched through `executable_path`; Playwright's own browser download is not needed).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "chrome")
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def find_chromium() -> str | None:
+    given = os.environ.get("CHROMIUM")
+    if given and Path(given).is_file():
+        return given
+    return next((path for name in CHROMIUM_NAMES if (path := shutil.which(name))), None)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def server(tiny_run: Path, tmp_path: Path):
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "deepfake_detection.serve",
+            f"ckpt_path={tiny_run}",
+            f"port={port}",
+            f"hydra.run.dir={tmp_path / 'serve'}",
+        ],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"deepfake-serve exited: {process.stdout.read()}")
+        try:
+            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.3)
+    else:
+        process.kill()
+        pytest.fail("deepfake-serve did not answer /health within 120 s")
+    yield url
+    process.terminate()
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
+def test_page_shows_the_apis_verdict_and_a_heatmap(server: str, tiny_run: Path, tmp_path):
+    chromium = find_chromium()
+    if chromium is None:
+        pytest.skip("no Chromium found (apt-get install chromium, or set CHROMIUM=<path>)")
+    from playwright.sync_api import sync_playwright
+
+    image = tiny_run.parent / "data" / "test" / "Fake" / "000.png"
+    api = httpx.post(
+        f"{server}/predict", files=[("files", (image.name, image.read_bytes(), "image/png"))]
+    ).json()["results"][0]
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_FLAGS)
+        page = browser.new_page(viewport={"width": 1000, "height": 720})
+        page.goto(server)
+        page.wait_for_selector("#model-info:has-text('custom_cnn')")
+        page.set_input_files("#file-input", str(image))
+        card = page.locator(".result").first
+        page.wait_for_selector(".result[data-state='Fake'], .result[data-state='Real']")
+        assert card.locator(".verdict").inner_text() == api["label"]
+        assert float(card.get_attribute("data-prob")) == api["prob_fake"]
+        assert f"{api['prob_fake']:.4f}" in card.locator(".prob").inner_text()
+        width = card.locator(".bar-fill").evaluate("e => e.style.width")
+        assert width == f"{100 * api['prob_fake']:.1f}%"
+
+        card.locator(".cam-toggle").check()
+        page.wait_for_selector(".result[data-cam='on']")
+        thumb = card.locator(".thumb")
+        page.wait_for_function("e => e.complete && e.naturalWidth > 0", arg=thumb.element_handle())
+        assert thumb.get_attribute("src") == card.get_attribute("data-heatmap")
+
+        # A rejected file shows the service's reason on its card.
+        bad = tmp_path / "notes.png"
+        bad.write_text("not an image")
+        page.set_input_files("#file-input", str(bad))
+        page.wait_for_selector(".result[data-state='error']")
+        message = page.locator(".result[data-state='error'] .message").inner_text()
+        assert "notes.png" in message and "not a usable image" in message
+
+        page.screenshot(path=str(tmp_path / "page.png"), full_page=True)
+        browser.close()
+    assert (tmp_path / "page.png").stat().st_size > 5000
