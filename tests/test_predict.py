@@ -51,6 +51,22 @@ def test_scores_match_the_training_runs_own_test_scores(trained, tmp_path: Path)
     assert summary["fake"] + summary["real"] == 12 and summary["skipped"] == 0
 
 
+def test_onnx_backend_scores_like_torch(trained, tmp_path: Path) -> None:
+    run_dir, dataset = trained
+    args = [f"ckpt_path={run_dir}", f"input={dataset / 'test'}", "threshold=val"]
+    torch_summary = run_predict(args, tmp_path / "torch")
+    onnx_summary = run_predict([*args, "backend=onnx"], tmp_path / "onnx")
+    expected, rows = read_rows(tmp_path / "torch"), read_rows(tmp_path / "onnx")
+    assert rows.keys() == expected.keys() and len(rows) == 12
+    for path, row in rows.items():
+        assert float(row["prob_fake"]) == pytest.approx(
+            float(expected[path]["prob_fake"]), abs=1e-4
+        )
+    assert onnx_summary["backend"] == "onnx" and (tmp_path / "onnx" / "model.onnx").is_file()
+    assert onnx_summary["threshold"] == torch_summary["threshold"]
+    assert onnx_summary["images_per_s"] > 0
+
+
 def test_threshold_decides_the_call(trained, tmp_path: Path) -> None:
     run_dir, dataset = trained
     image = dataset / "test" / "Fake" / "000.png"
@@ -68,7 +84,8 @@ def test_threshold_decides_the_call(trained, tmp_path: Path) -> None:
     assert summary["threshold"] == pytest.approx(stored)
 
 
-def test_bad_files_are_skipped_and_listed(trained, tmp_path: Path) -> None:
+@pytest.mark.parametrize("backend", ["torch", "onnx"])
+def test_bad_files_are_skipped_and_listed(trained, tmp_path: Path, backend: str) -> None:
     run_dir, _ = trained
     files = make_bad_files(tmp_path / "inbox" / "nested")
     out = tmp_path / "out"
@@ -77,6 +94,7 @@ def test_bad_files_are_skipped_and_listed(trained, tmp_path: Path) -> None:
             f"ckpt_path={run_dir}",
             f"input={tmp_path / 'inbox'}",
             f"data.max_image_pixels={BOMB_LIMIT}",
+            f"backend={backend}",
         ],
         out,
     )
@@ -85,7 +103,8 @@ def test_bad_files_are_skipped_and_listed(trained, tmp_path: Path) -> None:
     assert summary["skipped"] == bad and summary["images"] == len(rows)
 
 
-def test_error_policy_stops_before_scoring(trained, tmp_path: Path) -> None:
+@pytest.mark.parametrize("backend", ["torch", "onnx"])
+def test_error_policy_stops_before_writing(trained, tmp_path: Path, backend: str) -> None:
     run_dir, _ = trained
     files = make_bad_files(tmp_path / "inbox")
     out = tmp_path / "out"
@@ -96,6 +115,7 @@ def test_error_policy_stops_before_scoring(trained, tmp_path: Path) -> None:
                 f"input={tmp_path / 'inbox'}",
                 f"data.max_image_pixels={BOMB_LIMIT}",
                 "data.on_bad_image=error",
+                f"backend={backend}",
             ],
             out,
         )

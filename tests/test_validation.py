@@ -254,6 +254,8 @@ EVALUATE_BAD_VALUES: list[tuple[str, Any]] = [
 #: (key, bad value) for `deepfake-predict`.
 PREDICT_BAD_VALUES: list[tuple[str, Any]] = [
     ("calibration", True),
+    ("backend", "tensorrt"),
+    ("backend", None),
     ("ckpt_path", None),
     ("ckpt_path", "no/such/run"),
     ("input", None),

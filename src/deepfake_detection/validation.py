@@ -573,7 +573,8 @@ PREDICT_RULES: dict[str, Rule] = _scoring_rules(
         accepts=_path_text,
         extra=_check_exists,
         required=True,
-    )
+    ),
+    backend=one_of("torch", "onnx"),
 )
 
 #: `deepfake-export` formats.

@@ -61,6 +61,20 @@ def write_checked(
     return runner, difference
 
 
+def onnx_runner_for(ready: ReadyModel, preprocessing: Preprocessing, output_dir: Path) -> Runner:
+    """`ready`'s model as ONNX in `output_dir`, checked on its run's test images: the
+    `backend=onnx` of `predict` and the service."""
+    inputs, where = parity_inputs(ready.data, "test", 8, preprocessing)
+    model_file = output_dir / MODEL_FILES["onnx"]
+    model_file.parent.mkdir(parents=True, exist_ok=True)
+    model = ready.model.cpu().eval()
+    runner, difference = write_checked(model, ready.temperature or 1.0, "onnx", model_file, inputs)
+    log.info(
+        "backend=onnx: %s, max |ΔP(Fake)| %.3g against PyTorch on %s", model_file, difference, where
+    )
+    return runner
+
+
 def export(cfg: DictConfig) -> dict[str, Any]:
     """Write the model in `cfg.format`, check it against PyTorch, write its spec."""
     validate_export_config(cfg)

@@ -5,20 +5,22 @@ from __future__ import annotations
 import csv
 import io
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
 import torch
 from omegaconf import DictConfig
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 
 from deepfake_detection.data.dataset import ImageFileDataset
 from deepfake_detection.data.discovery import IMAGE_EXTENSIONS, list_images
 from deepfake_detection.data.images import BadImageError
 from deepfake_detection.data.preprocess import Preprocessing
-from deepfake_detection.data.scan import apply_bad_image_policy, write_skipped_files
+from deepfake_detection.data.scan import BadFile, apply_bad_image_policy, write_skipped_files
 from deepfake_detection.errors import DatasetError
 from deepfake_detection.evaluation.pipeline import ReadyModel
+from deepfake_detection.exporting.pipeline import onnx_runner_for
 from deepfake_detection.files import atomic_write_bytes, write_json
 from deepfake_detection.validation import validate_predict_config
 
@@ -58,25 +60,18 @@ def _save_csv(path: Path, files: list[Path], probs: torch.Tensor, threshold: flo
     atomic_write_bytes(path, buffer.getvalue().encode())
 
 
-def predict(cfg: DictConfig) -> dict[str, Any]:
-    """Score every readable image of `cfg.input`; returns the summary written."""
-    validate_predict_config(cfg)  # every key, before anything is loaded
-    output_dir = Path(cfg.paths.output_dir)
-    files = input_images(cfg.input)
-    ready = ReadyModel.load(cfg)
-    ckpt_file, model, trainer = ready.ckpt_file, ready.model, ready.trainer
-    threshold, rule, temperature = ready.threshold, ready.rule, ready.temperature
-    data = _settings(ready.data, cfg.data)
-
+def _score_with_torch(
+    ready: ReadyModel, files: list[Path], data: dict[str, Any]
+) -> tuple[list[Path], torch.Tensor, list[BadFile]]:
+    """Check every image first (decoding it), then score the readable ones through
+    Lightning's predict loop, on whichever device the config asks for."""
     skipped = apply_bad_image_policy(
         files, data["on_bad_image"], data["max_image_pixels"], workers=data["num_workers"] or 0
     )
-    write_skipped_files(output_dir, skipped)
     left_out = {path for path, _ in skipped}
     files = [f for f in files if str(f) not in left_out]
     if not files:
-        raise DatasetError(f"input={cfg.input}: no readable image ({len(skipped)} skipped)")
-
+        return files, torch.empty(0), skipped
     dataset = ImageFileDataset(
         [(f, UNKNOWN_LABEL) for f in files],
         Preprocessing.of_data(data).transform(),
@@ -86,12 +81,91 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
         dataset, batch_size=data["batch_size"], num_workers=data["num_workers"] or 0
     )
     try:
-        batches = trainer.predict(model, dataloaders=loader)
+        batches = ready.trainer.predict(ready.model, dataloaders=loader)
     except BadImageError as err:  # changed on disk after the check
         raise DatasetError(f"{err}; it changed after the image check") from None
     probs = torch.cat([p for p, _ in batches]).cpu()
     order = torch.argsort(torch.cat([i for _, i in batches]).cpu())
-    probs = probs[order]
+    return files, probs[order], skipped
+
+
+class _DecodedOrReason(Dataset):
+    """Each file as a model input, or the reason it is not an image: one decoding pass."""
+
+    def __init__(self, files: list[Path], preprocessing: Preprocessing) -> None:
+        self.files, self.preprocessing = files, preprocessing
+        self.transform = preprocessing.transform()
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int, str]:
+        try:
+            image = self.preprocessing.decode_file(self.files[index])
+            return self.transform(image), index, ""
+        except BadImageError as err:
+            return torch.empty(0), index, err.reason
+
+
+def _collate(items: list[tuple[torch.Tensor, int, str]]):
+    good = [(tensor, index) for tensor, index, reason in items if not reason]
+    bad = [(index, reason) for _, index, reason in items if reason]
+    batch = torch.stack([tensor for tensor, _ in good]) if good else None
+    return batch, [index for _, index in good], bad
+
+
+def _score_with_onnx(
+    ready: ReadyModel, files: list[Path], data: dict[str, Any], output_dir: Path
+) -> tuple[list[Path], torch.Tensor, list[BadFile]]:
+    """Export to ONNX (checked for parity), then decode and score in one pass: DataLoader
+    workers decode while ONNX Runtime scores, and bad files are counted as they turn up."""
+    preprocessing = Preprocessing.of_data(data)
+    runner = onnx_runner_for(ready, preprocessing, output_dir)
+    loader = DataLoader(
+        _DecodedOrReason(files, preprocessing),
+        batch_size=data["batch_size"],
+        num_workers=data["num_workers"] or 0,
+        collate_fn=_collate,
+    )
+    kept: list[int] = []
+    scores: list[torch.Tensor] = []
+    skipped: list[BadFile] = []
+    for batch, indices, bad in loader:
+        for index, reason in bad:
+            if data["on_bad_image"] == "error":
+                raise DatasetError(
+                    f"{files[index]}: {reason}; data.on_bad_image=error stops here, "
+                    "data.on_bad_image=skip leaves such files out"
+                )
+            skipped.append((str(files[index]), reason))
+        if batch is not None:
+            scores.append(runner(batch))
+            kept += indices
+    if skipped:
+        log.warning("skipped %d unreadable file(s), e.g. %s: %s", len(skipped), *skipped[0])
+    probs = torch.cat(scores) if scores else torch.empty(0)
+    return [files[i] for i in kept], probs, skipped
+
+
+def predict(cfg: DictConfig) -> dict[str, Any]:
+    """Score every readable image of `cfg.input`; returns the summary written."""
+    validate_predict_config(cfg)  # every key, before anything is loaded
+    output_dir = Path(cfg.paths.output_dir)
+    files = input_images(cfg.input)
+    ready = ReadyModel.load(cfg)
+    ckpt_file, model = ready.ckpt_file, ready.model
+    threshold, rule, temperature = ready.threshold, ready.rule, ready.temperature
+    data = _settings(ready.data, cfg.data)
+
+    started = time.perf_counter()
+    if cfg.get("backend", "torch") == "onnx":
+        files, probs, skipped = _score_with_onnx(ready, files, data, output_dir)
+    else:
+        files, probs, skipped = _score_with_torch(ready, files, data)
+    seconds = time.perf_counter() - started
+    write_skipped_files(output_dir, skipped)
+    if not files:
+        raise DatasetError(f"input={cfg.input}: no readable image ({len(skipped)} skipped)")
 
     _save_csv(output_dir / PREDICTIONS_FILE, files, probs, threshold)
     fake = int((probs > threshold).sum())
@@ -108,6 +182,9 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
         "calibration": cfg.get("calibration", "none"),
         "temperature": temperature,
         "image_size": data["image_size"],
+        "backend": cfg.get("backend", "torch"),
+        "seconds": round(seconds, 3),
+        "images_per_s": round(len(files) / seconds, 2) if seconds > 0 else None,
     }
     write_json(output_dir / SUMMARY_FILE, summary)
     for file, prob in list(zip(files, probs.tolist(), strict=True))[:MAX_PRINTED]:

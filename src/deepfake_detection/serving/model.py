@@ -19,9 +19,8 @@ from deepfake_detection.errors import ConfigError, UserInputError
 from deepfake_detection.evaluation.checkpoint import load_checkpoint, rebuild_detector
 from deepfake_detection.evaluation.pipeline import ReadyModel
 from deepfake_detection.exporting.formats import Runner, load_runner
-from deepfake_detection.exporting.parity import parity_inputs
-from deepfake_detection.exporting.pipeline import write_checked
-from deepfake_detection.exporting.spec import MODEL_FILES, ExportSpec
+from deepfake_detection.exporting.pipeline import onnx_runner_for
+from deepfake_detection.exporting.spec import ExportSpec
 from deepfake_detection.models.base import BaseDetector
 
 log = logging.getLogger(__name__)
@@ -90,15 +89,8 @@ def _from_checkpoint(cfg: DictConfig, backend: str) -> ServedModel:
     model = ready.model.cpu().eval()
     temperature = ready.temperature or 1.0
     preprocessing = _max_pixels(cfg, Preprocessing.of_data(ready.data))
-    extra: dict[str, Any] = {}
-    if backend == "onnx":
-        # Exported into this run's output dir and checked, exactly as `deepfake-export` does.
-        inputs, where = parity_inputs(ready.data, "test", 8, preprocessing)
-        model_file = Path(cfg.paths.output_dir) / MODEL_FILES["onnx"]
-        model_file.parent.mkdir(parents=True, exist_ok=True)
-        score, difference = write_checked(model, temperature, "onnx", model_file, inputs)
-        log.info("exported to ONNX: %s (max |ΔP(Fake)| %.3g on %s)", model_file, difference, where)
-        extra["onnx_parity_max_abs_diff"] = difference
+    if backend == "onnx":  # exported into this command's output dir, checked for parity
+        score = onnx_runner_for(ready, preprocessing, Path(cfg.paths.output_dir))
     else:
         score = torch_runner(model, temperature)
     return ServedModel(
@@ -111,7 +103,6 @@ def _from_checkpoint(cfg: DictConfig, backend: str) -> ServedModel:
         temperature=ready.temperature,
         score=score,
         detector=model,
-        extra=extra,
     )
 
 
