@@ -22,5 +22,5 @@ test: $(STAMP)
 	$(PY) -m pytest -n auto $(ARGS)
 
 lint: $(STAMP)
-	$(PY) -m ruff check src tests
-	$(PY) -m ruff format --check src tests
+	$(PY) -m ruff check src tests benchmarks
+	$(PY) -m ruff format --check src tests benchmarks

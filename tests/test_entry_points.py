@@ -73,7 +73,9 @@ def test_documented_forms_evaluate_a_run_when_shadowed(
         assert "test split of" in stdout, form
 
 
-@pytest.mark.parametrize("name", ["predict", "compare", "audit", "train"])
+@pytest.mark.parametrize(
+    "name", ["predict", "compare", "audit", "train", "robustness", "export", "serve"]
+)
 def test_documented_forms_start_the_other_commands_when_shadowed(
     name: str, shadowed_env: dict[str, str], tmp_path: Path
 ) -> None:

@@ -20,6 +20,7 @@ from deepfake_detection.data.preprocess import Preprocessing
 from deepfake_detection.data.scan import BadFile, apply_bad_image_policy, write_skipped_files
 from deepfake_detection.errors import DatasetError
 from deepfake_detection.evaluation.pipeline import ReadyModel
+from deepfake_detection.exporting.formats import Runner
 from deepfake_detection.exporting.pipeline import onnx_runner_for
 from deepfake_detection.files import atomic_write_bytes, write_json
 from deepfake_detection.validation import validate_predict_config
@@ -115,14 +116,12 @@ def _collate(items: list[tuple[torch.Tensor, int, str]]):
 
 
 def _score_with_onnx(
-    ready: ReadyModel, files: list[Path], data: dict[str, Any], output_dir: Path
+    runner: Runner, files: list[Path], data: dict[str, Any]
 ) -> tuple[list[Path], torch.Tensor, list[BadFile]]:
-    """Export to ONNX (checked for parity), then decode and score in one pass: DataLoader
-    workers decode while ONNX Runtime scores, and bad files are counted as they turn up."""
-    preprocessing = Preprocessing.of_data(data)
-    runner = onnx_runner_for(ready, preprocessing, output_dir)
+    """Decode and score in one pass: DataLoader workers decode while ONNX Runtime scores,
+    and bad files are counted as they turn up."""
     loader = DataLoader(
-        _DecodedOrReason(files, preprocessing),
+        _DecodedOrReason(files, Preprocessing.of_data(data)),
         batch_size=data["batch_size"],
         num_workers=data["num_workers"] or 0,
         collate_fn=_collate,
@@ -157,10 +156,12 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
     threshold, rule, temperature = ready.threshold, ready.rule, ready.temperature
     data = _settings(ready.data, cfg.data)
 
-    started = time.perf_counter()
     if cfg.get("backend", "torch") == "onnx":
-        files, probs, skipped = _score_with_onnx(ready, files, data, output_dir)
+        runner = onnx_runner_for(ready, Preprocessing.of_data(data), output_dir)
+        started = time.perf_counter()  # reading and scoring, not the export
+        files, probs, skipped = _score_with_onnx(runner, files, data)
     else:
+        started = time.perf_counter()
         files, probs, skipped = _score_with_torch(ready, files, data)
     seconds = time.perf_counter() - started
     write_skipped_files(output_dir, skipped)
