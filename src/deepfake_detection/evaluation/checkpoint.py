@@ -100,6 +100,7 @@ def rebuild_detector(checkpoint: dict[str, Any], path: Path) -> BaseDetector:
     arguments = _plain_arguments(arguments, "model", path)
     if "pretrained" in arguments:
         arguments["pretrained"] = False  # nothing to download: the checkpoint has the weights
+        arguments.pop("weights_path", None)
     try:
         model = cls(**arguments)
         model.load_state_dict(checkpoint["state_dict"], strict=True)

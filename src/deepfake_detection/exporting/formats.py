@@ -8,7 +8,9 @@ batch axis is dynamic: one exported file scores one image or a thousand.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +45,19 @@ def _batch_dim() -> dict[str, dict[int, torch.export.Dim]]:
     return {INPUT_NAME: {0: torch.export.Dim("batch", min=1, max=4096)}}
 
 
+@contextmanager
+def _quiet(*names: str) -> Iterator[None]:
+    loggers = [logging.getLogger(name) for name in names]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
+
+
 def write_onnx(module: ProbabilityModel, example: torch.Tensor, path: Path) -> None:
     """ONNX through the torch.export-based exporter (TorchScript is deprecated)."""
     try:
@@ -52,17 +67,18 @@ def write_onnx(module: ProbabilityModel, example: torch.Tensor, path: Path) -> N
             "format=onnx needs the onnx, onnxscript and onnxruntime packages: "
             "pip install 'deepfake-detection[export]'"
         ) from None
-    torch.onnx.export(
-        module,
-        (example,),
-        str(path),
-        dynamo=True,
-        input_names=[INPUT_NAME],
-        output_names=[OUTPUT_NAME],
-        dynamic_shapes=_batch_dim(),
-        external_data=False,
-        verbose=False,
-    )
+    with _quiet("onnxscript", "onnx_ir"):  # the optimiser logs every pass at INFO
+        torch.onnx.export(
+            module,
+            (example,),
+            str(path),
+            dynamo=True,
+            input_names=[INPUT_NAME],
+            output_names=[OUTPUT_NAME],
+            dynamic_shapes=_batch_dim(),
+            external_data=False,
+            verbose=False,
+        )
 
 
 def embed_onnx_metadata(path: Path, metadata: str) -> None:
