@@ -43,8 +43,17 @@ def free_port() -> int:
 
 
 @pytest.fixture
-def server(tiny_run: Path, tmp_path: Path):
+def chromium() -> str:
+    found = find_chromium()
+    if found is None:
+        pytest.skip("no Chromium found (apt-get install chromium, or set CHROMIUM=<path>)")
+    return found
+
+
+@pytest.fixture
+def server(tiny_run: Path, tmp_path: Path, chromium: str):
     port = free_port()
+    log_file = open(tmp_path / "serve-output.txt", "w")  # noqa: SIM115  (closed below)
     process = subprocess.Popen(
         [
             sys.executable,
@@ -55,15 +64,14 @@ def server(tiny_run: Path, tmp_path: Path):
             f"hydra.run.dir={tmp_path / 'serve'}",
         ],
         cwd=tmp_path,
-        stdout=subprocess.PIPE,
+        stdout=log_file,
         stderr=subprocess.STDOUT,
-        text=True,
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            pytest.fail(f"deepfake-serve exited: {process.stdout.read()}")
+            pytest.fail(f"deepfake-serve exited: {(tmp_path / 'serve-output.txt').read_text()}")
         try:
             if httpx.get(f"{url}/health", timeout=1).status_code == 200:
                 break
@@ -78,12 +86,12 @@ def server(tiny_run: Path, tmp_path: Path):
         process.wait(timeout=20)
     except subprocess.TimeoutExpired:
         process.kill()
+    log_file.close()
 
 
-def test_page_shows_the_apis_verdict_and_a_heatmap(server: str, tiny_run: Path, tmp_path):
-    chromium = find_chromium()
-    if chromium is None:
-        pytest.skip("no Chromium found (apt-get install chromium, or set CHROMIUM=<path>)")
+def test_page_shows_the_apis_verdict_and_a_heatmap(
+    server: str, chromium: str, tiny_run: Path, tmp_path: Path
+) -> None:
     from playwright.sync_api import sync_playwright
 
     image = tiny_run.parent / "data" / "test" / "Fake" / "000.png"

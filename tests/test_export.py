@@ -87,17 +87,27 @@ def test_every_freeze_strategy_exports_in_eval_mode(freeze: dict, tmp_path: Path
     assert detector.training is False
 
 
+@pytest.mark.parametrize("fmt", ["onnx", "torch_export"])
 def test_a_parity_failure_is_an_error_and_leaves_no_model(
-    tiny_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    fmt: str, tiny_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    real = load_runner
+
     def off_by_a_little(path: Path, fmt: str):
-        return lambda batch: torch.full((len(batch),), 0.5) + 1e-3
+        runner = real(path, fmt)
+        return lambda batch: runner(batch) + 2 * TOLERANCE[fmt]
 
     monkeypatch.setattr("deepfake_detection.exporting.pipeline.load_runner", off_by_a_little)
     out = tmp_path / "export"
-    with pytest.raises(ExportError, match="parity check failed: format=torch_export"):
-        run_export(tiny_run, out, "format=torch_export")
-    assert not (out / "model.pt2").exists() and not (out / "model.json").exists()
+    with pytest.raises(ExportError, match=f"parity check failed: format={fmt}"):
+        run_export(tiny_run, out, f"format={fmt}")
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == []
+
+
+def test_one_parity_image_still_exports_a_dynamic_batch(tiny_run: Path, tmp_path: Path) -> None:
+    result = run_export(tiny_run, tmp_path / "export", "format=torch_export", "parity.images=1")
+    runner = load_runner(Path(result["model_file"]), "torch_export")
+    assert result["images"] == 1 and runner(torch.zeros(5, 3, 32, 32)).shape == (5,)
 
 
 def test_parity_uses_generated_images_when_the_split_is_gone(tmp_path: Path) -> None:

@@ -65,6 +65,13 @@ def jpeg_bytes(size: int = 48, seed: int = 0) -> bytes:
     return buffer.getvalue()
 
 
+def thin_png() -> bytes:
+    """1 x 3000 pixels: under the pixel bound, but huge once resized for the model."""
+    buffer = io.BytesIO()
+    Image.new("RGB", (3000, 1), (128, 64, 32)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
 def assert_scores_match(client: TestClient, expected: dict[str, float], tolerance: float) -> None:
     paths = [Path(p) for p in sorted(expected)]
     response = client.post("/predict", files=upload(*paths))
@@ -180,7 +187,9 @@ def test_bad_uploads_are_4xx_json_naming_the_problem(torch_served, expected) -> 
         ([("files", ("empty.jpg", b"", "image/jpeg"))], 422, "empty file"),
         ([("files", ("cut.jpg", full[: len(full) // 2], "image/jpeg"))], 422, "cut.jpg"),
         ([("files", ("big.jpg", jpeg_bytes(400), "image/jpeg"))], 422, "decompression bomb"),
-        ([("files", (f"{i}.jpg", good, "image/jpeg")) for i in range(4)], 400, "too many files"),
+        ([("files", (f"{i}.jpg", good, "image/jpeg")) for i in range(4)], 400, "more than 3"),
+        ([("files", (f"{i}.jpg", good, "image/jpeg")) for i in range(7)], 400, "more than 3"),
+        ([("files", ("thin.png", thin_png(), "image/png"))], 422, "too thin"),
         ([("other", ("a.jpg", good, "image/jpeg"))], 400, "field `files`"),
         ([("files", ("huge.jpg", b"\xff" * 300_000, "image/jpeg"))], 413, "too large"),
     ]
@@ -205,6 +214,18 @@ def test_bad_uploads_are_4xx_json_naming_the_problem(torch_served, expected) -> 
             two = [("files", (f"{i}.jpg", good, "image/jpeg")) for i in range(2)]
             response = client.post("/explain", files=two)
             assert response.status_code == 400 and "/explain takes 1" in response.json()["detail"]
+
+            def streamed():  # no Content-Length: the limit is enforced while reading
+                yield b"--xyz\r\nContent-Disposition: form-data; name=files; filename=a.jpg\r\n\r\n"
+                for _ in range(30):
+                    yield b"\0" * 10_000
+
+            response = client.post(
+                "/predict",
+                content=streamed(),
+                headers={"content-type": "multipart/form-data; boundary=xyz"},
+            )
+            assert response.status_code == 413 and "too large" in response.json()["detail"]
             response = client.post(
                 "/predict",
                 content=b"--xyz\r\nContent-Disposition: form-data; name=files\r\n\r\n",
@@ -259,6 +280,31 @@ def test_a_slow_request_times_out_with_504(torch_served) -> None:
     with client_for(replace(torch_served, score=slow), request_timeout_s=0.2) as client:
         response = client.post("/predict", files=[("files", ("a.jpg", jpeg_bytes(), "image/jpeg"))])
     assert response.status_code == 504 and "request_timeout_s" in response.json()["detail"]
+
+
+def test_max_concurrent_turns_the_next_request_away_with_503(torch_served) -> None:
+    from dataclasses import replace
+
+    started = threading.Event()
+
+    def slow(batch: torch.Tensor) -> torch.Tensor:
+        started.set()
+        time.sleep(1.0)
+        return torch.zeros(len(batch))
+
+    files = [("files", ("a.jpg", jpeg_bytes(), "image/jpeg"))]
+    statuses: list[int] = []
+    with client_for(replace(torch_served, score=slow), max_concurrent=1) as client:
+        first = threading.Thread(
+            target=lambda: statuses.append(client.post("/predict", files=files).status_code)
+        )
+        first.start()
+        assert started.wait(10)
+        second = client.post("/predict", files=files)
+        first.join()
+    assert statuses == [200]
+    assert second.status_code == 503 and second.headers["retry-after"] == "1"
+    assert "max_concurrent=1" in second.json()["detail"]
 
 
 def test_gate_refuses_beyond_max_concurrent() -> None:
@@ -317,6 +363,9 @@ def test_settings_come_from_the_config(tmp_path: Path, tiny_run: Path) -> None:
     settings = settings_of(cfg)
     assert settings.api_key == "k" and settings.max_upload_bytes == 1_500_000
     assert settings.cors_origins == ("http://a",)
+    default = compose_config("serve", [f"ckpt_path={tiny_run}"], tmp_path)
+    assert default.host == "127.0.0.1" and default.cors_origins == []
+    assert settings_of(default).api_key is None  # unless DEEPFAKE_API_KEY is set
 
 
 def test_a_bad_checkpoint_stops_start_up_with_one_line(tmp_path: Path) -> None:

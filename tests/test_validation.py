@@ -17,6 +17,7 @@ from deepfake_detection.validation import (
     EVALUATE_RULES,
     EXPORT_RULES,
     PREDICT_RULES,
+    SERVE_RULES,
     TRAIN_RULES,
     config_problems,
     show,
@@ -24,6 +25,7 @@ from deepfake_detection.validation import (
     validate_evaluate_config,
     validate_export_config,
     validate_predict_config,
+    validate_serve_config,
     validate_train_config,
 )
 
@@ -292,6 +294,35 @@ EXPORT_BAD_VALUES: list[tuple[str, Any]] = [
     ("trainer.precision", "half"),
 ]
 
+#: (key, bad value) for `deepfake-serve`.
+SERVE_BAD_VALUES: list[tuple[str, Any]] = [
+    ("ckpt_path", None),
+    ("ckpt_path", "no/such/model.onnx"),
+    ("backend", "tensorrt"),
+    ("threshold", "best"),
+    ("calibration", "platt"),
+    ("host", ""),
+    ("host", 127),
+    ("port", 0),
+    ("port", 70000),
+    ("port", "8000"),
+    ("api_key", ""),
+    ("api_key", 1234),
+    ("cors_origins", "http://a"),
+    ("cors_origins", [1]),
+    ("limits.max_upload_mb", 0),
+    ("limits.max_files", 0),
+    ("limits.max_concurrent", 0),
+    ("limits.request_timeout_s", -1),
+    ("limits.max_batch", 0),
+    ("data.num_workers", -1),
+    ("data.on_bad_image", "ignore"),
+    ("data.max_image_pixels", 0),
+    ("trainer.accelerator", "npu"),
+    ("trainer.devices", 0),
+    ("trainer.precision", "half"),
+]
+
 #: (key, bad value) for `deepfake-audit`.
 AUDIT_BAD_VALUES: list[tuple[str, Any]] = [
     ("data.root", None),
@@ -457,6 +488,27 @@ def test_bad_predict_value_is_one_line_naming_the_key(
 
 
 @pytest.fixture(scope="module")
+def serve_config(tmp_path_factory: pytest.TempPathFactory, paths: dict) -> DictConfig:
+    output_dir = tmp_path_factory.mktemp("serve")
+    return compose_config("serve", [f"ckpt_path={paths[A_FILE]}"], output_dir)
+
+
+def test_serve_config_passes(serve_config: DictConfig) -> None:
+    validate_serve_config(serve_config)
+    validate_serve_config(_with(serve_config, "cors_origins", ["http://localhost:3000"]))
+    validate_serve_config(_with(serve_config, "backend", "onnx"))
+
+
+@pytest.mark.parametrize(("key", "value"), _params(SERVE_BAD_VALUES))
+def test_bad_serve_value_is_one_line_naming_the_key(
+    serve_config: DictConfig, paths: dict[str, str], key: str, value
+) -> None:
+    with pytest.raises(ConfigError) as error:
+        validate_serve_config(_with(serve_config, key, value, paths))
+    _assert_names_first(error, key)
+
+
+@pytest.fixture(scope="module")
 def export_config(tmp_path_factory: pytest.TempPathFactory, paths: dict) -> DictConfig:
     output_dir = tmp_path_factory.mktemp("export")
     return compose_config("export", [f"ckpt_path={paths[A_FILE]}"], output_dir)
@@ -497,6 +549,7 @@ def test_bad_audit_value_is_one_line_naming_the_key(
         pytest.param(EVALUATE_RULES, EVALUATE_BAD_VALUES, id="evaluate"),
         pytest.param(PREDICT_RULES, PREDICT_BAD_VALUES, id="predict"),
         pytest.param(EXPORT_RULES, EXPORT_BAD_VALUES, id="export"),
+        pytest.param(SERVE_RULES, SERVE_BAD_VALUES, id="serve"),
         pytest.param(AUDIT_RULES, AUDIT_BAD_VALUES, id="audit"),
     ],
 )

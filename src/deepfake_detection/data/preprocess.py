@@ -17,8 +17,18 @@ import torch
 from PIL import Image
 from torchvision.transforms import v2
 
-from deepfake_detection.data.images import DEFAULT_MAX_PIXELS, load_rgb, load_rgb_bytes
-from deepfake_detection.data.transforms import IMAGENET_MEAN, IMAGENET_STD, eval_transform
+from deepfake_detection.data.images import (
+    DEFAULT_MAX_PIXELS,
+    BadImageError,
+    load_rgb,
+    load_rgb_bytes,
+)
+from deepfake_detection.data.transforms import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    eval_transform,
+    resize_and_crop,
+)
 
 
 @dataclass(frozen=True)
@@ -57,14 +67,26 @@ class Preprocessing:
 
     def cropped(self, image: Image.Image) -> torch.Tensor:
         """The resized and cropped uint8 image (C, H, W) the model sees, before scaling."""
-        crop = v2.Compose(
-            [
-                v2.ToImage(),
-                v2.Resize(self.resize_to, antialias=True),
-                v2.CenterCrop(self.image_size),
-            ]
+        return v2.Compose([v2.ToImage(), *resize_and_crop(self.image_size, self.crop_fraction)])(
+            image
         )
-        return crop(image)
+
+    def check_shape(self, image: Image.Image, name: str | Path) -> None:
+        """A very thin image (1 x 100,000, say) passes the pixel bound but would be resized
+        to far more pixels than it has: refuse it by name before the resize allocates them."""
+        short, long = sorted(image.size)
+        resized = self.resize_to * max(1, round(long * self.resize_to / max(short, 1)))
+        if resized > self.max_pixels:
+            raise BadImageError(
+                name,
+                f"{image.size[0]}x{image.size[1]} is too thin: resizing it for the model would "
+                f"make {resized} pixels, over data.max_image_pixels={self.max_pixels}",
+            )
+
+    def model_input(self, image: Image.Image, name: str | Path) -> torch.Tensor:
+        """A decoded image as the model's input; `BadImageError` names it when unusable."""
+        self.check_shape(image, name)
+        return self.transform()(image)
 
     def decode_file(self, path: str | Path) -> Image.Image:
         return load_rgb(path, self.max_pixels)
@@ -74,7 +96,7 @@ class Preprocessing:
 
     def file(self, path: str | Path) -> torch.Tensor:
         """A model input from an image file; `BadImageError` names it when unusable."""
-        return self.transform()(self.decode_file(path))
+        return self.model_input(self.decode_file(path), path)
 
     def describe(self) -> dict[str, Any]:
         """What a user of an exported model needs to reproduce this exactly."""

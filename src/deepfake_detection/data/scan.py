@@ -46,6 +46,15 @@ def find_bad_images(
     return [(p, r) for p, r in zip(paths, reasons, strict=True) if r is not None]
 
 
+def stop_on_bad_image(path: str | Path, reason: str, others: int = 0) -> DatasetError:
+    """The error `data.on_bad_image=error` stops with, naming the first bad file."""
+    more = f" (and {others} more)" if others else ""
+    return DatasetError(
+        f"{path}: {reason}{more}; data.on_bad_image=error stops here, "
+        "data.on_bad_image=skip leaves such files out"
+    )
+
+
 def apply_bad_image_policy(
     paths: Iterable[str | Path], policy: str, max_pixels: int = DEFAULT_MAX_PIXELS, workers: int = 0
 ) -> list[BadFile]:
@@ -56,12 +65,7 @@ def apply_bad_image_policy(
     """
     bad = find_bad_images(paths, max_pixels, workers)
     if bad and policy == "error":
-        path, reason = bad[0]
-        more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
-        raise DatasetError(
-            f"{path}: {reason}{more}; data.on_bad_image=error stops here, "
-            "data.on_bad_image=skip leaves such files out"
-        )
+        raise stop_on_bad_image(*bad[0], others=len(bad) - 1)
     if bad:
         log.warning("skipping %d unreadable file(s), e.g. %s: %s", len(bad), *bad[0])
     return bad

@@ -42,6 +42,14 @@ def train_transform(
     )
 
 
+def resize_and_crop(image_size: int, crop_fraction: float = 0.875) -> list[v2.Transform]:
+    """The geometry of scoring: shorter side to `image_size / crop_fraction`, centre crop."""
+    return [
+        v2.Resize(round(image_size / crop_fraction), antialias=True),
+        v2.CenterCrop(image_size),
+    ]
+
+
 def eval_transform(
     image_size: int, crop_fraction: float = 0.875, perturbation: Perturbation | None = None
 ) -> v2.Compose:
@@ -51,13 +59,11 @@ def eval_transform(
     resolution, as a platform's processing would have (noise: on the cropped image).
     """
     on_uint8, on_float = perturbation.steps() if perturbation else ([], [])
-    resize_to = round(image_size / crop_fraction)
     return v2.Compose(
         [
             v2.ToImage(),
             *on_uint8,
-            v2.Resize(resize_to, antialias=True),
-            v2.CenterCrop(image_size),
+            *resize_and_crop(image_size, crop_fraction),
             v2.ToDtype(torch.float32, scale=True),
             *on_float,
             v2.Normalize(IMAGENET_MEAN, IMAGENET_STD),

@@ -29,6 +29,23 @@ from deepfake_detection.models.base import BaseDetector
 Runner = Callable[[torch.Tensor], torch.Tensor]
 
 
+def failure_reason(err: BaseException) -> str:
+    """The first line of an exception from deep inside a library, short enough for one line."""
+    text = str(err).strip()
+    return f"{type(err).__name__}: {text.splitlines()[0][:300]}" if text else type(err).__name__
+
+
+def torch_runner(model: BaseDetector, temperature: float = 1.0) -> Runner:
+    """The detector's own forward, as `predict` scores: P(Fake) in float32 on the CPU."""
+    model = model.cpu().eval()
+
+    def run(batch: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode():
+            return torch.sigmoid(model(batch).float() / temperature)
+
+    return run
+
+
 class ProbabilityModel(nn.Module):
     """`detector.net`, then sigmoid(logit / temperature): images in, P(Fake) out."""
 
@@ -131,8 +148,7 @@ def onnx_runner(path: Path, threads: int | None = None) -> Runner:
     try:
         session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     except Exception as err:
-        reason = str(err).splitlines()[0][:300] if str(err) else type(err).__name__
-        raise ExportError(f"{path}: ONNX Runtime cannot load it ({reason})") from None
+        raise ExportError(f"{path}: ONNX Runtime cannot load it ({failure_reason(err)})") from None
 
     def run(batch: torch.Tensor) -> torch.Tensor:
         array = np.ascontiguousarray(batch.detach().cpu().numpy(), dtype=np.float32)
@@ -145,8 +161,7 @@ def torch_export_runner(path: Path) -> Runner:
     try:
         module = torch.export.load(str(path)).module()
     except Exception as err:
-        reason = str(err).splitlines()[0][:300] if str(err) else type(err).__name__
-        raise ExportError(f"{path}: torch.export cannot load it ({reason})") from None
+        raise ExportError(f"{path}: torch.export cannot load it ({failure_reason(err)})") from None
 
     def run(batch: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():

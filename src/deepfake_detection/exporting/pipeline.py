@@ -17,48 +17,50 @@ from deepfake_detection.exporting.formats import (
     ProbabilityModel,
     Runner,
     embed_onnx_metadata,
+    failure_reason,
     load_runner,
+    torch_runner,
 )
 from deepfake_detection.exporting.parity import TOLERANCES, check_parity, parity_inputs
-from deepfake_detection.exporting.spec import MODEL_FILES, ExportError, ExportSpec
+from deepfake_detection.exporting.spec import MODEL_FILES, ExportError, ExportSpec, sha256_of
 from deepfake_detection.models.base import BaseDetector
 from deepfake_detection.validation import validate_export_config
 
 log = logging.getLogger(__name__)
 
 
-def reference_probs(
-    model: torch.nn.Module, inputs: torch.Tensor, temperature: float
-) -> torch.Tensor:
-    """P(Fake) as `predict` computes it: the detector's own forward, in float32."""
-    with torch.no_grad():
-        return torch.sigmoid(model(inputs).float() / temperature)
-
-
 def write_checked(
     model: BaseDetector, temperature: float, fmt: str, model_file: Path, inputs: torch.Tensor
 ) -> tuple[Runner, float]:
     """Write `model` as `fmt` and load it back; returns (its runner, the largest |ΔP(Fake)|
-    against PyTorch on `inputs`). A failed parity check deletes the file and raises."""
+    against PyTorch on `inputs`). On any failure no file is left behind."""
     module = ProbabilityModel(model, temperature).eval()
+    # torch.export specialises a dimension whose example size is 1: give it two images.
+    example = inputs[:4] if len(inputs) >= 2 else inputs.repeat(2, 1, 1, 1)
     try:
-        WRITERS[fmt](module, inputs[: max(2, min(len(inputs), 4))], model_file)
-    except ExportError:
+        try:
+            WRITERS[fmt](module, example, model_file)
+        except ExportError:
+            raise
+        except Exception as err:
+            raise ExportError(f"format={fmt}: export failed ({failure_reason(err)})") from None
+        runner = load_runner(model_file, fmt)
+        return runner, parity(fmt, model, temperature, runner, inputs)
+    except BaseException:
+        for leftover in (model_file, model_file.with_name(model_file.name + ".tmp")):
+            leftover.unlink(missing_ok=True)
         raise
-    except Exception as err:
-        reason = str(err).strip().splitlines()[0][:300] if str(err).strip() else ""
-        raise ExportError(f"format={fmt}: export failed ({type(err).__name__}: {reason})") from None
-    runner = load_runner(model_file, fmt)
-    reference = reference_probs(model, inputs, temperature)
-    try:
-        difference = max(
-            check_parity(fmt, reference, runner(inputs)),  # the whole batch
-            check_parity(fmt, reference[:1], runner(inputs[:1])),  # and one image alone
-        )
-    except ExportError:
-        model_file.unlink(missing_ok=True)
-        raise
-    return runner, difference
+
+
+def parity(
+    fmt: str, model: BaseDetector, temperature: float, runner: Runner, inputs: torch.Tensor
+) -> float:
+    """Largest |ΔP(Fake)| between `runner` and PyTorch, for the whole batch and one image."""
+    reference = torch_runner(model, temperature)(inputs)
+    return max(
+        check_parity(fmt, reference, runner(inputs)),
+        check_parity(fmt, reference[:1], runner(inputs[:1])),
+    )
 
 
 def onnx_runner_for(ready: ReadyModel, preprocessing: Preprocessing, output_dir: Path) -> Runner:
@@ -100,6 +102,7 @@ def export(cfg: DictConfig) -> dict[str, Any]:
         threshold_rule=rule,
         temperature=temperature,
         source_checkpoint=str(ckpt_file.resolve()),
+        source_sha256=sha256_of(ckpt_file),
         package_version=deepfake_detection.__version__,
         torch_version=torch.__version__,
         parity={
@@ -112,6 +115,12 @@ def export(cfg: DictConfig) -> dict[str, Any]:
     )
     if fmt == "onnx":
         embed_onnx_metadata(model_file, spec.embedded())
+        # What ships is the rewritten file: check that one again.
+        try:
+            parity(fmt, model, temperature or 1.0, load_runner(model_file, fmt), inputs)
+        except ExportError:
+            model_file.unlink(missing_ok=True)
+            raise
     spec_path = spec.save(model_file)
     size_mb = model_file.stat().st_size / 1e6
     log.info(

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from deepfake_detection.data.preprocess import Preprocessing
 from deepfake_detection.errors import UserInputError
 from deepfake_detection.files import atomic_write_bytes
 
@@ -73,6 +74,8 @@ class ExportSpec:
     classes: dict[str, str] = field(default_factory=lambda: {str(k): v for k, v in CLASSES.items()})
     positive_class: str = "Fake"
     parity: dict[str, Any] = field(default_factory=dict)
+    #: SHA-256 of `source_checkpoint`, so a later change to that file is noticed.
+    source_sha256: str = ""
     model_file: str = ""
     sha256: str = ""
 
@@ -100,8 +103,9 @@ class ExportSpec:
         try:
             values = json.loads(path.read_text())
             spec = cls(**values)
-        except (ValueError, TypeError) as err:
-            raise ExportError(f"{path}: not an export spec ({err})") from None
+            Preprocessing.from_description(spec.preprocessing)
+        except (ValueError, TypeError, KeyError, AttributeError) as err:
+            raise ExportError(f"{path}: not an export spec ({type(err).__name__}: {err})") from None
         if check_hash and sha256_of(model_file) != spec.sha256:
             raise ExportError(
                 f"{model_file}: its SHA-256 differs from the one in {path.name}; the file "

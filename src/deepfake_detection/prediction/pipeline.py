@@ -17,7 +17,12 @@ from deepfake_detection.data.dataset import ImageFileDataset
 from deepfake_detection.data.discovery import IMAGE_EXTENSIONS, list_images
 from deepfake_detection.data.images import BadImageError
 from deepfake_detection.data.preprocess import Preprocessing
-from deepfake_detection.data.scan import BadFile, apply_bad_image_policy, write_skipped_files
+from deepfake_detection.data.scan import (
+    BadFile,
+    apply_bad_image_policy,
+    stop_on_bad_image,
+    write_skipped_files,
+)
 from deepfake_detection.errors import DatasetError
 from deepfake_detection.evaluation.pipeline import ReadyModel
 from deepfake_detection.exporting.formats import Runner
@@ -95,15 +100,13 @@ class _DecodedOrReason(Dataset):
 
     def __init__(self, files: list[Path], preprocessing: Preprocessing) -> None:
         self.files, self.preprocessing = files, preprocessing
-        self.transform = preprocessing.transform()
 
     def __len__(self) -> int:
         return len(self.files)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int, str]:
         try:
-            image = self.preprocessing.decode_file(self.files[index])
-            return self.transform(image), index, ""
+            return self.preprocessing.file(self.files[index]), index, ""
         except BadImageError as err:
             return torch.empty(0), index, err.reason
 
@@ -132,10 +135,7 @@ def _score_with_onnx(
     for batch, indices, bad in loader:
         for index, reason in bad:
             if data["on_bad_image"] == "error":
-                raise DatasetError(
-                    f"{files[index]}: {reason}; data.on_bad_image=error stops here, "
-                    "data.on_bad_image=skip leaves such files out"
-                )
+                raise stop_on_bad_image(files[index], reason)
             skipped.append((str(files[index]), reason))
         if batch is not None:
             scores.append(runner(batch))

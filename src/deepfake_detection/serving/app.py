@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+import anyio
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
@@ -164,7 +165,7 @@ def create_app(served: ServedModel, settings: ServiceSettings) -> FastAPI:
         async with gate.slot():
             try:
                 return await asyncio.wait_for(work(), settings.request_timeout_s)
-            except TimeoutError:
+            except asyncio.TimeoutError:  # not the builtin before Python 3.11
                 raise ServiceError(
                     504,
                     f"took longer than limits.request_timeout_s={settings.request_timeout_s:g}",
@@ -237,7 +238,9 @@ def create_app(served: ServedModel, settings: ServiceSettings) -> FastAPI:
             upload = uploads[0]
             prob = float((await scorer.score(upload.model_input.unsqueeze(0)))[0])
             heatmap = await scorer.run_exclusive(grad_cam, detector, upload.model_input)
-            png = overlay_png(upload.image, served.preprocessing, heatmap)
+            png = await anyio.to_thread.run_sync(
+                overlay_png, upload.image, served.preprocessing, heatmap
+            )
             return Response(
                 png,
                 media_type="image/png",

@@ -6,11 +6,10 @@ Loaded once, before the server starts, so a bad checkpoint stops start-up with o
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import torch
 from omegaconf import DictConfig
 
 import deepfake_detection
@@ -18,26 +17,15 @@ from deepfake_detection.data.preprocess import Preprocessing
 from deepfake_detection.errors import ConfigError, UserInputError
 from deepfake_detection.evaluation.checkpoint import load_checkpoint, rebuild_detector
 from deepfake_detection.evaluation.pipeline import ReadyModel
-from deepfake_detection.exporting.formats import Runner, load_runner
+from deepfake_detection.exporting.formats import Runner, load_runner, torch_runner
 from deepfake_detection.exporting.pipeline import onnx_runner_for
-from deepfake_detection.exporting.spec import ExportSpec
+from deepfake_detection.exporting.spec import ExportSpec, sha256_of
 from deepfake_detection.models.base import BaseDetector
 
 log = logging.getLogger(__name__)
 
 #: Exported files the service accepts as `ckpt_path`, and the backend each one runs on.
 EXPORT_BACKENDS = {".onnx": "onnx", ".pt2": "torch_export"}
-
-
-def torch_runner(model: BaseDetector, temperature: float) -> Runner:
-    """The detector's own forward, as `predict` scores: P(Fake) in float32."""
-    model = model.cpu().eval()
-
-    def run(batch: torch.Tensor) -> torch.Tensor:
-        with torch.inference_mode():
-            return torch.sigmoid(model(batch).float() / temperature)
-
-    return run
 
 
 @dataclass
@@ -79,9 +67,7 @@ class ServedModel:
 
 def _max_pixels(cfg: DictConfig, preprocessing: Preprocessing) -> Preprocessing:
     given = cfg.get("data", {}).get("max_image_pixels")
-    if given is None:
-        return preprocessing
-    return Preprocessing(preprocessing.image_size, preprocessing.crop_fraction, int(given))
+    return preprocessing if given is None else replace(preprocessing, max_pixels=int(given))
 
 
 def _from_checkpoint(cfg: DictConfig, backend: str) -> ServedModel:
@@ -111,6 +97,11 @@ def _explainer_from(spec: ExportSpec) -> BaseDetector | None:
     path = Path(spec.source_checkpoint)
     if not path.is_file():
         log.info("Grad-CAM is off: the export's source checkpoint %s is gone", path)
+        return None
+    if spec.source_sha256 and sha256_of(path) != spec.source_sha256:
+        log.warning(
+            "Grad-CAM is off: %s changed since the export, its heatmaps would not match", path
+        )
         return None
     try:
         detector = rebuild_detector(load_checkpoint(path), path)

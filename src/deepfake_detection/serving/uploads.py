@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from deepfake_detection.data.images import BadImageError
@@ -95,10 +95,15 @@ async def read_uploads(
             f"wrong content type {content_type or '(none)'!r}: send multipart/form-data "
             f"with the images in the field `{FILES_FIELD}`",
         )
+    too_many = f"too many files: more than {max_files} in one request, {limit_name}{max_files}"
     try:
-        form = await request.form(max_files=max_files + 1, max_fields=max_files + 16)
+        form = await request.form(max_files=max_files, max_fields=max_files + 16)
     except HTTPException as err:  # Starlette's own multipart refusals
+        if "too many files" in str(err.detail).lower():
+            raise ServiceError(400, too_many) from None
         raise ServiceError(400, f"malformed multipart form: {err.detail}") from None
+    except ClientDisconnect:
+        raise ServiceError(400, "the client disconnected before the upload ended") from None
     try:
         files = [f for f in form.getlist(FILES_FIELD) if isinstance(f, UploadFile)]
         if not files:
@@ -107,9 +112,7 @@ async def read_uploads(
                 400, f"no images: put them in the multipart field `{FILES_FIELD}` (got {fields})"
             )
         if len(files) > max_files:
-            raise ServiceError(
-                400, f"too many files: {len(files)} in one request, {limit_name}{max_files}"
-            )
+            raise ServiceError(400, too_many)
         contents = [(f.filename or f"upload {i + 1}", await f.read()) for i, f in enumerate(files)]
     finally:
         await form.close()
@@ -119,14 +122,12 @@ async def read_uploads(
 async def decode_uploads(
     contents: list[tuple[str, bytes]], preprocessing: Preprocessing
 ) -> list[Upload]:
-    transform = preprocessing.transform()
-
     def decode(name: str, data: bytes) -> Upload | str:
         try:
             image = preprocessing.decode_bytes(data, name)
+            return Upload(name, image, preprocessing.model_input(image, name))
         except BadImageError as err:
             return err.reason
-        return Upload(name, image, transform(image))
 
     decoded = [await anyio.to_thread.run_sync(decode, name, data) for name, data in contents]
     problems = [
