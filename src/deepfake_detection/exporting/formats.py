@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -62,6 +63,12 @@ def _batch_dim() -> dict[str, dict[int, torch.export.Dim]]:
     return {INPUT_NAME: {0: torch.export.Dim("batch", min=1, max=4096)}}
 
 
+def temporary_path(path: Path) -> Path:
+    """`model.pt2` → `model.tmp.pt2`: written first, renamed when complete (torch.export
+    wants the suffix kept)."""
+    return path.with_name(f"{path.stem}.tmp{path.suffix}")
+
+
 @contextmanager
 def _quiet(*names: str) -> Iterator[None]:
     loggers = [logging.getLogger(name) for name in names]
@@ -106,7 +113,7 @@ def embed_onnx_metadata(path: Path, metadata: str) -> None:
     del model.metadata_props[:]
     entry = model.metadata_props.add()
     entry.key, entry.value = METADATA_KEY, metadata
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = temporary_path(path)
     onnx.save(model, str(tmp))
     tmp.replace(path)
 
@@ -125,8 +132,12 @@ def write_torch_export(module: ProbabilityModel, example: torch.Tensor, path: Pa
     program = torch.export.export(
         module, (example,), dynamic_shapes=(_batch_dim()[INPUT_NAME],), strict=False
     )
-    tmp = path.with_name(path.name + ".tmp")
-    torch.export.save(program, str(tmp))
+    tmp = temporary_path(path)
+    with warnings.catch_warnings():
+        # The archive writer warns about weight groups it reads as incomplete (CPU weights are
+        # saved all the same); the parity check right after reads every weight back.
+        warnings.filterwarnings("ignore", message="No complete tensor found in the group")
+        torch.export.save(program, str(tmp))
     tmp.replace(path)
 
 

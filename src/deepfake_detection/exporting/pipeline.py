@@ -19,6 +19,7 @@ from deepfake_detection.exporting.formats import (
     embed_onnx_metadata,
     failure_reason,
     load_runner,
+    temporary_path,
     torch_runner,
 )
 from deepfake_detection.exporting.parity import TOLERANCES, check_parity, parity_inputs
@@ -47,7 +48,7 @@ def write_checked(
         runner = load_runner(model_file, fmt)
         return runner, parity(fmt, model, temperature, runner, inputs)
     except BaseException:
-        for leftover in (model_file, model_file.with_name(model_file.name + ".tmp")):
+        for leftover in (model_file, temporary_path(model_file)):
             leftover.unlink(missing_ok=True)
         raise
 
