@@ -119,6 +119,25 @@ def test_page_shows_the_apis_verdict_and_a_heatmap(
         page.wait_for_function("e => e.complete && e.naturalWidth > 0", arg=thumb.element_handle())
         assert thumb.get_attribute("src") == card.get_attribute("data-heatmap")
 
+        # Drag-and-drop: a real image dropped on the zone gets its own card and verdict.
+        dropped = tiny_run.parent / "data" / "test" / "Real" / "000.png"
+        page.evaluate(
+            """([name, bytes]) => {
+                const transfer = new DataTransfer();
+                transfer.items.add(new File([new Uint8Array(bytes)], name, {type: "image/png"}));
+                const zone = document.getElementById("drop-zone");
+                zone.dispatchEvent(new DragEvent("drop", {dataTransfer: transfer, bubbles: true}));
+            }""",
+            [dropped.name, list(dropped.read_bytes())],
+        )
+        page.wait_for_function("document.querySelectorAll('.result[data-prob]').length === 2")
+        expected = httpx.post(
+            f"{server}/predict",
+            files=[("files", (dropped.name, dropped.read_bytes(), "image/png"))],
+        ).json()["results"][0]
+        newest = page.locator(".result").first
+        assert float(newest.get_attribute("data-prob")) == expected["prob_fake"]
+
         # A rejected file shows the service's reason on its card.
         bad = tmp_path / "notes.png"
         bad.write_text("not an image")
