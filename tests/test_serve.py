@@ -215,6 +215,13 @@ def test_bad_uploads_are_4xx_json_naming_the_problem(torch_served, expected) -> 
             response = client.post("/explain", files=two)
             assert response.status_code == 400 and "/explain takes 1" in response.json()["detail"]
 
+            response = client.post(  # a multipart form with no parts at all
+                "/predict",
+                content=b"--xyz--\r\n",
+                headers={"content-type": "multipart/form-data; boundary=xyz"},
+            )
+            assert response.status_code == 400 and "no images" in response.json()["detail"]
+
             def streamed():  # no Content-Length: the limit is enforced while reading
                 yield b"--xyz\r\nContent-Disposition: form-data; name=files; filename=a.jpg\r\n\r\n"
                 for _ in range(30):
