@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import anyio
+import torch
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
@@ -192,8 +193,6 @@ def create_app(served: ServedModel, settings: ServiceSettings) -> FastAPI:
 
         async def work() -> dict[str, Any]:
             uploads = await read_uploads(request, served.preprocessing, settings.max_files)
-            import torch
-
             probs = await scorer.score(torch.stack([u.model_input for u in uploads]))
             return {
                 "model": served.model_name,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 import anyio
@@ -61,8 +62,6 @@ class BodyLimit:
 
 
 async def _send_json(send: Send, error: ServiceError) -> None:
-    import json
-
     body = json.dumps(error.body()).encode()
     await send(
         {
