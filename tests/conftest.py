@@ -71,6 +71,20 @@ def compose_train(overrides: list[str], output_dir: Path) -> DictConfig:
     return compose_config("train", overrides, output_dir)
 
 
+def _train_tiny(
+    factory: pytest.TempPathFactory, name: str, per_class: dict[str, int], overrides: list[str]
+) -> Path:
+    """Train one tiny run at 32 px on a generated dataset at `<run dir>/../data`."""
+    from deepfake_detection.train import train
+
+    root = factory.mktemp(name)
+    dataset = make_dataset(root / "data", per_class)
+    run_dir = root / "run"
+    base = [f"data.root={dataset}", "data.image_size=32", "data.batch_size=8"]
+    train(compose_train([*base, *overrides, "early_stopping=none"], run_dir))
+    return run_dir
+
+
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One finished two-epoch run of a tiny custom CNN on 12/6/6 images per class.
@@ -78,51 +92,30 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     Trained once per test session and shared: tests read it, or copy it to change it.
     Its dataset is `<run dir>/../data`.
     """
-    from deepfake_detection.train import train
-
-    root = tmp_path_factory.mktemp("tiny_run")
-    dataset = make_dataset(root / "data", {"train": 12, "valid": 6, "test": 6})
-    run_dir = root / "run"
-    cfg = compose_train(
-        [
-            f"data.root={dataset}",
-            "data.image_size=32",
-            "data.batch_size=8",
-            "model.widths=[4,8]",
-            "trainer.max_epochs=2",
-            "early_stopping=none",
-        ],
-        run_dir,
+    return _train_tiny(
+        tmp_path_factory,
+        "tiny_run",
+        {"train": 12, "valid": 6, "test": 6},
+        ["model.widths=[4,8]", "trainer.max_epochs=2"],
     )
-    train(cfg)
-    return run_dir
 
 
 @pytest.fixture(scope="session")
 def tiny_mobilenet_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One finished one-epoch run of MobileNetV2 (no ImageNet weights, last 2 blocks
     trainable) at 32 px; its dataset is `<run dir>/../data`."""
-    from deepfake_detection.train import train
-
-    root = tmp_path_factory.mktemp("tiny_mobilenet_run")
-    dataset = make_dataset(root / "data", {"train": 8, "valid": 4, "test": 4})
-    run_dir = root / "run"
-    cfg = compose_train(
+    return _train_tiny(
+        tmp_path_factory,
+        "tiny_mobilenet_run",
+        {"train": 8, "valid": 4, "test": 4},
         [
-            f"data.root={dataset}",
-            "data.image_size=32",
-            "data.batch_size=8",
             "model=mobilenet_v2",
             "model.pretrained=false",
             "freeze=last_n",
             "freeze.n=2",
             "trainer.max_epochs=1",
-            "early_stopping=none",
         ],
-        run_dir,
     )
-    train(cfg)
-    return run_dir
 
 
 def run_cli(

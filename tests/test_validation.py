@@ -487,45 +487,49 @@ def test_bad_predict_value_is_one_line_naming_the_key(
     _assert_names_first(error, key)
 
 
+#: Commands whose config is checked with a `ckpt_path` that exists: (validator, bad values).
+CHECKPOINT_COMMANDS = {
+    "serve": (validate_serve_config, SERVE_BAD_VALUES),
+    "export": (validate_export_config, EXPORT_BAD_VALUES),
+}
+
+
 @pytest.fixture(scope="module")
-def serve_config(tmp_path_factory: pytest.TempPathFactory, paths: dict) -> DictConfig:
-    output_dir = tmp_path_factory.mktemp("serve")
-    return compose_config("serve", [f"ckpt_path={paths[A_FILE]}"], output_dir)
+def command_configs(tmp_path_factory: pytest.TempPathFactory, paths: dict) -> dict:
+    return {
+        name: compose_config(name, [f"ckpt_path={paths[A_FILE]}"], tmp_path_factory.mktemp(name))
+        for name in CHECKPOINT_COMMANDS
+    }
 
 
-def test_serve_config_passes(serve_config: DictConfig) -> None:
+def test_serve_config_passes(command_configs: dict[str, DictConfig]) -> None:
+    serve_config = command_configs["serve"]
     validate_serve_config(serve_config)
     validate_serve_config(_with(serve_config, "cors_origins", ["http://localhost:3000"]))
     validate_serve_config(_with(serve_config, "backend", "onnx"))
 
 
-@pytest.mark.parametrize(("key", "value"), _params(SERVE_BAD_VALUES))
-def test_bad_serve_value_is_one_line_naming_the_key(
-    serve_config: DictConfig, paths: dict[str, str], key: str, value
-) -> None:
-    with pytest.raises(ConfigError) as error:
-        validate_serve_config(_with(serve_config, key, value, paths))
-    _assert_names_first(error, key)
-
-
-@pytest.fixture(scope="module")
-def export_config(tmp_path_factory: pytest.TempPathFactory, paths: dict) -> DictConfig:
-    output_dir = tmp_path_factory.mktemp("export")
-    return compose_config("export", [f"ckpt_path={paths[A_FILE]}"], output_dir)
-
-
-def test_export_config_passes(export_config: DictConfig) -> None:
+def test_export_config_passes(command_configs: dict[str, DictConfig]) -> None:
+    export_config = command_configs["export"]
     validate_export_config(export_config)
     validate_export_config(_with(export_config, "format", "torch_export"))
     validate_export_config(_with(export_config, "parity.split", "Validation"))
 
 
-@pytest.mark.parametrize(("key", "value"), _params(EXPORT_BAD_VALUES))
-def test_bad_export_value_is_one_line_naming_the_key(
-    export_config: DictConfig, paths: dict[str, str], key: str, value
+@pytest.mark.parametrize(
+    ("command", "key", "value"),
+    [
+        pytest.param(command, *row, id=f"{command}:{row[0]}={row[1]!r}")
+        for command, (_, table) in CHECKPOINT_COMMANDS.items()
+        for row in table
+    ],
+)
+def test_bad_serve_or_export_value_is_one_line_naming_the_key(
+    command_configs: dict[str, DictConfig], paths: dict[str, str], command: str, key: str, value
 ) -> None:
+    validate = CHECKPOINT_COMMANDS[command][0]
     with pytest.raises(ConfigError) as error:
-        validate_export_config(_with(export_config, key, value, paths))
+        validate(_with(command_configs[command], key, value, paths))
     _assert_names_first(error, key)
 
 

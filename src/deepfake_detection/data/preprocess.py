@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,11 @@ from deepfake_detection.data.transforms import (
     eval_transform,
     resize_and_crop,
 )
+
+
+@cache
+def _eval_transform(image_size: int, crop_fraction: float) -> v2.Compose:
+    return eval_transform(image_size, crop_fraction)  # stateless: safe to share across threads
 
 
 @dataclass(frozen=True)
@@ -62,8 +68,9 @@ class Preprocessing:
         return round(self.image_size / self.crop_fraction)
 
     def transform(self) -> v2.Compose:
-        """Decoded RGB image → normalised float tensor (C, H, W)."""
-        return eval_transform(self.image_size, self.crop_fraction)
+        """Decoded RGB image → normalised float tensor (C, H, W); built once per setting,
+        since predict and the service call it for every image."""
+        return _eval_transform(self.image_size, self.crop_fraction)
 
     def cropped(self, image: Image.Image) -> torch.Tensor:
         """The resized and cropped uint8 image (C, H, W) the model sees, before scaling."""
