@@ -58,6 +58,14 @@ def test_run_writes_metrics_checkpoints_weights_and_tensorboard(
     assert all(0.0 <= metrics[k] <= 1.0 for k in TEST_KEYS - {"test/loss"})
     assert metrics["epochs"] == 2
     assert metrics["train_seconds"] > 0
+    timing = metrics["timing"]
+    assert [row["epoch"] for row in timing["epochs"]] == [1, 2]
+    train_images = sum(1 for _ in (dataset / "Train").rglob("*.png"))
+    assert all(row["train_images"] == train_images for row in timing["epochs"])
+    assert all(row["train_s"] > 0 and row["val_s"] > 0 for row in timing["epochs"])
+    assert timing["best_checkpoint_scoring_s"] > 0 and timing["fit_s"] >= sum(
+        row["train_s"] + row["val_s"] for row in timing["epochs"]
+    )
     assert metrics["best/monitor"] == "val/auroc"
     assert metrics["val/auroc_best"] == pytest.approx(metrics["best/score"])
     assert returned == metrics["val/auroc_best"]

@@ -7,6 +7,7 @@ Writes `model.pth`, `predictions/{test,val}.csv`, the figures, the HParams entry
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -75,11 +76,13 @@ def test_best_checkpoint(run: FittedRun) -> dict[str, Any]:
     best_path = run.checkpoint.best_model_path or None
     if best_path is None:
         log.warning("no best checkpoint was saved (e.g. fast_dev_run): testing current weights")
+    started = time.perf_counter()
     with run.notice.guard():
         test_predictions = score_split(trainer, model, datamodule, "test", ckpt_path=best_path)
         test_metrics = model.test_results
         # Same weights, validation split: its scores choose the `threshold=val` of `evaluate`.
         val_predictions = score_split(trainer, model, datamodule, "val", log_metrics=False)
+    scoring_seconds = time.perf_counter() - started
     save_state_dict(output_dir / WEIGHTS_FILE, model.net)
     for split, predictions in (("test", test_predictions), ("val", val_predictions)):
         predictions.save_csv(output_dir / PREDICTIONS_DIR / f"{split}.csv")
@@ -106,6 +109,7 @@ def test_best_checkpoint(run: FittedRun) -> dict[str, Any]:
         "best/checkpoint": _relative(best_path, output_dir) if best_path else None,
         "epochs": trainer.current_epoch,
         "train_seconds": round(run.train_seconds, 3),
+        "timing": {**run.timing, "best_checkpoint_scoring_s": round(scoring_seconds, 3)},
         "data/skipped": len(datamodule.skipped),
         **run.counts,
         "hparams": run_hparams(run.cfg, model, datamodule.image_size),

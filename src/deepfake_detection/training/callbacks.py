@@ -109,11 +109,20 @@ class RestoredEarlyStop(Callback):
 
 
 class TrainingClock(Callback):
-    """Wall time spent fitting, summed over the interrupted and resumed parts of a run."""
+    """Wall time spent fitting, summed over the interrupted and resumed parts of a run, and
+    each epoch's training and validation time and image count (`metrics.json` `timing`).
+
+    Per-epoch figures separate the first epoch, which pays for warm-up (worker start, caches,
+    a feature cache's build), from the steady rate of later ones.
+    """
 
     def __init__(self) -> None:
         self.elapsed_before = 0.0
         self._started: float | None = None
+        #: One row per epoch: epoch (from 1), train_s, train_images, val_s.
+        self.epochs: list[dict[str, float]] = []
+        self._epoch_start: float | None = None
+        self._val_start: float | None = None
 
     @property
     def seconds(self) -> float:
@@ -126,11 +135,55 @@ class TrainingClock(Callback):
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.elapsed_before, self._started = self.seconds, None
 
-    def state_dict(self) -> dict[str, float]:
-        return {"elapsed_seconds": self.seconds}
+    def _row(self, trainer: L.Trainer) -> dict[str, float]:
+        epoch = trainer.current_epoch + 1
+        if not self.epochs or self.epochs[-1]["epoch"] != epoch:
+            self.epochs.append({"epoch": epoch, "train_s": 0.0, "train_images": 0, "val_s": 0.0})
+        return self.epochs[-1]
 
-    def load_state_dict(self, state_dict: dict[str, float]) -> None:
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._row(trainer)
+        self._epoch_start = time.perf_counter()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
+        self._row(trainer)["train_images"] += len(batch[1])
+
+    def _stop_train_clock(self, trainer: L.Trainer) -> None:
+        if self._epoch_start is not None:
+            self._row(trainer)["train_s"] += time.perf_counter() - self._epoch_start
+            self._epoch_start = None
+
+    def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.sanity_checking:
+            self._stop_train_clock(trainer)
+            self._val_start = time.perf_counter()
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self._val_start is not None and not trainer.sanity_checking:
+            self._row(trainer)["val_s"] += time.perf_counter() - self._val_start
+            self._val_start = None
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx: int) -> None:
+        if self._epoch_start is None:  # training goes on after a validation within the epoch
+            self._epoch_start = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._stop_train_clock(trainer)
+
+    def timing(self) -> dict[str, Any]:
+        """Seconds and images per epoch, rounded, for `metrics.json`."""
+        rows = [
+            {**row, "train_s": round(row["train_s"], 3), "val_s": round(row["val_s"], 3)}
+            for row in self.epochs
+        ]
+        return {"fit_s": round(self.seconds, 3), "epochs": rows}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"elapsed_seconds": self.seconds, "epochs": [dict(r) for r in self.epochs]}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.elapsed_before = float(state_dict.get("elapsed_seconds", 0.0))
+        self.epochs = [dict(row) for row in state_dict.get("epochs", [])]
 
 
 class InterruptCheckpoint(Callback):

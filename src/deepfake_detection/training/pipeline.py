@@ -58,6 +58,8 @@ class FittedRun:
     history: dict[int, dict[str, float]]
     val_auroc_best: float | None
     train_seconds: float
+    #: Per-epoch seconds and image counts, and other timed phases (`metrics.json` `timing`).
+    timing: dict[str, Any]
 
 
 @dataclass
@@ -176,4 +178,5 @@ def fit(cfg: DictConfig) -> FittedRun | FinishedRun:
         history=dict(model.history),
         val_auroc_best=best_auroc if best_auroc != float("-inf") else None,
         train_seconds=clock.seconds,
+        timing=clock.timing(),
     )
