@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: train test lint install
+.PHONY: train test lint install bench
 
 install: $(STAMP)
 
@@ -16,6 +16,10 @@ $(STAMP): pyproject.toml
 
 train: $(STAMP)
 	$(PY) -m train $(ARGS)
+
+# Framework against a plain PyTorch loop, same job; e.g. ARGS="--modes cnn --repeats 1".
+bench: $(STAMP)
+	$(PY) benchmarks/training.py $(ARGS)
 
 # One test process per core (pytest-xdist); ARGS="-n 0" runs them in this process.
 test: $(STAMP)

@@ -31,6 +31,9 @@ from deepfake_detection.data.images import BAD_IMAGE_POLICIES
 from deepfake_detection.errors import ConfigError
 from deepfake_detection.files import run_dir_problem
 
+#: Storage types of `data.feature_cache_dtype` (`deepfake_detection.data.feature_cache`).
+FEATURE_CACHE_DTYPES = ("float32", "float16")
+
 #: Metrics logged while fitting, so the only ones callbacks can monitor. Keep in sync with
 #: `binary_metrics` (metrics/binary.py) and `BaseDetector.on_validation_epoch_end`.
 FIT_METRICS: tuple[str, ...] = tuple(
@@ -460,6 +463,17 @@ TRAIN_RULES: dict[str, Rule] = {
         blank_is_null=True,
     ),
     **_image_reading_rules(nullable=False),
+    "data.feature_cache": boolean(),
+    "data.feature_cache_dir": Rule(
+        expected="a directory path",
+        accepts=_path_text,
+        extra=_check_cache_dir,
+        nullable=True,
+        blank_is_null=True,
+    ),
+    "data.feature_cache_views": integer(1),
+    "data.feature_cache_dtype": one_of(*FEATURE_CACHE_DTYPES),
+    "data.feature_cache_ram_mb": number(0),
     "model.widths": list_of(integer(1), expected="a non-empty list of integers >= 1"),
     "model.hidden_units": integer(1),
     "model.dropout": number(0, 1, high_open=True),

@@ -9,12 +9,13 @@ from typing import Any
 
 import lightning as L
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 
 from deepfake_detection.data.augment import AugmentSettings
 from deepfake_detection.data.dataset import ImageFileDataset
 from deepfake_detection.data.demo import ensure_demo_dataset
 from deepfake_detection.data.discovery import DatasetIndex, discover
+from deepfake_detection.data.feature_cache import FeatureCacheSettings
 from deepfake_detection.data.images import BAD_IMAGE_POLICIES, DEFAULT_MAX_PIXELS
 from deepfake_detection.data.loader import EpochSeededLoader, ignore_stop_signals
 from deepfake_detection.data.perturb import Perturbation
@@ -52,6 +53,11 @@ class DeepfakeDataModule(L.LightningDataModule):
         used_splits: Sequence[str] | None = None,
         augment: Mapping[str, Any] | None = None,
         perturb: Mapping[str, Any] | None = None,
+        feature_cache: bool = False,
+        feature_cache_dir: str | None = None,
+        feature_cache_views: int = 1,
+        feature_cache_dtype: str = "float32",
+        feature_cache_ram_mb: float = 2048,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -69,6 +75,16 @@ class DeepfakeDataModule(L.LightningDataModule):
         self.augment = AugmentSettings.from_config(augment)
         #: Test-time perturbation of every scored image (`deepfake-evaluate perturb=...`).
         self.perturbation = Perturbation.from_config(perturb)
+        #: `data.feature_cache*`: stored frozen features, used by a fit (see `training`).
+        self.feature_cache = FeatureCacheSettings(
+            feature_cache,
+            feature_cache_dir,
+            feature_cache_views,
+            feature_cache_dtype,
+            feature_cache_ram_mb,
+        )
+        #: Split -> stored features that the fit's train/val loaders read in place of images.
+        self.cached_datasets: dict[str, Dataset] = {}
         self.root = root
         self.image_size = image_size
         self.batch_size = batch_size
@@ -172,38 +188,45 @@ class DeepfakeDataModule(L.LightningDataModule):
         )
 
     def dataloader(
-        self, split: str, training: bool | None = None, **dataset_options: Any
+        self,
+        split: str,
+        training: bool | None = None,
+        cached: bool = False,
+        **dataset_options: Any,
     ) -> DataLoader:
         """Loader of any split; it shuffles and augments only for training.
 
         Scoring passes give `training=False`, so even the train split is scored as is.
+        `cached` reads the split's stored features (`cached_datasets`) in place of images.
         `dataset_options` (a perturbation, decoded images) go to `dataset`.
         """
         training = split == "train" if training is None else training
+        dataset = self.cached_datasets[split] if cached else None
         options = dict(
             batch_size=self.batch_size,
             shuffle=training,
-            num_workers=self.num_workers,
+            # Stored features are a memory read: worker processes would only add overhead.
+            num_workers=0 if cached else self.num_workers,
             pin_memory=self.pin_memory,
         )
         if training:
             # Order and augmentation follow (seed, epoch) alone, so a run resumed at any
             # batch trains exactly like an uninterrupted one.
             return EpochSeededLoader(
-                self.dataset(split, training),
+                dataset or self.dataset(split, training),
                 seed=self.seed,
-                current_epoch=self._current_epoch,
+                current_epoch=self.current_epoch,
                 trained_batches=self._trained_batches,
                 **options,
             )
         return DataLoader(
-            self.dataset(split, training, **dataset_options),
-            persistent_workers=self.num_workers > 0,
+            dataset or self.dataset(split, training, **dataset_options),
+            persistent_workers=options["num_workers"] > 0,
             worker_init_fn=ignore_stop_signals,
             **options,
         )
 
-    def _current_epoch(self) -> int:
+    def current_epoch(self) -> int:
         """The epoch the next training iterator is for.
 
         Not `trainer.current_epoch`: a fit resumed from an end-of-epoch checkpoint makes its
@@ -221,10 +244,10 @@ class DeepfakeDataModule(L.LightningDataModule):
         return self.trainer.fit_loop.epoch_loop.batch_progress.current.ready
 
     def train_dataloader(self) -> DataLoader:
-        return self.dataloader("train")
+        return self.dataloader("train", cached="train" in self.cached_datasets)
 
     def val_dataloader(self) -> DataLoader:
-        return self.dataloader("val")
+        return self.dataloader("val", cached="val" in self.cached_datasets)
 
     def test_dataloader(self) -> DataLoader:
         return self.dataloader("test")

@@ -72,10 +72,54 @@ class BaseDetector(L.LightningModule):
         self.test_results: dict[str, float] = {}
         #: Per-epoch train/val loss and accuracy, for learning curves; kept in checkpoints.
         self.history: dict[int, dict[str, float]] = {}
+        #: While a fit reads a feature cache: the frozen depth its train and val batches were
+        #: computed at (`features_to_logits`). Test and predict passes always see images.
+        self.cached_depth: int | None = None
 
     @abstractmethod
     def feature_blocks(self) -> Sequence[nn.Module]:
         """Feature-extractor blocks of `net`, input to output; the rest of `net` is the head."""
+
+    @abstractmethod
+    def head_pool(self, features: torch.Tensor) -> torch.Tensor:
+        """The head's parameter-free start (global pooling, flattening) on the blocks' output."""
+
+    @abstractmethod
+    def head_rest(self, pooled: torch.Tensor) -> torch.Tensor:
+        """The rest of the head: `net(x)` is `head_rest(head_pool(blocks(x)))`."""
+
+    def frozen_depth(self) -> int:
+        """How many leading feature blocks the freeze setting leaves without trainable weights:
+        their output never changes while training, so it can be computed once."""
+        depth = 0
+        for block in self.feature_blocks():
+            if any(p.requires_grad for p in block.parameters()):
+                break
+            depth += 1
+        return depth
+
+    def feature_prefix(self, depth: int) -> nn.Module:
+        """The frozen part of `net` up to `depth` blocks: what a feature cache stores.
+
+        With every block frozen it includes the head's pooling too, which makes the stored
+        features a vector per image (1,280 floats for MobileNetV2) instead of a feature map.
+        """
+        blocks = list(self.feature_blocks())
+        parts: list[nn.Module] = list(blocks[:depth])
+        if depth == len(blocks):
+            parts.append(_Call(self.head_pool))
+        return nn.Sequential(*parts)
+
+    def features_to_logits(self, features: torch.Tensor, depth: int) -> torch.Tensor:
+        """Logits from `feature_prefix(depth)`'s output: the trainable rest of `net`."""
+        blocks = list(self.feature_blocks())
+        if depth < len(blocks):
+            if self.channels_last and features.dim() == 4:
+                features = features.contiguous(memory_format=torch.channels_last)
+            for block in blocks[depth:]:
+                features = block(features)
+            features = self.head_pool(features)
+        return self.head_rest(features).squeeze(-1)
 
     def freeze_warning(self) -> str | None:
         """A line for the user when the freeze setting leaves every block trainable."""
@@ -120,7 +164,10 @@ class BaseDetector(L.LightningModule):
 
     def _step(self, batch: Sequence[torch.Tensor], split: str) -> torch.Tensor:
         images, targets = batch[0], batch[1]
-        logits = self(images)
+        if self.cached_depth is not None and split != "test":
+            logits = self.features_to_logits(images, self.cached_depth)
+        else:
+            logits = self(images)
         if split == "test":
             logits = logits / self.score_temperature
         loss = self.criterion(logits, targets)
@@ -225,3 +272,14 @@ class BaseDetector(L.LightningModule):
             "optimizer": optimizer,
             "lr_scheduler": {"scheduler": scheduler, "monitor": "val/loss", "interval": "epoch"},
         }
+
+
+class _Call(nn.Module):
+    """A parameter-free function as a module, so it can sit in an `nn.Sequential`."""
+
+    def __init__(self, function: Callable[[torch.Tensor], torch.Tensor]) -> None:
+        super().__init__()
+        self.function = function
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.function(x)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+import torch
 from torch import nn
 
 from deepfake_detection.errors import ConfigError
@@ -71,3 +72,9 @@ class CustomCNNDetector(BaseDetector):
 
     def feature_blocks(self) -> Sequence[nn.Module]:
         return list(self.net.features)
+
+    def head_pool(self, features: torch.Tensor) -> torch.Tensor:
+        return self.net.head[:2](features)  # adaptive pooling, flatten
+
+    def head_rest(self, pooled: torch.Tensor) -> torch.Tensor:
+        return self.net.head[2:](pooled)

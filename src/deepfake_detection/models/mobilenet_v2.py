@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 
+import torch
 from torch import nn
 from torchvision.models import MobileNet_V2_Weights, mobilenet_v2
 
@@ -57,3 +58,10 @@ class MobileNetV2Detector(BaseDetector):
 
     def feature_blocks(self) -> Sequence[nn.Module]:
         return list(self.net.features)
+
+    def head_pool(self, features: torch.Tensor) -> torch.Tensor:
+        # As torchvision's `MobileNetV2._forward_impl` does between features and classifier.
+        return torch.flatten(nn.functional.adaptive_avg_pool2d(features, (1, 1)), 1)
+
+    def head_rest(self, pooled: torch.Tensor) -> torch.Tensor:
+        return self.net.classifier(pooled)

@@ -34,6 +34,7 @@ from deepfake_detection.training.callbacks import (
     TrainingClock,
     last_epoch_checkpoint,
 )
+from deepfake_detection.training.feature_cache import attach_feature_cache, detach_feature_cache
 from deepfake_detection.training.progress import ProgressLog
 from deepfake_detection.training.resume import LAST_CHECKPOINT, ResumePlan, resumed_config
 from deepfake_detection.validation import validate_train_config
@@ -160,7 +161,13 @@ def fit(cfg: DictConfig) -> FittedRun | FinishedRun:
         logger.log_metrics({k: float(v) for k, v in counts.items()}, step=0)
 
     with notice.guard():
-        trainer.fit(model, datamodule=datamodule, ckpt_path=resume.checkpoint if resume else None)
+        cache_timing = attach_feature_cache(model, datamodule)
+        try:
+            trainer.fit(
+                model, datamodule=datamodule, ckpt_path=resume.checkpoint if resume else None
+            )
+        finally:
+            detach_feature_cache(model, datamodule)
     if progress.end_line and trainer.is_global_zero:
         log.info(progress.end_line)  # after the fit: a progress bar has closed by now
     # Read from the metric's state, which a resumed fit restores even with nothing left to do.
@@ -178,5 +185,5 @@ def fit(cfg: DictConfig) -> FittedRun | FinishedRun:
         history=dict(model.history),
         val_auroc_best=best_auroc if best_auroc != float("-inf") else None,
         train_seconds=clock.seconds,
-        timing=clock.timing(),
+        timing={**clock.timing(), **cache_timing},
     )
