@@ -56,6 +56,12 @@ class AugmentSettings:
         values = {k: tuple(v) if k in ranges else v for k, v in values.items()}
         return cls(**values)
 
+    @property
+    def is_random(self) -> bool:
+        """Whether an image's training view depends on a random draw (or is fixed)."""
+        probabilities = (self.flip_p, self.blur_p, self.jpeg_p, self.jitter_p)
+        return self.crop or any(p > 0 for p in (*probabilities, self.downscale_p, self.noise_p))
+
     def describe(self) -> str:
         """`deepfake (blur 0.5, jpeg 0.5, jitter 0.3)`: the name and what is switched on."""
         steps = [

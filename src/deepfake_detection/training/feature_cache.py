@@ -177,6 +177,8 @@ def attach_feature_cache(model: BaseDetector, datamodule: DeepfakeDataModule) ->
         if split not in datamodule.index.splits:
             continue
         training = split == "train"
+        # A seed only shapes random views; fixed ones are shared by runs of any seed.
+        seed = datamodule.seed if training and datamodule.augment.is_random else None
         dataset = datamodule.dataset(split, training=training)
         dataset.skip_bad = False  # a substitute image would be stored under another's label
         samples = datamodule.index.splits[split]
@@ -187,22 +189,21 @@ def attach_feature_cache(model: BaseDetector, datamodule: DeepfakeDataModule) ->
             "augment": asdict(datamodule.augment) if training else None,
             "crop_scale": list(datamodule.crop_scale) if training else None,
             "eval_crop_fraction": datamodule.eval_crop_fraction,
-            "seed": datamodule.seed if training else None,
+            "seed": seed,
             "files": files_fingerprint(samples, datamodule.index.root),
             "count": len(samples),
         }
         split_started = time.perf_counter()
-        fill = _Filler(
-            prefix,
-            datamodule,
-            dataset,
-            datamodule.seed if training else None,
-            split,
-            model.channels_last,
-        )
-        views = settings.views if training else 1
+        fill = _Filler(prefix, datamodule, dataset, seed, split, model.channels_last)
+        views = settings.views if seed is not None else 1
         store = open_or_build(settings, parts, views, len(samples), fill, shape)
         log.info(_describe(split, store, time.perf_counter() - split_started))
+        if seed is not None:
+            log.info(
+                "feature cache: augmentation is drawn once per stored view: epoch e trains on "
+                "view e mod %d; data.feature_cache_views=K stores more views",
+                views,
+            )
         built[split] = store.built
         datamodule.cached_datasets[split] = CachedFeatureDataset(
             store.features,
