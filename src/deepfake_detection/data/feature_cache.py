@@ -152,15 +152,17 @@ def _open(folder: Path, ram_bytes: float) -> FeatureStore | str:
         return "incomplete (no meta.json or features.npy)"
     try:
         meta = json.loads(meta_path.read_text())
-        if data_path.stat().st_size != meta["file_bytes"]:
-            return f"features.npy has {data_path.stat().st_size} bytes, meta.json says {meta['file_bytes']}"
+        size = data_path.stat().st_size
+        if size != meta["file_bytes"]:
+            return f"features.npy has {size} bytes, meta.json says {meta['file_bytes']}"
         if _file_sha256(data_path) != meta["sha256"]:
             return "features.npy does not match its SHA-256 in meta.json"
         features = np.load(data_path, mmap_mode="r")
     except (OSError, ValueError, KeyError, TypeError) as err:
         return f"unreadable ({err})"
     if list(features.shape) != meta["shape"] or str(features.dtype) != meta["dtype"]:
-        return f"features.npy holds {features.dtype}{list(features.shape)}, not {meta['dtype']}{meta['shape']}"
+        found = f"{features.dtype}{list(features.shape)}"
+        return f"features.npy holds {found}, not {meta['dtype']}{meta['shape']}"
     if features.nbytes <= ram_bytes:
         features = np.array(features)  # fits the RAM budget: read it all once
     return FeatureStore(folder, features, meta, built=False)
@@ -217,7 +219,9 @@ def open_or_build(
             shutil.rmtree(partial, ignore_errors=True)
         found = _open(folder, ram_bytes)
         if not isinstance(found, FeatureStore):
-            raise RuntimeError(f"feature cache {folder} failed its check right after building: {found}")
+            raise RuntimeError(
+                f"feature cache {folder} failed its check right after building: {found}"
+            )
         found.built = True
         return found
 
