@@ -144,3 +144,30 @@ def test_skipping_that_empties_a_class_is_an_error(tmp_path: Path) -> None:
 def test_unknown_policy_names_the_key(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"^data.on_bad_image=ignore: choose one of: skip, error"):
         DeepfakeDataModule(root=str(tmp_path), on_bad_image="ignore")
+
+
+def test_the_image_check_is_remembered_for_unchanged_files_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from deepfake_detection.data import scan
+
+    files = make_bad_files(tmp_path / "images")
+    paths = sorted(files.values())
+    decoded: list[str] = []
+    real_problem = scan._problem
+    monkeypatch.setattr(
+        scan, "_problem", lambda p, **kw: decoded.append(p) or real_problem(p, **kw)
+    )
+    remember = tmp_path / "checks"
+
+    first = scan.find_bad_images_once(paths, remember_in=remember)
+    assert len(decoded) == len(paths) and first
+    decoded.clear()
+    assert scan.find_bad_images_once(paths, remember_in=remember) == first
+    assert decoded == []  # nothing decoded again
+    # A rewritten file (new size and mtime) makes a new check of the whole list.
+    good = files["png_16bit"]
+    good.write_bytes(b"not an image any more")
+    again = scan.find_bad_images_once(paths, remember_in=remember)
+    assert len(decoded) == len(paths)
+    assert str(good) in {path for path, _ in again} - {path for path, _ in first}

@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from deepfake_detection.data.augment import AugmentSettings
 from deepfake_detection.data.dataset import ImageFileDataset
-from deepfake_detection.data.demo import ensure_demo_dataset
+from deepfake_detection.data.demo import default_cache_dir, ensure_demo_dataset
 from deepfake_detection.data.discovery import DatasetIndex, discover
 from deepfake_detection.data.feature_cache import FeatureCacheSettings
 from deepfake_detection.data.images import BAD_IMAGE_POLICIES, DEFAULT_MAX_PIXELS
@@ -128,7 +128,11 @@ class DeepfakeDataModule(L.LightningDataModule):
         """Decode every image once; leave bad ones out (`skip`) or stop here (`error`)."""
         paths = [path for samples in index.splits.values() for path, _ in samples]
         bad = apply_bad_image_policy(
-            paths, self.on_bad_image, self.max_image_pixels, workers=self.num_workers
+            paths,
+            self.on_bad_image,
+            self.max_image_pixels,
+            workers=self.num_workers,
+            remember_in=default_cache_dir() / "image-checks",
         )
         self.skipped = bad
         if bad:
@@ -212,11 +216,14 @@ class DeepfakeDataModule(L.LightningDataModule):
         if training:
             # Order and augmentation follow (seed, epoch) alone, so a run resumed at any
             # batch trains exactly like an uninterrupted one.
+            # Persistent workers: the sampler, in this process, draws each epoch's order and
+            # seeds, so workers need not be restarted (seconds per epoch) to follow the epoch.
             return EpochSeededLoader(
                 dataset or self.dataset(split, training),
                 seed=self.seed,
                 current_epoch=self.current_epoch,
                 trained_batches=self._trained_batches,
+                persistent_workers=options["num_workers"] > 0,
                 **options,
             )
         return DataLoader(

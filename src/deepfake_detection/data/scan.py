@@ -7,7 +7,10 @@ crashing a DataLoader worker in the middle of an epoch.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+import os
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
@@ -55,15 +58,60 @@ def stop_on_bad_image(path: str | Path, reason: str, others: int = 0) -> Dataset
     )
 
 
+def _fingerprint(paths: Sequence[str], max_pixels: int) -> str:
+    digest = hashlib.sha256(f"v1 {max_pixels}\n".encode())
+    for path in paths:
+        try:
+            stat = os.stat(path)
+            state = f"{stat.st_size}\t{stat.st_mtime_ns}"
+        except OSError as err:  # a dangling link, say: the check reports it
+            state = type(err).__name__
+        digest.update(f"{path}\t{state}\n".encode())
+    return digest.hexdigest()
+
+
+def find_bad_images_once(
+    paths: Iterable[str | Path],
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    workers: int = 0,
+    remember_in: Path | None = None,
+) -> list[BadFile]:
+    """`find_bad_images`, remembered in `remember_in` for exactly these files.
+
+    The record is keyed on every path with its size and modification time (and the pixel
+    limit), so a run over unchanged files, such as the next job of a sweep, skips decoding
+    them all again, and any added, removed or rewritten file makes a new check.
+    """
+    paths = [str(p) for p in paths]
+    if remember_in is None:
+        return find_bad_images(paths, max_pixels, workers)
+    record = remember_in / f"{_fingerprint(paths, max_pixels)}.json"
+    try:
+        return [(str(p), str(r)) for p, r in json.loads(record.read_text())]
+    except (OSError, ValueError, TypeError):
+        pass
+    bad = find_bad_images(paths, max_pixels, workers)
+    try:
+        atomic_write_bytes(record, json.dumps(bad).encode())
+    except OSError as err:
+        log.debug("could not remember the image check in %s: %s", record, err)
+    return bad
+
+
 def apply_bad_image_policy(
-    paths: Iterable[str | Path], policy: str, max_pixels: int = DEFAULT_MAX_PIXELS, workers: int = 0
+    paths: Iterable[str | Path],
+    policy: str,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    workers: int = 0,
+    remember_in: Path | None = None,
 ) -> list[BadFile]:
     """The files to leave out under `data.on_bad_image=skip`; with `error`, stop at the first.
 
     Every command that reads images (train, evaluate, predict) calls this before its first
     batch, so a bad file either never reaches a DataLoader or stops the command up front.
+    `remember_in` keeps the result for the same unchanged files (`find_bad_images_once`).
     """
-    bad = find_bad_images(paths, max_pixels, workers)
+    bad = find_bad_images_once(paths, max_pixels, workers, remember_in)
     if bad and policy == "error":
         raise stop_on_bad_image(*bad[0], others=len(bad) - 1)
     if bad:

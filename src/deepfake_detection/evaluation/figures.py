@@ -17,8 +17,10 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from PIL import Image  # noqa: E402
 from torchmetrics.classification import (  # noqa: E402
     BinaryConfusionMatrix,
     BinaryPrecisionRecallCurve,
@@ -196,6 +198,8 @@ def save_figures(
             atomic_write_bytes(Path(output_dir) / folder / f"{name}.png", buffer.getvalue())
         )
         if tensorboard is not None:
-            tensorboard.add_figure(f"figures/{name}", fig, global_step=step, close=False)
+            # The PNG just rendered, decoded: `add_figure` would render the figure again.
+            image = np.asarray(Image.open(io.BytesIO(buffer.getvalue())).convert("RGB"))
+            tensorboard.add_image(f"figures/{name}", image, global_step=step, dataformats="HWC")
         plt.close(fig)
     return paths
