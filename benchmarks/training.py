@@ -1,6 +1,7 @@
-"""Training speed: `python -m train` against the same job as a plain PyTorch loop
-(`benchmarks/plain_loop.py`), per model and freeze setting, and `deepfake-predict` against a
-plain inference loop.
+"""Training and batch-scoring speed of the framework against plain PyTorch loops.
+
+`python -m train` against the same job as a plain loop (`benchmarks/plain_loop.py`), per model
+and freeze setting, and `deepfake-predict` against a plain inference loop.
 
     python benchmarks/training.py [--data <dataset root>] [--modes cnn,mnv2_frozen,predict]
         [--repeats 3] [--epochs 3] [--per-class 160] [--image-size 224] [--no-cache]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +71,15 @@ def _checkpoint_epoch(path: str) -> int:
     return int(safe_torch_load(path)["epoch"]) + 1
 
 
+def _draw_figures(run: FittedRun, test: Predictions, threshold: float, step: int) -> None:
+    figures = {
+        **prediction_figures(test, threshold),
+        "learning_curves": learning_curves_figure(run.history),
+        "dataset_distribution": dataset_distribution_figure(run.datamodule.index.counts()),
+    }
+    save_figures(figures, run.output_dir, getattr(run.logger, "experiment", None), step)
+
+
 def test_best_checkpoint(run: FittedRun) -> dict[str, Any]:
     """Score the test and validation splits with the best checkpoint; returns `metrics.json`."""
     trainer, model, datamodule, output_dir = run.trainer, run.model, run.datamodule, run.output_dir
@@ -80,20 +90,20 @@ def test_best_checkpoint(run: FittedRun) -> dict[str, Any]:
     with run.notice.guard():
         test_predictions = score_split(trainer, model, datamodule, "test", ckpt_path=best_path)
         test_metrics = model.test_results
-        # Same weights, validation split: its scores choose the `threshold=val` of `evaluate`.
-        val_predictions = score_split(trainer, model, datamodule, "val", log_metrics=False)
+        # The figures need the test scores only: drawn in a thread while the validation split
+        # is scored, which runs in torch, outside the GIL.
+        with ThreadPoolExecutor(1, thread_name_prefix="figures") as pool:
+            drawn = pool.submit(
+                _draw_figures, run, test_predictions, model.test_threshold, trainer.global_step
+            )
+            # Same weights, validation split: its scores choose the `threshold=val` of
+            # `evaluate`.
+            val_predictions = score_split(trainer, model, datamodule, "val", log_metrics=False)
+            drawn.result()
     scoring_seconds = time.perf_counter() - started
     save_state_dict(output_dir / WEIGHTS_FILE, model.net)
     for split, predictions in (("test", test_predictions), ("val", val_predictions)):
         predictions.save_csv(output_dir / PREDICTIONS_DIR / f"{split}.csv")
-
-    figures = {
-        **prediction_figures(test_predictions, model.test_threshold),
-        "learning_curves": learning_curves_figure(run.history),
-        "dataset_distribution": dataset_distribution_figure(datamodule.index.counts()),
-    }
-    experiment = getattr(run.logger, "experiment", None)
-    save_figures(figures, output_dir, experiment, trainer.global_step)
 
     best_score = run.checkpoint.best_model_score
     val_threshold = _val_threshold(val_predictions)

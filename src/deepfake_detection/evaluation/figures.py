@@ -17,7 +17,6 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from PIL import Image  # noqa: E402
@@ -188,18 +187,26 @@ def save_figures(
     """Write each figure to `<output_dir>/<folder>/<name>.png`, log it, and free it.
 
     `tensorboard` is a `SummaryWriter` (a TensorBoard logger's `.experiment`); each figure
-    appears there under `figures/<name>`.
+    appears there under `figures/<name>`, as the same PNG: rendered once.
     """
     paths = []
     for name, fig in figures.items():
         buffer = io.BytesIO()
         fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
-        paths.append(
-            atomic_write_bytes(Path(output_dir) / folder / f"{name}.png", buffer.getvalue())
-        )
+        png = buffer.getvalue()
+        paths.append(atomic_write_bytes(Path(output_dir) / folder / f"{name}.png", png))
         if tensorboard is not None:
-            # The PNG just rendered, decoded: `add_figure` would render the figure again.
-            image = np.asarray(Image.open(io.BytesIO(buffer.getvalue())).convert("RGB"))
-            tensorboard.add_image(f"figures/{name}", image, global_step=step, dataformats="HWC")
+            _log_png(tensorboard, f"figures/{name}", png, step)
         plt.close(fig)
     return paths
+
+
+def _log_png(writer, tag: str, png: bytes, step: int) -> None:
+    """An encoded PNG as a TensorBoard image, as `SummaryWriter.add_image` would log it,
+    without decoding and encoding it again."""
+    from tensorboard.compat.proto.summary_pb2 import Summary
+
+    width, height = Image.open(io.BytesIO(png)).size
+    image = Summary.Image(height=height, width=width, colorspace=4, encoded_image_string=png)
+    summary = Summary(value=[Summary.Value(tag=tag, image=image)])
+    writer._get_file_writer().add_summary(summary, global_step=step)
