@@ -99,8 +99,8 @@ def test_best_checkpoint(run: FittedRun) -> dict[str, Any]:
             # Same weights, validation split: its scores choose the `threshold=val` of
             # `evaluate`.
             val_predictions = score_split(trainer, model, datamodule, "val", log_metrics=False)
+            scoring_seconds = time.perf_counter() - started  # not the wait for the figures
             drawn.result()
-    scoring_seconds = time.perf_counter() - started
     save_state_dict(output_dir / WEIGHTS_FILE, model.net)
     for split, predictions in (("test", test_predictions), ("val", val_predictions)):
         predictions.save_csv(output_dir / PREDICTIONS_DIR / f"{split}.csv")
