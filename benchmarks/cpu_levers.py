@@ -11,10 +11,11 @@ on real batches from the framework's own DataModule and model, changing one thin
 - the DataLoader: 0, 1 and 2 workers, pinned memory, and images decoded once and kept in
   memory (`decode_all`) instead of decoded every epoch.
 
-Figures are images per second over `--steps` steps after `--warmup` steps; compile time is
-reported apart. Data: `--data`/BENCH_DATA, else the generated demo set. Prints a Markdown
-table and writes benchmark_levers.json. Ratios against the default in the same run are what
-to compare: the machine is shared and noisy.
+Figures are images per second over `--steps` steps after `--warmup` steps, the median of
+`--rounds` rounds that alternate between the variants; the first warm-up, which includes
+compiling, is reported apart. Data: `--data`/BENCH_DATA, else the generated demo set.
+Prints a Markdown table and writes benchmark_levers.json. Ratios against the default in the
+same run are what to compare: the machine is shared and noisy.
 """
 
 from __future__ import annotations
@@ -115,6 +116,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--work", default="/tmp/deepfake-bench-levers")
     parser.add_argument("--json", default="benchmark_levers.json")
     args = parser.parse_args()
@@ -134,9 +136,10 @@ def main() -> None:
     ]
     rows = []
     for mode in args.modes.split(","):
-        base = None
+        # Every variant is built once, then timed in rounds that alternate between them, so
+        # a slow moment of a shared machine does not land on one variant alone.
+        built = []
         for name, variant in variants:
-            torch.set_num_threads(variant.get("threads", default_threads))
             datamodule, model = build(mode, args, variant.get("extra", []))
             loader = loader_for(
                 datamodule,
@@ -146,19 +149,25 @@ def main() -> None:
             )
             if variant.get("compile"):
                 model.net = torch.compile(model.net)
-            figures = [time_steps(model, loader, args.steps, args.warmup) for _ in range(2)]
+            built.append((name, variant, model, loader, []))
+        for _ in range(args.rounds):
+            for _name, variant, model, loader, figures in built:
+                torch.set_num_threads(variant.get("threads", default_threads))
+                figures.append(time_steps(model, loader, args.steps, args.warmup))
+        torch.set_num_threads(default_threads)
+        base = statistics.median(f["img_s"] for f in built[0][4])
+        for name, _, _, _, figures in built:
             rate = statistics.median(f["img_s"] for f in figures)
-            base = base or rate
             row = {
                 "mode": mode,
                 "variant": name,
                 "img_s": round(rate, 2),
                 "vs_default": round(rate / base, 3),
                 "first_warmup_s": round(figures[0]["warmup_s"], 2),
+                "rates": [round(f["img_s"], 2) for f in figures],
             }
             rows.append(row)
             print(json.dumps(row), flush=True)
-        torch.set_num_threads(default_threads)
 
     print("\n| mode | variant | train img/s | vs default | first warm-up steps, s |")
     print("|---|---|---|---|---|")

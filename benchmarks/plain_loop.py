@@ -7,9 +7,10 @@
     python benchmarks/plain_loop.py predict --weights <run dir>/model.pth --input <images> \
         --image-size 224 --batch-size 32 --workers 1 --csv predictions.csv --out timing.json
 
-It imports torch and torchvision only, never the project, so that its figures are what a user
-gets without the framework: each epoch a training pass and a validation pass (loss and
-accuracy), a checkpoint per epoch, then one pass over the test split. It writes the same
+It imports torch and torchvision only (ImageFolder, DataLoader, Adam, BCEWithLogitsLoss), never
+the project, so that its figures are what a user gets without the framework: each epoch a
+training pass and a validation pass (loss and accuracy), a checkpoint per epoch, then one pass
+over the test split. It writes the same
 `timing` structure as the framework's metrics.json (`epochs`: train_s, train_images, val_s).
 Run it through `training.py`, which hands it the framework's settings.
 """
@@ -22,12 +23,14 @@ import json
 import os
 import time
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 
 import torch
 from PIL import Image
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
+from torchvision.datasets import ImageFolder
 from torchvision.models import mobilenet_v2
 from torchvision.transforms import v2
 
@@ -35,7 +38,6 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
 SPLIT_NAMES = {"train": ("train",), "val": ("validation", "valid", "val"), "test": ("test",)}
-CLASS_LABELS = {"real": 0, "fake": 1}  # Fake is the positive class, as in the framework
 
 
 class CustomCNN(nn.Module):
@@ -74,8 +76,8 @@ class CustomCNN(nn.Module):
         return self.head(self.features(x))
 
 
-class ImageFolderDataset(Dataset):
-    """(path, label) pairs, decoded with Pillow in the DataLoader's workers."""
+class ImageFiles(Dataset):
+    """Unlabelled image files for `predict`, decoded with Pillow in the DataLoader's workers."""
 
     def __init__(self, samples: Sequence[tuple[Path, int]], transform: Callable) -> None:
         self.samples = list(samples)
@@ -106,13 +108,18 @@ def child(parent: Path, names: Sequence[str]) -> Path:
     raise SystemExit(f"{parent}: no folder named any of {', '.join(names)}")
 
 
-def split_samples(root: Path, split: str) -> list[tuple[Path, int]]:
-    folder = child(root, SPLIT_NAMES[split])
-    return [
-        (path, label)
-        for name, label in CLASS_LABELS.items()
-        for path in list_images(child(folder, (name,)))
-    ]
+def is_class(index: int, target: int) -> float:
+    """ImageFolder's class index -> 1.0 for the class at `index` (Fake), else 0.0."""
+    return float(target == index)
+
+
+def split_folder(root: Path, split: str, transform: Callable) -> ImageFolder:
+    """torchvision's ImageFolder over one split; its classes are sorted by name (Fake=0,
+    Real=1), so the target is mapped to Fake=1, the framework's positive class."""
+    dataset = ImageFolder(str(child(root, SPLIT_NAMES[split])), transform=transform)
+    fake = {name.lower(): i for name, i in dataset.class_to_idx.items()}["fake"]
+    dataset.target_transform = partial(is_class, fake)
+    return dataset
 
 
 def train_transform(size: int, crop_scale: Sequence[float], flip_p: float) -> v2.Compose:
@@ -227,9 +234,7 @@ def train(args: argparse.Namespace) -> None:
     started = time.perf_counter()
     root, size = Path(args.root), args.image_size
     train_data = loader(
-        ImageFolderDataset(
-            split_samples(root, "train"), train_transform(size, args.crop_scale, args.flip_p)
-        ),
+        split_folder(root, "train", train_transform(size, args.crop_scale, args.flip_p)),
         args.batch_size,
         args.workers,
         shuffle=True,
@@ -237,7 +242,7 @@ def train(args: argparse.Namespace) -> None:
     evaluation = eval_transform(size, args.crop_fraction)
     val_data, test_data = (
         loader(
-            ImageFolderDataset(split_samples(root, s), evaluation),
+            split_folder(root, s, evaluation),
             args.batch_size,
             args.workers,
             shuffle=False,
@@ -310,9 +315,7 @@ def predict(args: argparse.Namespace) -> None:
     files = list_images(Path(args.input))
     started = time.perf_counter()
     data = loader(
-        ImageFolderDataset(
-            [(f, -1) for f in files], eval_transform(args.image_size, args.crop_fraction)
-        ),
+        ImageFiles([(f, -1) for f in files], eval_transform(args.image_size, args.crop_fraction)),
         args.batch_size,
         args.workers,
         shuffle=False,
