@@ -143,3 +143,25 @@ def test_frozen_batchnorm_statistics_survive_a_real_fit(tmp_path: Path, dataset:
     after = [m.running_mean for m in frozen + trained]
     assert all(torch.equal(b, a) for b, a in zip(before[: len(frozen)], after, strict=False))
     assert not torch.equal(before[-1], after[-1])
+
+
+def test_compile_keeps_checkpoints_and_weights_loadable(tmp_path: Path, dataset: Path) -> None:
+    run_dir = tmp_path / "run"
+    cfg = compose_train(
+        [
+            f"data.root={dataset}",
+            *FAST,
+            "model.widths=[4]",
+            "compile=true",
+            "trainer.max_epochs=1",
+            "early_stopping=none",
+        ],
+        run_dir,
+    )
+    train(cfg)
+    assert read_metrics(run_dir)["test/auroc"] is not None
+    net = CustomCNN([4])
+    net.load_state_dict(torch.load(run_dir / "model.pth", weights_only=True))  # no _orig_mod.
+    best = torch.load(run_dir / read_metrics(run_dir)["best/checkpoint"], weights_only=True)
+    net_keys = {k for k in best["state_dict"] if k.startswith("net.")}
+    assert net_keys == {f"net.{k}" for k in net.state_dict()}

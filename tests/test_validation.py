@@ -97,6 +97,7 @@ TRAIN_BAD_VALUES: list[tuple[str, Any, str]] = [
     ("data.on_bad_image", True, "default"),
     ("data.on_bad_image", None, "default"),
     ("data.max_image_pixels", 0, "default"),
+    ("compile", "yes", "default"),
     ("data.feature_cache", "yes", "default"),
     ("data.feature_cache_dir", A_FILE, "default"),
     ("data.feature_cache_dir", 3, "default"),

@@ -440,6 +440,7 @@ AUGMENT_RULES: dict[str, Rule] = {
 TRAIN_RULES: dict[str, Rule] = {
     "seed": integer(0, MAX_SEED),
     "optimized_metric": text(nullable=True),  # null: nothing for a sweeper to maximise
+    "compile": boolean(),
     "resume": Rule(
         expected="a previous training run's directory",
         accepts=_path_text,

@@ -145,6 +145,10 @@ def fit(cfg: DictConfig) -> FittedRun | FinishedRun:
     log.info(_describe_model(model, counts, datamodule.image_size))
     if warning := model.freeze_warning():
         log.warning(warning)
+    if cfg.get("compile"):
+        # In place: `net`'s parameters and state_dict keys stay as they are.
+        model.net.compile()
+        log.info("compile: torch.compile compiles the network on its first batches")
 
     bar = _progress_bar(cfg)
     progress = ProgressLog(cfg.progress.every_s, bar=bar)

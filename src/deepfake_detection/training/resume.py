@@ -28,6 +28,9 @@ RESUME_OVERRIDABLE_KEYS = (
     "data.pin_memory",
     "data.demo_cache_dir",
     "model.weights_path",
+    "compile",
+    "data.feature_cache_dir",
+    "data.feature_cache_ram_mb",
 )
 
 
