@@ -156,8 +156,13 @@ def test_a_damaged_store_is_rebuilt_not_read(
         meta.unlink()
     else:
         meta.write_text("{not json")
+    # What a killed build leaves behind is removed by the next build of its key.
+    leftover = store.parent / f".{store.name}.partial-99999"
+    (leftover / "features.npy").parent.mkdir()
+    (leftover / "features.npy").write_bytes(b"half")
     datamodule, _, timing = _attached(tmp_path, data, *overrides)
     assert timing["feature_cache_built"] == {"train": True, "val": False}
+    assert not leftover.exists()
     assert f"feature cache {store} is not usable" in caplog.text
     np.testing.assert_array_equal(datamodule.cached_datasets["train"].features, good)
 

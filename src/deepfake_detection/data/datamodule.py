@@ -206,6 +206,8 @@ class DeepfakeDataModule(L.LightningDataModule):
         """
         training = split == "train" if training is None else training
         dataset = self.cached_datasets[split] if cached else None
+        if dataset is None:
+            dataset = self.dataset(split, training, **({} if training else dataset_options))
         options = dict(
             batch_size=self.batch_size,
             shuffle=training,
@@ -219,7 +221,7 @@ class DeepfakeDataModule(L.LightningDataModule):
             # Persistent workers: the sampler, in this process, draws each epoch's order and
             # seeds, so workers need not be restarted (seconds per epoch) to follow the epoch.
             return EpochSeededLoader(
-                dataset or self.dataset(split, training),
+                dataset,
                 seed=self.seed,
                 current_epoch=self.current_epoch,
                 trained_batches=self._trained_batches,
@@ -227,7 +229,7 @@ class DeepfakeDataModule(L.LightningDataModule):
                 **options,
             )
         return DataLoader(
-            dataset or self.dataset(split, training, **dataset_options),
+            dataset,
             persistent_workers=options["num_workers"] > 0,
             worker_init_fn=ignore_stop_signals,
             **options,

@@ -119,10 +119,12 @@ def _lock(path: Path) -> Iterator[None]:
     keeps whichever store finished first."""
     try:
         import fcntl
-    except ImportError:  # pragma: no cover - not POSIX
+
+        handle = open(path, "a")  # noqa: SIM115 - closed below
+    except (ImportError, OSError):  # not POSIX, or a read-only cache folder: no lock
         yield
         return
-    with open(path, "a") as handle:
+    with handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
@@ -194,8 +196,10 @@ def open_or_build(
                 return found
             log.warning("feature cache %s is not usable: %s; building it again", folder, found)
             shutil.rmtree(folder, ignore_errors=True)
+        # Left by a build that was killed: under the lock, no other builder is alive.
+        for leftover in root.glob(f".{key}.partial-*"):
+            shutil.rmtree(leftover, ignore_errors=True)
         partial = root / f".{key}.partial-{os.getpid()}"
-        shutil.rmtree(partial, ignore_errors=True)
         partial.mkdir()
         try:
             features = np.lib.format.open_memmap(
@@ -214,7 +218,9 @@ def open_or_build(
                 "build_seconds": round(time.perf_counter() - started, 3),
             }
             (partial / META_FILE).write_text(json.dumps(meta, indent=2, default=str))
-            os.replace(partial, folder)
+            # Should another builder's store be there first, it is the one checked below.
+            with contextlib.suppress(OSError):
+                os.replace(partial, folder)
         finally:
             shutil.rmtree(partial, ignore_errors=True)
         found = _open(folder, ram_bytes)

@@ -16,6 +16,8 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
 
+import PIL
+
 from deepfake_detection.data.images import DEFAULT_MAX_PIXELS, BadImageError, load_rgb
 from deepfake_detection.errors import DatasetError
 from deepfake_detection.files import SKIPPED_FILE, atomic_write_bytes
@@ -59,11 +61,12 @@ def stop_on_bad_image(path: str | Path, reason: str, others: int = 0) -> Dataset
 
 
 def _fingerprint(paths: Sequence[str], max_pixels: int) -> str:
-    digest = hashlib.sha256(f"v1 {max_pixels}\n".encode())
+    digest = hashlib.sha256(f"v1 {max_pixels} {PIL.__version__}\n".encode())
     for path in paths:
         try:
             stat = os.stat(path)
-            state = f"{stat.st_size}\t{stat.st_mtime_ns}"
+            # ctime and inode too: tools can set a file's mtime back, never its ctime.
+            state = f"{stat.st_size}\t{stat.st_mtime_ns}\t{stat.st_ctime_ns}\t{stat.st_ino}"
         except OSError as err:  # a dangling link, say: the check reports it
             state = type(err).__name__
         digest.update(f"{path}\t{state}\n".encode())

@@ -17,7 +17,8 @@ from deepfake_detection.evaluation.figures import (
     dataset_distribution_figure,
     learning_curves_figure,
     prediction_figures,
-    save_figures,
+    render_pngs,
+    save_pngs,
 )
 from deepfake_detection.evaluation.inference import score_split
 from deepfake_detection.files import METRICS_FILE, write_json
@@ -71,13 +72,13 @@ def _checkpoint_epoch(path: str) -> int:
     return int(safe_torch_load(path)["epoch"]) + 1
 
 
-def _draw_figures(run: FittedRun, test: Predictions, threshold: float, step: int) -> None:
+def _render_figures(run: FittedRun, test: Predictions, threshold: float) -> dict[str, bytes]:
     figures = {
         **prediction_figures(test, threshold),
         "learning_curves": learning_curves_figure(run.history),
         "dataset_distribution": dataset_distribution_figure(run.datamodule.index.counts()),
     }
-    save_figures(figures, run.output_dir, getattr(run.logger, "experiment", None), step)
+    return render_pngs(figures)
 
 
 def test_best_checkpoint(run: FittedRun) -> dict[str, Any]:
@@ -90,20 +91,20 @@ def test_best_checkpoint(run: FittedRun) -> dict[str, Any]:
     with run.notice.guard():
         test_predictions = score_split(trainer, model, datamodule, "test", ckpt_path=best_path)
         test_metrics = model.test_results
-        # The figures need the test scores only: drawn in a thread while the validation split
-        # is scored, which runs in torch, outside the GIL.
+        # The figures need the test scores only: rendered to PNG in a thread while the
+        # validation split is scored (in torch, outside the GIL). Files and TensorBoard are
+        # written here, once the test loop has closed its TensorBoard writer for good.
         with ThreadPoolExecutor(1, thread_name_prefix="figures") as pool:
-            drawn = pool.submit(
-                _draw_figures, run, test_predictions, model.test_threshold, trainer.global_step
-            )
+            drawn = pool.submit(_render_figures, run, test_predictions, model.test_threshold)
             # Same weights, validation split: its scores choose the `threshold=val` of
             # `evaluate`.
             val_predictions = score_split(trainer, model, datamodule, "val", log_metrics=False)
             scoring_seconds = time.perf_counter() - started  # not the wait for the figures
-            drawn.result()
-    save_state_dict(output_dir / WEIGHTS_FILE, model.net)
-    for split, predictions in (("test", test_predictions), ("val", val_predictions)):
-        predictions.save_csv(output_dir / PREDICTIONS_DIR / f"{split}.csv")
+            save_state_dict(output_dir / WEIGHTS_FILE, model.net)
+            for split, predictions in (("test", test_predictions), ("val", val_predictions)):
+                predictions.save_csv(output_dir / PREDICTIONS_DIR / f"{split}.csv")
+            pngs = drawn.result()
+    save_pngs(pngs, output_dir, getattr(run.logger, "experiment", None), trainer.global_step)
 
     best_score = run.checkpoint.best_model_score
     val_threshold = _val_threshold(val_predictions)

@@ -189,15 +189,33 @@ def save_figures(
     `tensorboard` is a `SummaryWriter` (a TensorBoard logger's `.experiment`); each figure
     appears there under `figures/<name>`, as the same PNG: rendered once.
     """
-    paths = []
+    return save_pngs(render_pngs(figures), output_dir, tensorboard, step, folder)
+
+
+def render_pngs(figures: Mapping[str, Figure]) -> dict[str, bytes]:
+    """Each figure as PNG bytes, rendered once; the figures are freed."""
+    pngs = {}
     for name, fig in figures.items():
         buffer = io.BytesIO()
         fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
-        png = buffer.getvalue()
+        pngs[name] = buffer.getvalue()
+        plt.close(fig)
+    return pngs
+
+
+def save_pngs(
+    pngs: Mapping[str, bytes],
+    output_dir: str | Path,
+    tensorboard=None,
+    step: int = 0,
+    folder: str = FIGURES_DIR,
+) -> list[Path]:
+    """`render_pngs`' output to `<output_dir>/<folder>/<name>.png` and to TensorBoard."""
+    paths = []
+    for name, png in pngs.items():
         paths.append(atomic_write_bytes(Path(output_dir) / folder / f"{name}.png", png))
         if tensorboard is not None:
             _log_png(tensorboard, f"figures/{name}", png, step)
-        plt.close(fig)
     return paths
 
 

@@ -51,7 +51,8 @@ class BaseDetector(L.LightningModule):
             self.net = self.net.to(memory_format=torch.channels_last)
         self.freeze_spec = FreezeSpec.from_config(freeze)
         apply_freeze(self.net, self.feature_blocks(), self.freeze_spec, self.model_name)
-        self._frozen_bn = frozen_batchnorms(self.net)
+        #: BatchNorm layers kept in eval mode while training (their weights are frozen).
+        self.frozen_batchnorms = frozen_batchnorms(self.net)
         self.criterion = nn.BCEWithLogitsLoss()
         self.train_metrics = binary_metrics("train")
         self.val_metrics = binary_metrics("val")
@@ -143,7 +144,7 @@ class BaseDetector(L.LightningModule):
         return counter.get_total_flops()
 
     def _keep_frozen_bn_in_eval(self) -> None:
-        for bn in self._frozen_bn:
+        for bn in self.frozen_batchnorms:
             bn.eval()
 
     def train(self, mode: bool = True) -> BaseDetector:

@@ -112,8 +112,9 @@ class TrainingClock(Callback):
     """Wall time spent fitting, summed over the interrupted and resumed parts of a run, and
     each epoch's training and validation time and image count (`metrics.json` `timing`).
 
-    Per-epoch figures separate the first epoch, which pays for warm-up (worker start, caches,
-    a feature cache's build), from the steady rate of later ones.
+    Per-epoch figures separate the first epoch, which pays for warm-up (worker start, lazy
+    initialisation), from the steady rate of later ones. A feature cache is built before the
+    fit starts: `metrics.json` has its time apart (`feature_cache_s`).
     """
 
     def __init__(self) -> None:
@@ -179,7 +180,10 @@ class TrainingClock(Callback):
         return {"fit_s": round(self.seconds, 3), "epochs": rows}
 
     def state_dict(self) -> dict[str, Any]:
-        return {"elapsed_seconds": self.seconds, "epochs": [dict(r) for r in self.epochs]}
+        rows = [dict(row) for row in self.epochs]
+        if self._epoch_start is not None and rows:  # saved mid-epoch: the part run so far
+            rows[-1]["train_s"] += time.perf_counter() - self._epoch_start
+        return {"elapsed_seconds": self.seconds, "epochs": rows}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.elapsed_before = float(state_dict.get("elapsed_seconds", 0.0))

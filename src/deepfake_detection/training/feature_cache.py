@@ -20,7 +20,9 @@ from dataclasses import asdict
 from typing import Any
 
 import numpy as np
+import PIL
 import torch
+import torchvision
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
@@ -40,7 +42,7 @@ from deepfake_detection.models.base import BaseDetector
 log = logging.getLogger(__name__)
 
 #: Modules whose output in eval mode may still differ from their output in a training step.
-_TRAINING_DEPENDENT = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout)
+_DROPOUT = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout)
 
 
 def view_seed(seed: int, index: int, view: int) -> int:
@@ -64,13 +66,19 @@ class _Views(Dataset):
 
 
 def _check_cacheable(prefix: nn.Module, model: BaseDetector) -> None:
-    trainable = [name for name, p in prefix.named_parameters() if p.requires_grad]
-    random = [name for name, m in prefix.named_modules() if isinstance(m, _TRAINING_DEPENDENT)]
-    if trainable or random:
+    """The prefix must compute in a training step what it computes in eval mode."""
+    frozen_bn = {id(m) for m in model.frozen_batchnorms}
+    problems = [f"trainable weights ({n})" for n, p in prefix.named_parameters() if p.requires_grad]
+    problems += [f"dropout ({n})" for n, m in prefix.named_modules() if isinstance(m, _DROPOUT)]
+    problems += [
+        f"BatchNorm that trains ({n})"
+        for n, m in prefix.named_modules()
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and id(m) not in frozen_bn
+    ]
+    if problems:
         raise ConfigError(
             f"data.feature_cache=true: the frozen part of {model.model_name} has "
-            + (f"trainable weights ({trainable[0]})" if trainable else f"dropout ({random[0]})")
-            + ", so its output cannot be stored once; set data.feature_cache=false"
+            f"{problems[0]}, so its output cannot be stored once; set data.feature_cache=false"
         )
 
 
@@ -169,7 +177,9 @@ def attach_feature_cache(model: BaseDetector, datamodule: DeepfakeDataModule) ->
         "weights": weights_fingerprint(prefix),
         "channels_last": model.channels_last,
         "image_size": datamodule.image_size,
-        "torch": torch.__version__,
+        # Resizing and decoding can change between versions, and kernels between devices.
+        "versions": [torch.__version__, torchvision.__version__, PIL.__version__],
+        "device": _device().type,
     }
     shape = _feature_shape(prefix, datamodule.image_size)
     built = {}

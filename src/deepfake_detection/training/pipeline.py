@@ -16,7 +16,7 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig, OmegaConf
 
-from deepfake_detection.checkpoints import SafeAtomicCheckpointIO
+from deepfake_detection.checkpoints import SafeAtomicCheckpointIO, safe_torch_load
 from deepfake_detection.console import show_progress_bar
 from deepfake_detection.data.datamodule import DeepfakeDataModule, auto_num_workers
 from deepfake_detection.data.scan import write_skipped_files
@@ -106,6 +106,20 @@ def _progress_bar(cfg: DictConfig) -> bool:
     return bool(cfg.trainer.get("enable_progress_bar", show_progress_bar(cfg.progress.bar)))
 
 
+def _compile(cfg: DictConfig, model: BaseDetector) -> None:
+    if not cfg.get("compile"):
+        return
+    if model.cached_depth is not None:
+        log.warning(
+            "compile=true: not applied, training reads the feature cache and runs only the "
+            "trainable layers; compiling would cost time for the final scoring alone"
+        )
+        return
+    # In place: `net`'s parameters and state_dict keys stay as they are.
+    model.net.compile()
+    log.info("compile: torch.compile compiles the network on its first batches")
+
+
 def fit(cfg: DictConfig) -> FittedRun | FinishedRun:
     """Build the datamodule, model and trainer from `cfg` and fit; or continue a run in place.
 
@@ -145,10 +159,6 @@ def fit(cfg: DictConfig) -> FittedRun | FinishedRun:
     log.info(_describe_model(model, counts, datamodule.image_size))
     if warning := model.freeze_warning():
         log.warning(warning)
-    if cfg.get("compile"):
-        # In place: `net`'s parameters and state_dict keys stay as they are.
-        model.net.compile()
-        log.info("compile: torch.compile compiles the network on its first batches")
 
     bar = _progress_bar(cfg)
     progress = ProgressLog(cfg.progress.every_s, bar=bar)
@@ -171,7 +181,13 @@ def fit(cfg: DictConfig) -> FittedRun | FinishedRun:
         logger.log_metrics({k: float(v) for k, v in counts.items()}, step=0)
 
     with notice.guard():
+        if resume is not None and datamodule.feature_cache.enabled:
+            # The frozen weights the store is computed from are the run's, not a new
+            # build's (whose `model.weights_path` a resume may point elsewhere).
+            state = safe_torch_load(resume.checkpoint)["state_dict"]
+            model.load_state_dict(state)
         cache_timing = attach_feature_cache(model, datamodule)
+        _compile(cfg, model)
         try:
             trainer.fit(
                 model, datamodule=datamodule, ckpt_path=resume.checkpoint if resume else None
@@ -194,6 +210,6 @@ def fit(cfg: DictConfig) -> FittedRun | FinishedRun:
         counts=counts,
         history=dict(model.history),
         val_auroc_best=best_auroc if best_auroc != float("-inf") else None,
-        train_seconds=clock.seconds,
+        train_seconds=clock.seconds + cache_timing.get("feature_cache_s", 0.0),
         timing={**clock.timing(), **cache_timing},
     )
