@@ -391,3 +391,25 @@ def test_a_run_saved_before_the_display_keys_existed_resumes(tiny_run: Path, tmp
     resumed = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["config"]
     assert resumed["progress"] == {"bar": "auto", "every_s": 30}
     assert resumed["trainer"]["enable_model_summary"] is False
+
+
+def test_background_checkpoint_writes_keep_their_order(tmp_path: Path) -> None:
+    """A checkpoint removed while its write is still queued does not reappear afterwards,
+    and the writes are copies taken at the save point."""
+    from deepfake_detection.checkpoints import BackgroundCheckpointIO
+
+    class SlowIO(SafeAtomicCheckpointIO):
+        def save_checkpoint(self, checkpoint, path, storage_options=None) -> None:
+            time.sleep(0.2)
+            super().save_checkpoint(checkpoint, path, storage_options)
+
+    io = BackgroundCheckpointIO(SlowIO())
+    weights = torch.zeros(3)
+    first, second = tmp_path / "epoch_000.ckpt", tmp_path / "epoch_001.ckpt"
+    io.save_checkpoint({"w": weights}, first)
+    weights += 1  # training goes on: the saved copy must not change
+    io.save_checkpoint({"w": weights}, second)
+    io.remove_checkpoint(first)  # a better checkpoint replaced it before it was written
+    io.teardown()
+    assert not first.exists()
+    assert torch.equal(SafeAtomicCheckpointIO().load_checkpoint(second)["w"], torch.ones(3))

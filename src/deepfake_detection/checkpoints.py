@@ -9,6 +9,7 @@ from typing import Any
 
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+from lightning.pytorch.plugins.io import AsyncCheckpointIO
 
 from deepfake_detection.errors import UserInputError
 from deepfake_detection.files import atomic_write_bytes
@@ -58,3 +59,22 @@ class SafeAtomicCheckpointIO(TorchCheckpointIO):
 
     def load_checkpoint(self, path, map_location=None, weights_only=None) -> dict[str, Any]:
         return safe_torch_load(path)
+
+
+class BackgroundCheckpointIO(AsyncCheckpointIO):
+    """Lightning's `AsyncCheckpointIO`: each checkpoint is copied at its save point and written
+    in a thread while training goes on. Removals queue behind the writes submitted before
+    them, so that a checkpoint replaced before its own write finished cannot reappear."""
+
+    def remove_checkpoint(self, path) -> None:
+        self._ensure_setup()
+        assert self._executor is not None and self.checkpoint_io is not None
+        base = self.checkpoint_io
+
+        def remove() -> None:
+            try:
+                base.remove_checkpoint(path)
+            except BaseException as err:  # raised by the next save or by `teardown`
+                self._error = err
+
+        self._executor.submit(remove)

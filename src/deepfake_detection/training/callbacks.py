@@ -14,6 +14,7 @@ from typing import Any
 import lightning as L
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from lightning.pytorch.callbacks.early_stopping import EarlyStoppingReason
+from lightning.pytorch.plugins.io import AsyncCheckpointIO
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from deepfake_detection.seeding import epoch_seed, rng_states, seed_global_rngs, set_rng_states
@@ -190,6 +191,13 @@ class TrainingClock(Callback):
         self.epochs = [dict(row) for row in state_dict.get("epochs", [])]
 
 
+def wait_for_checkpoint_writes(trainer: L.Trainer) -> None:
+    """Block until every checkpoint handed to a background writer is on disk; raise its error."""
+    checkpoint_io = trainer.strategy.checkpoint_io
+    if isinstance(checkpoint_io, AsyncCheckpointIO):
+        checkpoint_io.teardown()  # waits, raises a failed write; the next save starts anew
+
+
 class InterruptCheckpoint(Callback):
     """Ctrl+C or SIGTERM: finish the current batch, save a resumable checkpoint, stop.
 
@@ -303,6 +311,7 @@ class InterruptCheckpoint(Callback):
         self._saving = True
         try:
             trainer.save_checkpoint(Path(self.run_dir) / LAST_CHECKPOINT, weights_only=False)
+            wait_for_checkpoint_writes(trainer)  # the process ends next: the file must be there
         except Exception as err:  # still stop: the last epoch-end checkpoint is intact
             log.error(
                 "could not save the interrupt checkpoint (%s): a resume redoes the epoch", err

@@ -16,7 +16,11 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig, OmegaConf
 
-from deepfake_detection.checkpoints import SafeAtomicCheckpointIO, safe_torch_load
+from deepfake_detection.checkpoints import (
+    BackgroundCheckpointIO,
+    SafeAtomicCheckpointIO,
+    safe_torch_load,
+)
 from deepfake_detection.console import show_progress_bar
 from deepfake_detection.data.datamodule import DeepfakeDataModule, auto_num_workers
 from deepfake_detection.data.scan import write_skipped_files
@@ -170,7 +174,9 @@ def fit(cfg: DictConfig) -> FittedRun | FinishedRun:
         cfg.trainer,
         callbacks=callbacks,
         logger=logger,
-        plugins=[SafeAtomicCheckpointIO()],
+        # Checkpoints are written in a thread from a copy taken at the save point, while
+        # training goes on; the fit waits for the last write before it returns.
+        plugins=[BackgroundCheckpointIO(SafeAtomicCheckpointIO())],
         enable_progress_bar=bar,
     )
     # `trainer.deterministic` turns on deterministic algorithms, which also fill every new
