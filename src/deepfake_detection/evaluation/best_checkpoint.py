@@ -94,8 +94,11 @@ def test_best_checkpoint(run: FittedRun) -> dict[str, Any]:
         # The figures need the test scores only: rendered to PNG in a thread while the
         # validation split is scored (in torch, outside the GIL). Files and TensorBoard are
         # written here, once the test loop has closed its TensorBoard writer for good.
-        with ThreadPoolExecutor(1, thread_name_prefix="figures") as pool:
-            drawn = pool.submit(_render_figures, run, test_predictions, model.test_threshold)
+        # Several processes (DDP) score in step with each other: draw after, in this thread.
+        threads = 1 if trainer.world_size == 1 else 0
+        with ThreadPoolExecutor(max(threads, 1), thread_name_prefix="figures") as pool:
+            if threads:
+                drawn = pool.submit(_render_figures, run, test_predictions, model.test_threshold)
             # Same weights, validation split: its scores choose the `threshold=val` of
             # `evaluate`.
             val_predictions = score_split(trainer, model, datamodule, "val", log_metrics=False)
@@ -103,7 +106,11 @@ def test_best_checkpoint(run: FittedRun) -> dict[str, Any]:
             save_state_dict(output_dir / WEIGHTS_FILE, model.net)
             for split, predictions in (("test", test_predictions), ("val", val_predictions)):
                 predictions.save_csv(output_dir / PREDICTIONS_DIR / f"{split}.csv")
-            pngs = drawn.result()
+            pngs = (
+                drawn.result()
+                if threads
+                else _render_figures(run, test_predictions, model.test_threshold)
+            )
     save_pngs(pngs, output_dir, getattr(run.logger, "experiment", None), trainer.global_step)
 
     best_score = run.checkpoint.best_model_score

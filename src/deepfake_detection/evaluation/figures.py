@@ -227,4 +227,6 @@ def _log_png(writer, tag: str, png: bytes, step: int) -> None:
     width, height = Image.open(io.BytesIO(png)).size
     image = Summary.Image(height=height, width=width, colorspace=4, encoded_image_string=png)
     summary = Summary(value=[Summary.Value(tag=tag, image=image)])
-    writer._get_file_writer().add_summary(summary, global_step=step)
+    file_writer = writer._get_file_writer()
+    if file_writer is not None:  # None on the processes of a DDP run other than rank 0
+        file_writer.add_summary(summary, global_step=step)
