@@ -288,6 +288,17 @@ def _check_cache_dir(value: str, cfg: DictConfig) -> str | None:
     return "exists but is not a directory" if path.exists() and not path.is_dir() else None
 
 
+def cache_dir() -> Rule:
+    """A folder a command creates when missing (null: the user's cache folder)."""
+    return Rule(
+        expected="a directory path",
+        accepts=_path_text,
+        extra=_check_cache_dir,
+        nullable=True,
+        blank_is_null=True,
+    )
+
+
 def existing_dir(**options: Any) -> Rule:
     return Rule(expected="an existing directory", accepts=_path_text, extra=_check_dir, **options)
 
@@ -456,22 +467,10 @@ TRAIN_RULES: dict[str, Rule] = {
     "data.crop_scale": _range(0, 1, open_low=True),
     "data.eval_crop_fraction": number(0, 1, low_open=True),
     "data.seed": integer(0, MAX_SEED),
-    "data.demo_cache_dir": Rule(
-        expected="a directory path",
-        accepts=_path_text,
-        extra=_check_cache_dir,
-        nullable=True,
-        blank_is_null=True,
-    ),
+    "data.demo_cache_dir": cache_dir(),
     **_image_reading_rules(nullable=False),
     "data.feature_cache": boolean(),
-    "data.feature_cache_dir": Rule(
-        expected="a directory path",
-        accepts=_path_text,
-        extra=_check_cache_dir,
-        nullable=True,
-        blank_is_null=True,
-    ),
+    "data.feature_cache_dir": cache_dir(),
     "data.feature_cache_views": integer(1),
     "data.feature_cache_dtype": one_of(*FEATURE_CACHE_DTYPES),
     "data.feature_cache_ram_mb": number(0),
