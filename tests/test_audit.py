@@ -20,6 +20,8 @@ from conftest import make_dataset, write_image
 from deepfake_detection.auditing import AuditSettings, audit, run_audit
 from deepfake_detection.auditing.duplicates import hamming_pairs, popcount
 from deepfake_detection.config import config_dir, register_resolvers
+from deepfake_detection.data.discovery import discover
+from deepfake_detection.data.splitting import split_of
 from deepfake_detection.errors import ConfigError, DatasetError
 
 SPLITS = {"Train": 6, "Validation": 3, "Test": 3}
@@ -170,21 +172,34 @@ def test_problem_files_are_listed_with_reasons(root: Path) -> None:
     assert result["exact_duplicate_groups"] == []
 
 
-def test_a_root_with_class_folders_is_one_split_in_any_case(tmp_path: Path) -> None:
-    root = make_dataset(tmp_path / "data", {".": 3}, classes=("fake", "REAL"), size=64)
-    for seed in (3, 4, 5):
-        write_image(root / "fake" / f"{seed:03d}.png", 1, np.random.default_rng(seed), 64)
-    result = _audit(root, near_duplicates=False)
-    assert result["splits"] == ["all"]
-    assert result["counts"]["all"] == {"Fake": 6, "Real": 3, "total": 9}
-    assert result["imbalance"]["all"] == {"majority": "Fake", "ratio": 2.0, "imbalanced": True}
-    assert result["summary"]["imbalanced_splits"] == ["all"]
-    assert "single split" in result["summary"]["verdict"]
+def test_a_flat_root_is_audited_as_training_splits_it(tmp_path: Path) -> None:
+    root = make_dataset(tmp_path / "data", {".": 12}, classes=("fake", "REAL"), size=64)
+    copy = root / "fake" / "copy.png"
+    copy.write_bytes((root / "REAL" / "000.png").read_bytes())
+    fractions = (0.6, 0.2, 0.2)
+    result = _audit(root, near_duplicates=False, seed=7, split_fractions=fractions)
+    assert result["splits"] == ["train", "val", "test"]
+    assert "flat root" in result["layout"]
+    samples = discover(root, required=["test"]).splits["test"]  # the whole root, unsplit
+    expected = {
+        path.relative_to(root).as_posix(): split_of(path.relative_to(root).as_posix(), 7, fractions)
+        for path, _ in samples
+    }
+    assert len(expected) == 25
+    counts = result["counts"]
+    assert sum(counts[s]["total"] for s in ("train", "val", "test")) == 25
+    for split in ("train", "val", "test"):
+        assert counts[split]["total"] == sum(1 for v in expected.values() if v == split)
+    # The copy is leakage exactly when training would put the two files in different splits.
+    crosses = expected["fake/copy.png"] != expected["REAL/000.png"]
+    assert bool(result["summary"]["exact_cross_split_groups"]) == crosses
+    assert result["exact_duplicate_groups"][0]["label_conflict"]
 
 
 def test_a_root_without_splits_or_classes_is_a_one_line_error(tmp_path: Path) -> None:
     (tmp_path / "photos").mkdir()
-    with pytest.raises(DatasetError, match="no split folders"):
+    (tmp_path / "fakes").mkdir()
+    with pytest.raises(DatasetError, match="no class folders .* found: fakes, photos.*fakes look"):
         run_audit(tmp_path, workers=0)
 
 

@@ -403,6 +403,56 @@ def _monitor() -> Rule:
     return one_of(*FIT_METRICS)
 
 
+def _fractions_add_up(value: Any, cfg: DictConfig) -> str | None:
+    if abs(sum(value) - 1.0) > 1e-6:
+        return f"adds up to {sum(value):g}, not 1"
+    return None
+
+
+def _is_alias_map(value: Any) -> bool:
+    return (
+        isinstance(value, dict)
+        and set(value) == {"fake", "real"}
+        and all(
+            isinstance(names, list)
+            and names
+            and all(isinstance(n, str) and n.strip() for n in names)
+            for names in value.values()
+        )
+    )
+
+
+def _aliases_disjoint(value: Any, cfg: DictConfig) -> str | None:
+    both = {n.strip().lower() for n in value["fake"]} & {n.strip().lower() for n in value["real"]}
+    if both:
+        return f"{', '.join(sorted(both))} would name both classes"
+    return None
+
+
+def _layout_rules(nullable: bool = False) -> dict[str, Rule]:
+    """How a dataset's folders are read (`deepfake_detection.data.layout`, `.splitting`);
+    `nullable` for commands where null means "as in the training run"."""
+    return {
+        "data.split_fractions": replace(
+            list_of(
+                number(0, 1, low_open=True),
+                length=3,
+                expected="[train, val, test], each in (0, 1], adding up to 1",
+            ),
+            extra=_fractions_add_up,
+            nullable=nullable,
+        ),
+        "data.split_lists": existing_dir(nullable=True, blank_is_null=True),
+        "data.class_aliases": Rule(
+            expected="{fake: [names], real: [names]}, non-empty lists of folder names",
+            accepts=_is_alias_map,
+            extra=_aliases_disjoint,
+            nullable=nullable,
+        ),
+        "data.source_depth": integer(1, nullable=nullable),
+    }
+
+
 def _image_reading_rules(nullable: bool) -> dict[str, Rule]:
     return {
         "data.on_bad_image": one_of(*BAD_IMAGE_POLICIES, nullable=nullable),
@@ -464,6 +514,7 @@ TRAIN_RULES: dict[str, Rule] = {
     "data.batch_size": integer(1),
     "data.num_workers": integer(0, nullable=True),
     "data.val_fraction": number(0, 1, low_open=True, high_open=True),
+    **_layout_rules(),
     "data.crop_scale": _range(0, 1, open_low=True),
     "data.eval_crop_fraction": number(0, 1, low_open=True),
     "data.seed": integer(0, MAX_SEED),
@@ -536,6 +587,7 @@ def _scoring_rules(**first: Rule) -> dict[str, Rule]:
     return {
         **_checkpoint_rules(**first),
         "data.image_size": integer(16, nullable=True),
+        **_layout_rules(nullable=True),
         "data.batch_size": integer(1, nullable=True),
         "data.num_workers": integer(0, nullable=True),
         **_image_reading_rules(nullable=True),
@@ -632,6 +684,8 @@ SERVE_RULES: dict[str, Rule] = {
 AUDIT_RULES: dict[str, Rule] = {
     "data.root": existing_dir(required=True, blank_is_null=True),
     "data.max_image_pixels": integer(1),
+    "seed": integer(0, MAX_SEED),
+    **_layout_rules(),
     "audit.fail_on_leakage": boolean(),
     "audit.fail_on": one_of("exact", "near", nullable=True),
     "audit.near_duplicates": boolean(),

@@ -12,18 +12,18 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from deepfake_detection.data.discovery import (
-    CLASS_LABELS,
+from deepfake_detection.data.layout import (
     CLASS_NAMES,
+    FLAT,
     IMAGE_EXTENSIONS,
-    SPLIT_ALIASES,
+    ClassAliases,
+    detect_layout,
+    find_class_folders,
+    is_system_entry,
+    no_class_folders,
 )
-from deepfake_detection.errors import DatasetError
+from deepfake_detection.data.splitting import SPLIT_ORDER, check_fractions, split_of
 
-#: The split of a root that holds Fake/ and Real/ directly, as `evaluate` accepts.
-SINGLE_SPLIT = "all"
-#: Files and folders operating systems leave behind; lower case, matched case-insensitively.
-SYSTEM_NAMES = frozenset({"thumbs.db", "ehthumbs.db", "desktop.ini", "__macosx"})
 #: The class names as reports show them, Fake first as the positive class.
 LABELS: tuple[str, ...] = tuple(CLASS_NAMES[label] for label in sorted(CLASS_NAMES, reverse=True))
 
@@ -49,38 +49,8 @@ class Inventory:
     stray: list[str] = field(default_factory=list)
     ignored: int = 0
     missing_class_folders: list[str] = field(default_factory=list)
-
-
-def is_system_entry(name: str) -> bool:
-    return name.startswith(".") or name.lower() in SYSTEM_NAMES
-
-
-def _matching_folders(parent: Path, names: tuple[str, ...], what: str) -> Path | None:
-    wanted = {name.lower() for name in names}
-    hits = [p for p in parent.iterdir() if p.name.lower() in wanted and p.is_dir()]
-    if len(hits) > 1:
-        found = ", ".join(sorted(p.name for p in hits))
-        raise DatasetError(f"{parent}: several folders could be the {what} ({found}); keep one")
-    return hits[0] if hits else None
-
-
-def find_splits(root: Path) -> dict[str, Path]:
-    """Split name → folder; a root holding Fake/ and Real/ itself is the one split `all`."""
-    splits = {}
-    for split, aliases in SPLIT_ALIASES.items():
-        folder = _matching_folders(root, aliases, f"{split} split")
-        if folder is not None:
-            splits[split] = folder
-    if splits:
-        return splits
-    names = {p.name.lower() for p in root.iterdir() if p.is_dir()}
-    if set(CLASS_LABELS) <= names:
-        return {SINGLE_SPLIT: root}
-    folders = "|".join(alias for aliases in SPLIT_ALIASES.values() for alias in aliases)
-    raise DatasetError(
-        f"data.root={root}: no split folders ({folders}, any case) and no Fake/ and Real/ "
-        "folders; expected <root>/<split>/{Fake,Real}/"
-    )
+    #: How the splits were found, in words.
+    layout: str = "split folders"
 
 
 def _walk(top: Path, skip: set[Path]) -> Iterator[tuple[Path, bool]]:
@@ -102,30 +72,50 @@ def _walk(top: Path, skip: set[Path]) -> Iterator[tuple[Path, bool]]:
             yield here / name, is_system_entry(name)
 
 
-def take_inventory(root: Path) -> Inventory:
-    """Every file under `root`, sorted into the lists an audit reports."""
-    splits = find_splits(root)
-    inventory = Inventory(root=root, splits=list(splits))
+def take_inventory(
+    root: Path,
+    aliases: ClassAliases | None = None,
+    seed: int = 42,
+    split_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1),
+) -> Inventory:
+    """Every file under `root`, sorted into the lists an audit reports.
+
+    A flat root is split as training would split it (`seed`, `split_fractions`), so the
+    leakage check sees the same train/val/test as the run.
+    """
+    aliases = aliases or ClassAliases()
+    layout = detect_layout(root, aliases)
+    flat = layout.kind == FLAT
+    fractions = check_fractions(split_fractions)
+    inventory = Inventory(root=root, splits=list(SPLIT_ORDER if flat else layout.folders))
+    if flat:
+        inventory.layout = (
+            f"flat root, split by data.split_fractions={list(fractions)} with seed {seed}, "
+            "as training splits it"
+        )
     class_folders: dict[Path, tuple[str, str]] = {}
-    for split, split_dir in splits.items():
+    for split, split_dir in layout.folders.items():
+        folders = find_class_folders(split_dir, aliases)
+        if flat and not folders:
+            raise no_class_folders(root, aliases, "data.root")
         for label in LABELS:
-            folder = _matching_folders(split_dir, (label,), f"{label} class")
-            if folder is None:
+            own = [f for f in folders if CLASS_NAMES[f.label] == label]
+            if not own and not flat:
                 inventory.missing_class_folders.append(f"{split}/{label}")
-            else:
-                class_folders[folder] = (split, label)
+            class_folders.update((f.path, (split, label)) for f in own)
     for folder, (split, label) in class_folders.items():
         for path, ignored in _walk(folder, skip=set()):
             relative = path.relative_to(root).as_posix()
             if ignored:
                 inventory.ignored += 1
             elif path.suffix.lower() in IMAGE_EXTENSIONS:
-                inventory.images.append(ImageFile(relative, split, label))
+                where = split_of(relative, seed, fractions) if flat else split
+                inventory.images.append(ImageFile(relative, where, label))
             else:
                 inventory.non_image.append(relative)
     # Split folders may be symlinks, which os.walk does not enter from the root: walk each.
-    outside = set(class_folders) | set(splits.values())
-    for top in dict.fromkeys([root, *splits.values()]):
+    outside = set(class_folders) | set(layout.folders.values())
+    for top in dict.fromkeys([root, *layout.folders.values()]):
         for path, ignored in _walk(top, skip=outside):
             if ignored:
                 inventory.ignored += 1

@@ -135,6 +135,8 @@ def render(report: AuditReport) -> str:
         "",
         "## Images per split",
         "",
+        f"Layout: {report.layout}.",
+        "",
         *_counts(report),
         "",
         "## Image sizes",

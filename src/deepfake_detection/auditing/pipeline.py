@@ -16,6 +16,7 @@ from deepfake_detection.auditing.settings import AuditSettings, dataset_root
 from deepfake_detection.auditing.stats import class_counts, histograms, imbalance
 from deepfake_detection.data.datamodule import auto_num_workers
 from deepfake_detection.data.images import DEFAULT_MAX_PIXELS
+from deepfake_detection.data.layout import ClassAliases
 from deepfake_detection.files import atomic_write_bytes, write_json
 
 log = logging.getLogger(__name__)
@@ -32,10 +33,17 @@ def run_audit(
     hash_size: int = 8,
     max_distance: int = 4,
     workers: int | None = None,
+    seed: int = 42,
+    split_fractions: tuple[float, ...] = (0.8, 0.1, 0.1),
+    class_aliases: dict[str, list[str]] | None = None,
 ) -> AuditReport:
-    """Audit the dataset at `root`; `workers=None` uses one process per spare core."""
+    """Audit the dataset at `root`; `workers=None` uses one process per spare core.
+
+    A flat root is audited as training would split it with `seed` and `split_fractions`.
+    """
     root = dataset_root(root)
-    inventory = take_inventory(root)
+    aliases = ClassAliases.from_config(class_aliases)
+    inventory = take_inventory(root, aliases, seed, split_fractions)  # type: ignore[arg-type]
     images = inventory.images
     workers = auto_num_workers() if workers is None else workers
     log.info("auditing %d images under %s", len(images), root)
@@ -55,6 +63,7 @@ def run_audit(
     counts = class_counts(inventory.splits, images)
     return AuditReport(
         root=root,
+        layout=inventory.layout,
         splits=inventory.splits,
         counts=counts,
         imbalance=imbalance(counts),
@@ -104,6 +113,9 @@ def audit(cfg: DictConfig) -> AuditReport:
         hash_size=settings.hash_size,
         max_distance=settings.max_distance,
         workers=settings.workers,
+        seed=settings.seed,
+        split_fractions=settings.split_fractions,
+        class_aliases=settings.class_aliases,
     )
     written = write_reports(report, settings.output_dir)
     print(render(report), end="")

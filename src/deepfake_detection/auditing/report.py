@@ -29,6 +29,8 @@ class AuditReport:
     settings: dict[str, Any] = field(default_factory=dict)
     near_checked: bool = True
     near_truncated: bool = False
+    #: How the splits were found, in words (split folders, or a flat root's hashed split).
+    layout: str = "split folders"
 
     @property
     def exact_cross_split(self) -> list[ExactGroup]:
@@ -94,6 +96,7 @@ class AuditReport:
     def to_json(self) -> dict[str, Any]:
         return {
             "root": str(self.root),
+            "layout": self.layout,
             "settings": self.settings,
             "splits": self.splits,
             "counts": self.counts,

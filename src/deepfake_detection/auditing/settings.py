@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from deepfake_detection.errors import ConfigError, DatasetError
 from deepfake_detection.validation import validate_audit_config
@@ -52,6 +52,10 @@ class AuditSettings:
     max_distance: int
     workers: int | None  # None: one per spare core
     fail_on: str | None  # None: report leakage, never fail on it
+    #: How a flat root is split (as training splits it) and the class folder names.
+    seed: int = 42
+    split_fractions: tuple[float, ...] = (0.8, 0.1, 0.1)
+    class_aliases: dict[str, list[str]] | None = None
 
     @classmethod
     def from_config(cls, cfg: DictConfig) -> AuditSettings:
@@ -66,4 +70,9 @@ class AuditSettings:
             max_distance=cfg.audit.max_distance,
             workers=None if workers is None else int(workers),
             fail_on=fail_on(cfg.audit),
+            seed=int(cfg.get("seed", 42)),
+            split_fractions=tuple(cfg.data.get("split_fractions") or (0.8, 0.1, 0.1)),
+            class_aliases=OmegaConf.to_container(cfg.data.class_aliases)
+            if cfg.data.get("class_aliases") is not None
+            else None,
         )

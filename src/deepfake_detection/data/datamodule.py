@@ -1,4 +1,4 @@
-"""The LightningDataModule over `<root>/<split>/{Fake,Real}/` folders."""
+"""The LightningDataModule over Fake/Real image folders in any layout `discovery` reads."""
 
 from __future__ import annotations
 
@@ -14,12 +14,14 @@ from torch.utils.data import DataLoader, Dataset
 from deepfake_detection.data.augment import AugmentSettings
 from deepfake_detection.data.dataset import ImageFileDataset
 from deepfake_detection.data.demo import default_cache_dir, ensure_demo_dataset
-from deepfake_detection.data.discovery import DatasetIndex, discover
+from deepfake_detection.data.discovery import DEFAULT_SPLIT_FRACTIONS, DatasetIndex, discover
 from deepfake_detection.data.feature_cache import FeatureCacheSettings
 from deepfake_detection.data.images import BAD_IMAGE_POLICIES, DEFAULT_MAX_PIXELS
+from deepfake_detection.data.layout import ClassAliases
 from deepfake_detection.data.loader import EpochSeededLoader, ignore_stop_signals
 from deepfake_detection.data.perturb import Perturbation
 from deepfake_detection.data.scan import BadFile, apply_bad_image_policy
+from deepfake_detection.data.splitting import check_fractions
 from deepfake_detection.data.transforms import eval_transform, train_transform
 from deepfake_detection.errors import ConfigError, DatasetError
 
@@ -58,6 +60,10 @@ class DeepfakeDataModule(L.LightningDataModule):
         feature_cache_views: int = 1,
         feature_cache_dtype: str = "float32",
         feature_cache_ram_mb: float = 2048,
+        split_fractions: Sequence[float] = DEFAULT_SPLIT_FRACTIONS,
+        class_aliases: Mapping[str, Sequence[str]] | None = None,
+        source_depth: int = 1,
+        split_lists: str | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -86,6 +92,12 @@ class DeepfakeDataModule(L.LightningDataModule):
         #: Split -> stored features that the fit's train/val loaders read in place of images.
         self.cached_datasets: dict[str, Dataset] = {}
         self.root = root
+        #: How a flat root is split, the class folder names, the source level, and the
+        #: file lists that replace derived splits (see `discovery.discover`).
+        self.split_fractions = check_fractions(split_fractions)
+        self.class_aliases = ClassAliases.from_config(class_aliases)
+        self.source_depth = source_depth
+        self.split_lists = split_lists
         self.image_size = image_size
         self.batch_size = batch_size
         self.num_workers = auto_num_workers() if num_workers is None else num_workers
@@ -117,7 +129,14 @@ class DeepfakeDataModule(L.LightningDataModule):
                 root = ensure_demo_dataset(self.demo_cache_dir)
                 log.info("data.root is unset: using the generated demo set at %s", root)
             index = discover(
-                root, val_fraction=self.val_fraction, seed=self.seed, required=self.required_splits
+                root,
+                val_fraction=self.val_fraction,
+                seed=self.seed,
+                required=self.required_splits,
+                split_fractions=self.split_fractions,
+                class_aliases=self.class_aliases,
+                source_depth=self.source_depth,
+                split_lists=self.split_lists,
             )
             if self.used_splits is not None:
                 index.splits = {s: index.splits[s] for s in self.used_splits if s in index.splits}
@@ -154,11 +173,14 @@ class DeepfakeDataModule(L.LightningDataModule):
     def describe(self) -> str:
         counts = self.index.counts()
         parts = [f"{split}: {c['Fake']} Fake / {c['Real']} Real" for split, c in counts.items()]
-        carved = (
-            f" (val carved from train, {self.val_fraction:.0%})" if self.index.val_carved else ""
-        )
+        index = self.index
+        derived = f" ({index.derived_how})" if index.derived else ""
+        sources = sorted({s for split in index.splits for s in index.split_sources(split)})
+        named = f"; {len(sources)} source(s): {', '.join(sources[:6])}" if sources else ""
+        if len(sources) > 6:
+            named += ", ..."
         skipped = f"; {len(self.skipped)} unreadable file(s) skipped" if self.skipped else ""
-        return f"{self.index.root} -> " + "; ".join(parts) + carved + skipped
+        return f"{index.root} -> " + "; ".join(parts) + derived + named + skipped
 
     def dataset(
         self,

@@ -1,34 +1,73 @@
-"""Find the train/val/test splits and the Fake/Real class folders under a dataset root."""
+"""Index a dataset root into train/val/test samples, whatever layout it has (see `layout`).
+
+The one place that decides which files are in which split and class: training, `evaluate`,
+`robustness`, `export`'s parity check and `audit` all call `discover` (or its parts), so a
+folder is read the same way by every command.
+"""
 
 from __future__ import annotations
 
-import random
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from deepfake_detection.errors import DatasetError
+from deepfake_detection.data.layout import (
+    CLASS_LABELS,
+    CLASS_NAMES,
+    IMAGE_EXTENSIONS,
+    SPLIT_ALIASES,
+    SPLITS,
+    ClassAliases,
+    find_class_folders,
+    list_images,
+    no_class_folders,
+)
+from deepfake_detection.data.layout import detect_layout as _detect_layout
+from deepfake_detection.data.splitting import (
+    Sample,
+    check_fractions,
+    hash_split,
+    read_split_lists,
+    select_listed,
+    stratified_split,
+)
+from deepfake_detection.errors import ConfigError, DatasetError
 
-#: Fake is the positive class, whatever order the folders sort in.
-CLASS_LABELS: dict[str, int] = {"real": 0, "fake": 1}
-CLASS_NAMES: dict[int, str] = {label: name.capitalize() for name, label in CLASS_LABELS.items()}
-SPLIT_ALIASES: dict[str, tuple[str, ...]] = {
-    "train": ("train",),
-    "val": ("valid", "val", "validation"),
-    "test": ("test",),
-}
-IMAGE_EXTENSIONS: frozenset[str] = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp"})
+__all__ = [
+    "CLASS_LABELS",
+    "CLASS_NAMES",
+    "IMAGE_EXTENSIONS",
+    "SPLIT_ALIASES",
+    "DatasetIndex",
+    "Sample",
+    "discover",
+    "discover_as_configured",
+    "index_folder",
+    "list_images",
+]
 
-Sample = tuple[Path, int]
+DEFAULT_SPLIT_FRACTIONS = (0.8, 0.1, 0.1)
 
 
 @dataclass
 class DatasetIndex:
-    """Image paths and labels per split; `val_carved` tells whether val came out of train."""
+    """Image paths and labels per split, with where each split came from."""
 
     root: Path
     splits: dict[str, list[Sample]] = field(default_factory=dict)
+    #: Whether val was carved out of a train folder.
     val_carved: bool = False
+    #: `layout.SPLITS` (split folders) or `layout.FLAT` (class folders, split here).
+    layout: str = SPLITS
+    #: str(path) -> its source ("" when class folders sit directly in the split).
+    sources: dict[str, str] = field(default_factory=dict)
+    #: `data.source_depth`: folder levels below the split that name a source.
+    source_depth: int = 1
+    #: Splits that were derived, not read from a folder, as first derived (before any image
+    #: was checked): what a run dir records so that later commands score the same files.
+    derived: dict[str, list[Sample]] = field(default_factory=dict)
+    #: How `derived` was made, in words (for the header of the recorded lists).
+    derived_how: str = ""
 
     def counts(self) -> dict[str, dict[str, int]]:
         return {
@@ -39,68 +78,55 @@ class DatasetIndex:
             for split, samples in self.splits.items()
         }
 
+    def source_of(self, path: str | Path) -> str:
+        return self.sources.get(str(path), "")
 
-def _match_child(parent: Path, aliases: Iterable[str], what: str) -> Path | None:
-    wanted = set(aliases)
-    hits = [p for p in parent.iterdir() if p.is_dir() and p.name.lower() in wanted]
-    if len(hits) > 1:
-        names = ", ".join(sorted(p.name for p in hits))
-        raise DatasetError(f"{parent}: several folders could be the {what} ({names}); keep one")
-    return hits[0] if hits else None
+    def split_sources(self, split: str) -> list[str]:
+        """The sources of a split, sorted; empty when it has no source folders."""
+        names = {self.source_of(path) for path, _ in self.splits.get(split, [])}
+        return sorted(names - {""})
 
 
-def list_images(folder: Path) -> list[Path]:
-    """Image files under `folder`, recursively, sorted so that runs see the same order.
+def index_folder(
+    top: Path,
+    aliases: ClassAliases,
+    source_depth: int = 1,
+    sources: dict[str, str] | None = None,
+    what: str = "data.root",
+) -> list[Sample]:
+    """Every image of every class folder at or below `top`; both classes must have images.
 
-    Hidden files and folders (`.DS_Store`, `._*`, `.cache/`) are not data. Dangling links
-    are kept, so the image check reports them instead of them vanishing silently.
+    `sources`, when given, receives each image's source (`layout.find_class_folders`).
     """
-    return sorted(
-        p
-        for p in folder.rglob("*")
-        if p.suffix.lower() in IMAGE_EXTENSIONS
-        and not any(part.startswith(".") for part in p.relative_to(folder).parts)
-        and (p.is_file() or (p.is_symlink() and not p.exists()))
-    )
-
-
-def _index_split(split_dir: Path) -> list[Sample]:
+    folders = find_class_folders(top, aliases, source_depth)
+    if not folders:
+        raise no_class_folders(top, aliases, what)
     samples: list[Sample] = []
-    for class_name, label in CLASS_LABELS.items():
-        class_dir = _match_child(split_dir, (class_name,), f"{class_name.capitalize()} class")
-        if class_dir is None:
-            found = sorted(p.name for p in split_dir.iterdir() if p.is_dir()) or ["nothing"]
-            raise DatasetError(
-                f"{split_dir}: missing the {class_name.capitalize()}/ class folder "
-                f"(need Fake/ and Real/, found: {', '.join(found)})"
-            )
-        images = list_images(class_dir)
-        if not images:
-            exts = ", ".join(sorted(IMAGE_EXTENSIONS))
-            raise DatasetError(f"{class_dir}: empty split, no images with extension {exts}")
-        samples.extend((path, label) for path in images)
-    return samples
-
-
-def stratified_split(
-    samples: list[Sample], fraction: float, seed: int
-) -> tuple[list[Sample], list[Sample]]:
-    """Move a seeded `fraction` of each class out of `samples`; returns (kept, carved)."""
-    rng = random.Random(seed)
-    kept: list[Sample] = []
-    carved: list[Sample] = []
     for label in sorted(CLASS_NAMES):
-        members = [s for s in samples if s[1] == label]
-        if len(members) < 2:
+        own = [f for f in folders if f.label == label]
+        if not own:
+            found = ", ".join(sorted({f.path.name for f in folders}))
             raise DatasetError(
-                f"cannot carve a validation split: the train {CLASS_NAMES[label]}/ folder has "
-                f"{len(members)} image(s); add a valid/ split or more training images"
+                f"{top}: missing the {CLASS_NAMES[label]}/ class folder "
+                f"(need Fake and Real class folders, found: {found}; names: {aliases.describe()})"
             )
-        rng.shuffle(members)
-        n_carved = min(len(members) - 1, max(1, round(fraction * len(members))))
-        carved.extend(members[:n_carved])
-        kept.extend(members[n_carved:])
-    return sorted(kept), sorted(carved)
+        count = 0
+        for folder in own:
+            images = list_images(folder.path)
+            count += len(images)
+            samples += [(path, label) for path in images]
+            if sources is not None:
+                sources.update((str(path), folder.source) for path in images)
+        if not count:
+            exts = ", ".join(sorted(IMAGE_EXTENSIONS))
+            raise DatasetError(f"{own[0].path}: empty split, no images with extension {exts}")
+    return sorted(samples)
+
+
+def _check_depth(source_depth: object) -> int:
+    if not isinstance(source_depth, int) or isinstance(source_depth, bool) or source_depth < 1:
+        raise ConfigError(f"data.source_depth={source_depth}: must be an integer >= 1")
+    return source_depth
 
 
 def discover(
@@ -108,47 +134,117 @@ def discover(
     val_fraction: float = 0.1,
     seed: int = 0,
     required: Iterable[str] = ("train", "test"),
+    *,
+    split_fractions: Sequence[float] = DEFAULT_SPLIT_FRACTIONS,
+    class_aliases: ClassAliases | Mapping[str, Sequence[str]] | None = None,
+    source_depth: int = 1,
+    split_lists: str | Path | None = None,
 ) -> DatasetIndex:
-    """Index `<root>/<split>/{Fake,Real}/`, carving a validation split from train if needed.
+    """Index `root` (any layout of `layout`) into the splits `required` needs.
 
-    `required` names the splits that must exist; training needs train and test, while
-    evaluating one split of another dataset needs only that one. When exactly one split is
-    required and `root` holds `Fake/` and `Real/` directly, `root` itself is that split.
+    - Split folders are read as they are; a missing val split is carved from train
+      (`val_fraction`, seeded, stratified).
+    - A flat root is split by `split_fractions` with a hash of each path (`splitting`),
+      unless exactly one split is required (scoring a folder): then it is that split.
+    - `split_lists` (a run's `splits/` folder) replaces each split it lists with exactly
+      those files.
     """
     root = Path(root).expanduser()
     required = tuple(required)
     if not root.is_dir():
         raise DatasetError(f"data.root={root}: no such directory")
-    index = DatasetIndex(root=root)
-    for split, aliases in SPLIT_ALIASES.items():
-        split_dir = _match_child(root, aliases, f"{split} split")
-        if split_dir is not None:
-            index.splits[split] = _index_split(split_dir)
-    if not index.splits and len(required) == 1 and _has_class_folders(root):
-        index.splits[required[0]] = _index_split(root)
+    aliases = (
+        class_aliases
+        if isinstance(class_aliases, ClassAliases)
+        else ClassAliases.from_config(class_aliases)
+    )
+    source_depth = _check_depth(source_depth)
+    layout = _detect_layout(root, aliases)
+    index = DatasetIndex(root=root, layout=layout.kind, source_depth=source_depth)
+    if layout.kind == SPLITS:
+        for split, folder in layout.folders.items():
+            index.splits[split] = index_folder(
+                folder, aliases, source_depth, index.sources, f"the {split} split"
+            )
+    else:
+        samples = index_folder(root, aliases, source_depth, index.sources)
+        if len(required) == 1:
+            index.splits[required[0]] = samples
+        else:
+            fractions = check_fractions(split_fractions)
+            index.splits = hash_split(samples, root, fractions, seed)
+            index.derived = {split: list(s) for split, s in index.splits.items()}
+            index.derived_how = (
+                f"hashed from each relative path with seed {seed}, "
+                f"data.split_fractions={list(fractions)}"
+            )
     if "val" not in index.splits and "train" in index.splits:
-        if not 0.0 < val_fraction < 1.0:
-            raise DatasetError(
-                f"data.root={root} has no validation split and data.val_fraction={val_fraction} "
-                "is not in (0, 1)"
-            )
-        try:
-            index.splits["train"], index.splits["val"] = stratified_split(
-                index.splits["train"], val_fraction, seed
-            )
-        except DatasetError as err:
-            raise DatasetError(f"data.root={root}: {err}") from None
-        index.val_carved = True
+        _carve_validation(index, val_fraction, seed)
+    if split_lists not in (None, ""):
+        _apply_split_lists(index, split_lists)
     for split in required:
         if split not in index.splits:
             names = "|".join(SPLIT_ALIASES[split])
             raise DatasetError(
-                f"data.root={root}: missing the {split} split (a folder named {names}, any case)"
+                f"data.root={root}: {layout.describe()}, but missing the {split} split (a folder "
+                f"named {names}, any case); add <root>/{split}/ with its class folders"
             )
     index.splits = {split: index.splits[split] for split in SPLIT_ALIASES if split in index.splits}
     return index
 
 
-def _has_class_folders(folder: Path) -> bool:
-    names = {p.name.lower() for p in folder.iterdir() if p.is_dir()}
-    return set(CLASS_LABELS) <= names
+#: `DeepfakeDataModule` arguments that say how `discover` reads a root.
+LAYOUT_ARGUMENTS = (
+    "val_fraction",
+    "seed",
+    "split_fractions",
+    "class_aliases",
+    "source_depth",
+    "split_lists",
+)
+
+
+def discover_as_configured(
+    root: str | Path, data: Mapping[str, object], required: Iterable[str]
+) -> DatasetIndex:
+    """`discover` with the layout settings of a run's `data` arguments (defaults if absent)."""
+    options = {key: data[key] for key in LAYOUT_ARGUMENTS if data.get(key) is not None}
+    return discover(root, required=required, **options)  # type: ignore[arg-type]
+
+
+def _carve_validation(index: DatasetIndex, val_fraction: float, seed: int) -> None:
+    if not 0.0 < val_fraction < 1.0:
+        raise DatasetError(
+            f"data.root={index.root} has no validation split and data.val_fraction="
+            f"{val_fraction} is not in (0, 1)"
+        )
+    try:
+        index.splits["train"], index.splits["val"] = stratified_split(
+            index.splits["train"], val_fraction, seed
+        )
+    except DatasetError as err:
+        raise DatasetError(f"data.root={index.root}: {err}") from None
+    index.val_carved = True
+    index.derived.update(train=list(index.splits["train"]), val=list(index.splits["val"]))
+    index.derived_how = (
+        index.derived_how or f"val carved from the train folder ({val_fraction:.0%}, seed {seed})"
+    )
+
+
+def _apply_split_lists(index: DatasetIndex, folder: str | Path) -> None:
+    lists = read_split_lists(folder)
+    pool = {
+        path.relative_to(index.root).as_posix(): (path, label)
+        for samples in index.splits.values()
+        for path, label in samples
+    }
+    for split, listed in lists.items():
+        index.splits[split] = select_listed(pool, listed, split, folder)
+    index.val_carved = index.val_carved and "val" not in lists
+    index.derived = {split: list(index.splits[split]) for split in lists}
+    index.derived_how = f"read from data.split_lists={folder}"
+    for split in lists:
+        if {label for _, label in index.splits[split]} != set(CLASS_NAMES):
+            raise DatasetError(
+                f"data.split_lists={folder}: {split}.txt does not list images of both classes"
+            )

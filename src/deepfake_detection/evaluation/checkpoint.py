@@ -7,6 +7,7 @@ from typing import Any
 
 from deepfake_detection.checkpoints import CheckpointError, safe_torch_load
 from deepfake_detection.data.datamodule import DeepfakeDataModule
+from deepfake_detection.data.splitting import SPLIT_LISTS_DIR
 from deepfake_detection.errors import UserInputError
 from deepfake_detection.files import METRICS_FILE, read_json
 from deepfake_detection.models import CustomCNNDetector, MobileNetV2Detector
@@ -114,10 +115,20 @@ def rebuild_detector(checkpoint: dict[str, Any], path: Path) -> BaseDetector:
     return model
 
 
-def saved_data_arguments(checkpoint: dict[str, Any], path: Path) -> dict[str, Any]:
-    """The training run's DeepfakeDataModule arguments, as plain values."""
+def saved_data_arguments(
+    checkpoint: dict[str, Any], path: Path, run_dir: Path | None = None
+) -> dict[str, Any]:
+    """The training run's DeepfakeDataModule arguments, as plain values.
+
+    When the run recorded the splits it derived (`splits/` in `run_dir`), they are used:
+    the same files as in training, even if the dataset's folders have changed since.
+    """
     node = checkpoint["config"].get("data") if isinstance(checkpoint["config"], dict) else None
     _allowed_class(
         (node or {}).get("_target_"), {"DeepfakeDataModule": DeepfakeDataModule}, "data", path
     )
-    return _plain_arguments(node, "data", path)
+    arguments = _plain_arguments(node, "data", path)
+    recorded = run_dir / SPLIT_LISTS_DIR if run_dir is not None else None
+    if recorded is not None and recorded.is_dir() and not arguments.get("split_lists"):
+        arguments["split_lists"] = str(recorded)
+    return arguments

@@ -45,7 +45,15 @@ from deepfake_detection.validation import validate_evaluate_config
 log = logging.getLogger(__name__)
 
 #: `data.*` keys of `evaluate` that replace the training run's values when not null.
-DATA_OVERRIDES = ("root", "image_size", "batch_size", "num_workers")
+DATA_OVERRIDES = (
+    "root",
+    "image_size",
+    "batch_size",
+    "num_workers",
+    "class_aliases",
+    "source_depth",
+    "split_lists",
+)
 #: The subset that only says how to read images, so it applies to the training run's own
 #: validation split too (`threshold=val`).
 READING_OVERRIDES = ("num_workers", "on_bad_image", "max_image_pixels")
@@ -65,12 +73,29 @@ def split_name(value: str) -> str:
 def scoring_datamodule(
     train_data: dict[str, Any], overrides: DictConfig, split: str, perturb: Any = None
 ) -> DeepfakeDataModule:
-    """The training run's data settings, with the given overrides, needing only `split`."""
+    """The training run's data settings, with the given overrides, reading only `split`."""
     data = {**train_data, **_given(overrides, DATA_OVERRIDES + READING_OVERRIDES)}
+    required = [split]
+    if same_folder(overrides.get("root"), train_data.get("root")):
+        # The training run's own data, split as in training (a flat root is split by its
+        # hash, not scored whole), which its recorded file lists pin down when it has them.
+        required = list(dict.fromkeys(["train", "test", split]))
+    elif overrides.get("split_lists") is None:
+        # Another dataset: the training run's file lists name files of its own.
+        data["split_lists"] = None
     perturb = OmegaConf.to_container(perturb) if OmegaConf.is_config(perturb) else perturb
     return DeepfakeDataModule(
-        **{**data, "required_splits": [split], "used_splits": [split], "perturb": perturb}
+        **{**data, "required_splits": required, "used_splits": [split], "perturb": perturb}
     )
+
+
+def same_folder(given: str | None, trained: str | None) -> bool:
+    """Whether `data.root=given` is the training run's root (or not given at all)."""
+    if given in (None, ""):
+        return True
+    if trained in (None, ""):
+        return False
+    return Path(given).expanduser().resolve() == Path(trained).expanduser().resolve()
 
 
 def scoring_precision(cfg: DictConfig, checkpoint: dict[str, Any]) -> str:
@@ -138,7 +163,7 @@ def _raw_validation_scores(source: CheckpointSource) -> Predictions:
     saved = run_dir / PREDICTIONS_DIR / "val.csv" if run_dir is not None else None
     if saved and saved.is_file() and _is_best_of_run(run_dir, source.ckpt_file):
         return Predictions.load_csv(saved)
-    train_data = saved_data_arguments(source.checkpoint, source.ckpt_file)
+    train_data = saved_data_arguments(source.checkpoint, source.ckpt_file, run_dir)
     train_data.update(_given(source.cfg.data, READING_OVERRIDES), used_splits=["val"])
     temperature, model.score_temperature = model.score_temperature, 1.0
     try:
@@ -219,7 +244,7 @@ class ReadyModel:
         ckpt_file, run_dir = resolve_checkpoint(cfg.ckpt_path)
         checkpoint = load_checkpoint(ckpt_file)
         model = rebuild_detector(checkpoint, ckpt_file)
-        data = saved_data_arguments(checkpoint, ckpt_file)
+        data = saved_data_arguments(checkpoint, ckpt_file, run_dir)
         trainer = scoring_trainer(cfg, checkpoint)
         source = CheckpointSource(cfg, checkpoint, ckpt_file, run_dir, trainer, model)
         temperature = calibrate(source)
@@ -255,7 +280,10 @@ class ScoringJob:
         checkpoint = load_checkpoint(ckpt_file)
         model = rebuild_detector(checkpoint, ckpt_file)
         datamodule = scoring_datamodule(
-            saved_data_arguments(checkpoint, ckpt_file), cfg.data, split, cfg.get("perturb")
+            saved_data_arguments(checkpoint, ckpt_file, run_dir),
+            cfg.data,
+            split,
+            cfg.get("perturb"),
         )
         log.info("checkpoint: %s (%s)", ckpt_file, model.model_name)
         log.info("data: %s", datamodule.describe())  # indexes and checks every image

@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from deepfake_detection.data.demo import ensure_demo_dataset
-from deepfake_detection.data.discovery import discover
+from deepfake_detection.data.discovery import discover_as_configured
 from deepfake_detection.data.images import BadImageError
 from deepfake_detection.data.preprocess import Preprocessing
 from deepfake_detection.errors import DatasetError
@@ -29,7 +29,8 @@ def _split_images(data: Mapping[str, Any], split: str, count: int) -> list:
     try:
         if root in (None, ""):
             root = ensure_demo_dataset(data.get("demo_cache_dir"))
-        index = discover(root, data.get("val_fraction", 0.1), data.get("seed", 0), (split,))
+        # The training run's root is split as in training: a flat one is not scored whole.
+        index = discover_as_configured(root, data, ("train", "test", split))
     except (DatasetError, OSError) as err:
         log.info("parity check: the run's %s split is not available (%s)", split, err)
         return []

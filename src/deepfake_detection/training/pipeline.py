@@ -24,6 +24,7 @@ from deepfake_detection.checkpoints import (
 from deepfake_detection.console import show_progress_bar
 from deepfake_detection.data.datamodule import DeepfakeDataModule, auto_num_workers
 from deepfake_detection.data.scan import write_skipped_files
+from deepfake_detection.data.splitting import SPLIT_LISTS_DIR, write_split_lists
 from deepfake_detection.files import (
     METRICS_FILE,
     RESOLVED_CONFIG_FILE,
@@ -140,6 +141,10 @@ def fit(cfg: DictConfig) -> FittedRun | FinishedRun:
             return FinishedRun(read_json(Path(resume.run_dir) / METRICS_FILE))
         # It trains again: until it ends, it is an unfinished run (which a resume continues).
         (Path(resume.run_dir) / METRICS_FILE).unlink(missing_ok=True)
+        recorded = Path(resume.run_dir) / SPLIT_LISTS_DIR
+        if recorded.is_dir() and not cfg.data.get("split_lists"):
+            # Exactly the files it was split into, even if the folders have changed since.
+            OmegaConf.update(cfg, "data.split_lists", str(recorded), force_add=True)
         # It continues in its own checkpoint folder, which Lightning would warn is not empty.
         warnings.filterwarnings("ignore", message=r"Checkpoint directory .* is not empty")
     output_dir = Path(cfg.paths.output_dir)
@@ -158,6 +163,9 @@ def fit(cfg: DictConfig) -> FittedRun | FinishedRun:
         log.info("data: %s", datamodule.describe())  # indexes and checks every image
         log.info("augment: %s", datamodule.augment.describe())
         write_skipped_files(output_dir, datamodule.skipped)
+        index = datamodule.index
+        if index.derived:  # splits not read from folders: recorded, so later commands reuse them
+            write_split_lists(output_dir, index.root, index.derived, index.derived_how)
         model = instantiate(cfg.model)
     counts = model.parameter_counts()
     log.info(_describe_model(model, counts, datamodule.image_size))
