@@ -53,6 +53,20 @@ def make_dataset(
     return root
 
 
+def make_tree(root: Path, folders: dict[str, int], size: int = 32, seed: int = 0) -> Path:
+    """Write `folders[f]` images into `<root>/<f>/` for each class folder path `f`.
+
+    The label follows the last folder's name: Fake for names with "fake" in them
+    (`Fake`, `1_fake`, `training_fake`), Real otherwise.
+    """
+    rng = np.random.default_rng(seed)
+    for folder, count in folders.items():
+        label = 1 if "fake" in Path(folder).name.lower() else 0
+        for i in range(count):
+            write_image(root / folder / f"{i:03d}.png", label, rng, size)
+    return root
+
+
 @pytest.fixture
 def dataset(tmp_path: Path) -> Path:
     return make_dataset(tmp_path / "data")

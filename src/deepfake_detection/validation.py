@@ -587,7 +587,6 @@ def _scoring_rules(**first: Rule) -> dict[str, Rule]:
     return {
         **_checkpoint_rules(**first),
         "data.image_size": integer(16, nullable=True),
-        **_layout_rules(nullable=True),
         "data.batch_size": integer(1, nullable=True),
         "data.num_workers": integer(0, nullable=True),
         **_image_reading_rules(nullable=True),
@@ -615,6 +614,7 @@ EVALUATE_RULES: dict[str, Rule] = _scoring_rules(
     **{
         "data.split": one_of(*SPLITS, ignore_case=True),
         "data.root": existing_dir(nullable=True, blank_is_null=True),
+        **_layout_rules(nullable=True),
         "perturb.name": one_of("none", *PERTURB_SEVERITIES),
         "perturb.severity": replace(number(nullable=True), extra=_severity_fits),
     }
@@ -625,6 +625,7 @@ ROBUSTNESS_RULES: dict[str, Rule] = _scoring_rules(
     **{
         "data.split": one_of(*SPLITS, ignore_case=True),
         "data.root": existing_dir(nullable=True, blank_is_null=True),
+        **_layout_rules(nullable=True),
         "grid": Rule(
             expected="a mapping of perturbations to lists of severities, e.g. {jpeg: [50]}",
             accepts=lambda v: isinstance(v, dict) and bool(v),

@@ -16,11 +16,14 @@ from deepfake_detection.checkpoints import safe_torch_load
 from deepfake_detection.evaluation.figures import (
     dataset_distribution_figure,
     learning_curves_figure,
+    per_source_figure,
     prediction_figures,
     render_pngs,
     save_pngs,
 )
 from deepfake_detection.evaluation.inference import score_split
+from deepfake_detection.evaluation.per_source import FIGURE_NAME as PER_SOURCE_FIGURE
+from deepfake_detection.evaluation.per_source import report_per_source
 from deepfake_detection.files import METRICS_FILE, write_json
 from deepfake_detection.metrics.binary import compute_metrics
 from deepfake_detection.metrics.predictions import Predictions
@@ -72,12 +75,16 @@ def _checkpoint_epoch(path: str) -> int:
     return int(safe_torch_load(path)["epoch"]) + 1
 
 
-def _render_figures(run: FittedRun, test: Predictions, threshold: float) -> dict[str, bytes]:
+def _render_figures(
+    run: FittedRun, test: Predictions, threshold: float, per_source: dict[str, Any] | None
+) -> dict[str, bytes]:
     figures = {
         **prediction_figures(test, threshold),
         "learning_curves": learning_curves_figure(run.history),
         "dataset_distribution": dataset_distribution_figure(run.datamodule.index.counts()),
     }
+    if per_source is not None:
+        figures[PER_SOURCE_FIGURE] = per_source_figure(per_source)
     return render_pngs(figures)
 
 
@@ -91,6 +98,10 @@ def test_best_checkpoint(run: FittedRun) -> dict[str, Any]:
     with run.notice.guard():
         test_predictions = score_split(trainer, model, datamodule, "test", ckpt_path=best_path)
         test_metrics = model.test_results
+        threshold = model.test_threshold
+        per_source = report_per_source(
+            output_dir, test_predictions, datamodule.index, "test", threshold, "fixed"
+        )
         # The figures need the test scores only: rendered to PNG in a thread while the
         # validation split is scored (in torch, outside the GIL). Files and TensorBoard are
         # written here, once the test loop has closed its TensorBoard writer for good.
@@ -98,7 +109,7 @@ def test_best_checkpoint(run: FittedRun) -> dict[str, Any]:
         threads = 1 if trainer.world_size == 1 else 0
         with ThreadPoolExecutor(max(threads, 1), thread_name_prefix="figures") as pool:
             if threads:
-                drawn = pool.submit(_render_figures, run, test_predictions, model.test_threshold)
+                drawn = pool.submit(_render_figures, run, test_predictions, threshold, per_source)
             # Same weights, validation split: its scores choose the `threshold=val` of
             # `evaluate`.
             val_predictions = score_split(trainer, model, datamodule, "val", log_metrics=False)
@@ -109,7 +120,7 @@ def test_best_checkpoint(run: FittedRun) -> dict[str, Any]:
             pngs = (
                 drawn.result()
                 if threads
-                else _render_figures(run, test_predictions, model.test_threshold)
+                else _render_figures(run, test_predictions, threshold, per_source)
             )
     save_pngs(pngs, output_dir, getattr(run.logger, "experiment", None), trainer.global_step)
 
@@ -132,6 +143,8 @@ def test_best_checkpoint(run: FittedRun) -> dict[str, Any]:
         **run.counts,
         "hparams": run_hparams(run.cfg, model, datamodule.image_size),
     }
+    if per_source is not None:
+        metrics["per_source"] = per_source
     log_hparams(run.logger, metrics["hparams"], metrics)
     write_json(output_dir / METRICS_FILE, metrics)
     return metrics

@@ -177,6 +177,40 @@ def robustness_figure(rows: Sequence[Mapping[str, Any]]) -> Figure:
     return fig
 
 
+def per_source_figure(per_source: Mapping[str, Any]) -> Figure:
+    """AP and accuracy per source, side by side, with their means over sources as lines.
+
+    `per_source` is `metrics.per_source.per_source_metrics`' result. A source with one
+    class has no AP bar (its accuracy stays).
+    """
+    rows = per_source["sources"]
+    names = list(rows)
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.7 * len(names) + 2.0), 4.2))
+    width = 0.4
+    positions = range(len(names))
+    for offset, metric, label in ((-width / 2, "ap", "AP"), (width / 2, "acc", "accuracy")):
+        values = [rows[name][metric] for name in names]
+        bars = ax.bar(
+            [p + offset for p in positions],
+            [0.0 if math.isnan(v) else v for v in values],
+            width,
+            label=f"{label} (mean {per_source['mean'][metric]:.3f})",
+        )
+        ax.axhline(per_source["mean"][metric], color=bars.patches[0].get_facecolor(), ls="--")
+        for position, value in zip(positions, values, strict=True):
+            if math.isnan(value):  # one class only: no AP
+                ax.text(position + offset, 0.02, "n/a", ha="center", fontsize=8, rotation=90)
+    tilted = len(names) > 6
+    ax.set_xticks(
+        list(positions), names, rotation=45 if tilted else 0, ha="right" if tilted else "center"
+    )
+    ax.set(ylim=(0, 1.05), ylabel="score", title="Per source: AP and accuracy (dashed: mean)")
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
 def save_figures(
     figures: Mapping[str, Figure],
     output_dir: str | Path,

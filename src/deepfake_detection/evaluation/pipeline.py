@@ -26,10 +26,13 @@ from deepfake_detection.evaluation.checkpoint import (
 )
 from deepfake_detection.evaluation.figures import (
     dataset_distribution_figure,
+    per_source_figure,
     prediction_figures,
     save_figures,
 )
 from deepfake_detection.evaluation.inference import score_split
+from deepfake_detection.evaluation.per_source import FIGURE_NAME as PER_SOURCE_FIGURE
+from deepfake_detection.evaluation.per_source import report_per_source
 from deepfake_detection.evaluation.summary import evaluate_summary
 from deepfake_detection.files import METRICS_FILE, read_json, write_json
 from deepfake_detection.metrics.calibration import (
@@ -321,6 +324,11 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
 
     figures = prediction_figures(predictions, threshold)
     figures["dataset_distribution"] = dataset_distribution_figure(datamodule.index.counts())
+    per_source = report_per_source(
+        output_dir, predictions, datamodule.index, split, threshold, rule
+    )
+    if per_source is not None:
+        figures[PER_SOURCE_FIGURE] = per_source_figure(per_source)
     save_figures(figures, output_dir, logger.experiment)
 
     metrics = {
@@ -338,6 +346,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         "data/image_size": datamodule.image_size,
         "data/skipped": len(datamodule.skipped),
     }
+    if per_source is not None:
+        metrics["per_source"] = per_source
     write_json(output_dir / METRICS_FILE, metrics)
     log.info(evaluate_summary(metrics, split, output_dir))
     return metrics

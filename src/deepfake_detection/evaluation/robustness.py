@@ -11,6 +11,7 @@ import csv
 import io
 import logging
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig
@@ -18,11 +19,13 @@ from omegaconf import DictConfig
 from deepfake_detection.data.dataset import decode_all
 from deepfake_detection.data.perturb import Perturbation
 from deepfake_detection.errors import ConfigError
+from deepfake_detection.evaluation import per_source as tables
 from deepfake_detection.evaluation.figures import robustness_figure, save_figures
 from deepfake_detection.evaluation.inference import score_split
 from deepfake_detection.evaluation.pipeline import ScoringJob
 from deepfake_detection.files import atomic_write_bytes
 from deepfake_detection.metrics.binary import compute_metrics
+from deepfake_detection.metrics.per_source import per_source_metrics
 from deepfake_detection.validation import validate_robustness_config
 
 log = logging.getLogger(__name__)
@@ -72,6 +75,26 @@ def csv_text(rows: Sequence[Mapping[str, Any]], threshold: float) -> str:
     return buffer.getvalue()
 
 
+def _condition(row: Mapping[str, Any]) -> str:
+    return row["perturbation"] + ("" if row["severity"] is None else f" {row['severity']:g}")
+
+
+def _write_per_source(
+    output_dir: Path, by_condition: Sequence[tuple[Mapping[str, Any], dict]], header: str
+) -> None:
+    """`per_source.csv` (a row per condition and source) and `per_source.md` (a column per
+    condition): which generator's detection breaks first under which perturbation."""
+    lines = [
+        [row["perturbation"], "" if row["severity"] is None else row["severity"], *line]
+        for row, per_source in by_condition
+        for line in tables.csv_rows(per_source)
+    ]
+    text = tables.csv_text(lines, ("perturbation", "severity", *tables.CSV_HEADER))
+    atomic_write_bytes(output_dir / tables.CSV_FILE, text.encode())
+    table = tables.markdown_by_condition([(_condition(r), ps) for r, ps in by_condition], header)
+    atomic_write_bytes(output_dir / tables.MARKDOWN_FILE, table.encode())
+
+
 def robustness(cfg: DictConfig) -> list[dict[str, Any]]:
     """Score `data.split` clean and under every perturbation of `cfg.grid`; returns the rows."""
     validate_robustness_config(cfg)
@@ -79,7 +102,7 @@ def robustness(cfg: DictConfig) -> list[dict[str, Any]]:
     job = ScoringJob.start(cfg)
     datamodule, split, threshold, rule = job.datamodule, job.split, job.threshold, job.rule
     decoded = decode_all(datamodule.index.splits[split], datamodule.max_image_pixels)
-    rows = []
+    rows, by_condition = [], []
     for perturbation in grid:
         predictions = score_split(
             job.trainer,
@@ -92,6 +115,10 @@ def robustness(cfg: DictConfig) -> list[dict[str, Any]]:
         )
         metrics = compute_metrics(predictions.probs, predictions.targets, threshold)
         rows.append(row_values(perturbation, metrics))
+        index = datamodule.index
+        per_source = per_source_metrics(predictions, index.sources, threshold, index.source_depth)
+        if per_source is not None:
+            by_condition.append((rows[-1], per_source))
         log.info("%s: AUROC %.4f, acc %.4f", perturbation.label, metrics["auroc"], metrics["acc"])
 
     header = (
@@ -102,6 +129,8 @@ def robustness(cfg: DictConfig) -> list[dict[str, Any]]:
     output_dir = job.output_dir
     atomic_write_bytes(output_dir / MARKDOWN_FILE, table.encode())
     atomic_write_bytes(output_dir / CSV_FILE, csv_text(rows, threshold).encode())
+    if by_condition:
+        _write_per_source(output_dir, by_condition, header)
     figure = {FIGURE_NAME: robustness_figure(rows)}
     save_figures(figure, output_dir, job.logger.experiment, folder="")
     job.logger.experiment.add_text("robustness", table)

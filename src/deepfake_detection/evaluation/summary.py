@@ -63,7 +63,11 @@ def train_summary(
         if epoch is not None
         else "no checkpoint was selected; the last weights"
     )
-    lines = [f"test metrics of the best checkpoint ({best}):", *metric_lines(metrics, "test")]
+    lines = [
+        f"test metrics of the best checkpoint ({best}):",
+        *metric_lines(metrics, "test"),
+        *per_source_lines(metrics),
+    ]
     threshold = metrics.get("val/threshold")
     if threshold is not None:
         at_val = _thresholded(metrics, "test", "@val")
@@ -90,6 +94,19 @@ def evaluate_summary(metrics: Mapping[str, Any], split: str, output_dir: str | P
                 else ":"
             ),
             *metric_lines(metrics, split),
+            *per_source_lines(metrics),
             f"outputs in {shown_path(output_dir)}{os.sep}",
         ]
     )
+
+
+def per_source_lines(metrics: Mapping[str, Any]) -> list[str]:
+    """`N sources: mAP … mean acc …` when the scored split had source folders."""
+    per_source = metrics.get("per_source")
+    if not per_source:
+        return []
+    mean = per_source["mean"]
+    return [
+        f"  {mean['sources']} sources: mAP {_number(mean['ap'])}  mean acc "
+        f"{_number(mean['acc'])}  mean AUROC {_number(mean['auroc'])}  (per_source.md)"
+    ]
