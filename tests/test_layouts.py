@@ -97,7 +97,12 @@ def test_the_hash_split_is_fixed_by_the_path_alone() -> None:
     decomposed, composed = "Real/e\u0301.png", "Real/\u00e9.png"
     assert split_of(decomposed, 1, (0.5, 0.25, 0.25)) == split_of(composed, 1, (0.5, 0.25, 0.25))
     positions = [split_of(f"Fake/{i:03d}.png", 42, (0.8, 0.1, 0.1)) for i in range(8)]
-    assert positions == ["test", "train", "train", "train", "test", "val", "train", "train"]
+    assert positions == ["train", "val", "train", "train", "train", "train", "val", "val"]
+    # A fake and the real image of the same name share a split, whatever the folder names.
+    for i in range(20):
+        fake = split_of(f"progan/1_fake/{i}.png", 3, (0.5, 0.25, 0.25))
+        assert fake == split_of(f"progan/0_real/{i}.png", 3, (0.5, 0.25, 0.25))
+        assert fake == split_of(f"progan/Real/{i}.png", 3, (0.5, 0.25, 0.25))
 
 
 def test_adding_images_never_moves_existing_ones(tmp_path: Path) -> None:

@@ -109,7 +109,7 @@ def take_inventory(
             if ignored:
                 inventory.ignored += 1
             elif path.suffix.lower() in IMAGE_EXTENSIONS:
-                where = split_of(relative, seed, fractions) if flat else split
+                where = split_of(relative, seed, fractions, aliases) if flat else split
                 inventory.images.append(ImageFile(relative, where, label))
             else:
                 inventory.non_image.append(relative)

@@ -7,6 +7,7 @@ folder is read the same way by every command.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +46,8 @@ __all__ = [
     "index_folder",
     "list_images",
 ]
+
+log = logging.getLogger(__name__)
 
 DEFAULT_SPLIT_FRACTIONS = (0.8, 0.1, 0.1)
 
@@ -171,11 +174,18 @@ def discover(
         if len(required) == 1:
             index.splits[required[0]] = samples
         else:
+            if any(root.name.lower() in names for names in SPLIT_ALIASES.values()):
+                log.warning(
+                    "data.root=%s is named like one split of a dataset: it is split into "
+                    "train/val/test by data.split_fractions; to use the dataset's own splits, "
+                    "point data.root at the folder above it",
+                    root,
+                )
             fractions = check_fractions(split_fractions)
-            index.splits = hash_split(samples, root, fractions, seed)
+            index.splits = hash_split(samples, root, fractions, seed, aliases)
             index.derived = {split: list(s) for split, s in index.splits.items()}
             index.derived_how = (
-                f"hashed from each relative path with seed {seed}, "
+                f"hashed from each path without its class folder, seed {seed}, "
                 f"data.split_fractions={list(fractions)}"
             )
     if "val" not in index.splits and "train" in index.splits:

@@ -252,7 +252,9 @@ def no_class_folders(where: Path, aliases: ClassAliases, what: str) -> DatasetEr
     shown = ", ".join(folders[:8]) + (", ..." if len(folders) > 8 else "") or "no folders"
     hint = ""
     near = [n for n in folders if ("fake" in n.lower() or "real" in n.lower())]
-    if near:
+    if aliases.label_of(where.name) is not None:
+        hint = f"; {where.name} is itself a class folder: point {what} at the folder above it"
+    elif near:
         hint = (
             f"; {', '.join(near)} look like class folders: add them to "
             "data.class_aliases.fake / data.class_aliases.real"

@@ -1,10 +1,10 @@
 """Splits a dataset does not have as folders: hashed from file paths, carved, or read from lists.
 
-A flat root is split by hashing each file's relative path with the seed, so a file's split
-depends on nothing else: adding images later never moves an existing one to another split,
-and the same seed gives the same split on any machine. Every class is split by the same
-fractions, independently, so the splits are stratified by class up to sampling noise (about
-one percentage point at 10,000 images per class).
+A flat root is split by hashing each file's relative path (without its class folder, see
+`split_key`) with the seed, so a file's split depends on nothing else: adding images later
+never moves an existing one to another split, and the same seed gives the same split on any
+machine. Each class is cut by the same fractions, so the splits are stratified by class up to
+sampling noise (about one percentage point at 10,000 images per class).
 
 The splits a run derived are written to its run dir as file lists (`splits/<split>.txt`), and
 reading them back (`data.split_lists`) scores exactly those files again.
@@ -18,13 +18,14 @@ import unicodedata
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from deepfake_detection.data.layout import CLASS_NAMES
+from deepfake_detection.data.layout import CLASS_NAMES, ClassAliases
 from deepfake_detection.errors import ConfigError, DatasetError
 from deepfake_detection.files import atomic_write_bytes
 
 Sample = tuple[Path, int]
 #: Splits in the order `data.split_fractions` gives their fractions.
 SPLIT_ORDER = ("train", "val", "test")
+DEFAULT_ALIASES = ClassAliases()
 #: Folder of a run dir with the file lists of the splits the run derived.
 SPLIT_LISTS_DIR = "splits"
 
@@ -45,37 +46,53 @@ def check_fractions(fractions: Sequence[float]) -> tuple[float, float, float]:
     return tuple(float(f) for f in fractions)  # type: ignore[return-value]
 
 
-def hash_position(relative: str, seed: int) -> float:
-    """A number in [0, 1) fixed by the path and the seed alone.
+def split_key(relative: str, aliases: ClassAliases = DEFAULT_ALIASES) -> str:
+    """What a file's split is hashed from: its relative path without the class folder.
 
-    The path is Unicode-normalised (macOS stores decomposed names) and lower-cased
-    (renaming `Fake/` to `fake/` must not reshuffle the split).
+    So `Fake/0001.jpg` and `Real/0001.jpg` (in many datasets, a fake and the real image it
+    was made from) always share a split, and renaming `Fake/` to `1_fake/` moves nothing.
+    Unicode-normalised (macOS stores decomposed names) and lower-cased.
     """
-    key = unicodedata.normalize("NFC", relative).lower()
+    parts = relative.split("/")
+    for i, part in enumerate(parts[:-1]):
+        if aliases.label_of(part) is not None:  # the first one: class folders are not nested
+            parts = parts[:i] + parts[i + 1 :]
+            break
+    return unicodedata.normalize("NFC", "/".join(parts)).lower()
+
+
+def hash_position(key: str, seed: int) -> float:
+    """A number in [0, 1) fixed by the key and the seed alone (SHA-256, any machine)."""
     digest = hashlib.sha256(f"{seed}\0{key}".encode()).digest()
     return int.from_bytes(digest[:8], "big") / 2**64
 
 
-def split_of(relative: str, seed: int, fractions: Sequence[float]) -> str:
+def split_of(
+    relative: str,
+    seed: int,
+    fractions: Sequence[float],
+    aliases: ClassAliases = DEFAULT_ALIASES,
+) -> str:
     """The split of the file at `relative` (a path below the root, with `/`)."""
-    position = hash_position(relative, seed)
-    return (
-        "train"
-        if position < fractions[0]
-        else "val"
-        if position < fractions[0] + fractions[1]
-        else "test"
-    )
+    position = hash_position(split_key(relative, aliases), seed)
+    if position < fractions[0]:
+        return "train"
+    return "val" if position < fractions[0] + fractions[1] else "test"
 
 
 def hash_split(
-    samples: Sequence[Sample], root: Path, fractions: Sequence[float], seed: int
+    samples: Sequence[Sample],
+    root: Path,
+    fractions: Sequence[float],
+    seed: int,
+    aliases: ClassAliases = DEFAULT_ALIASES,
 ) -> dict[str, list[Sample]]:
-    """Each sample's split from the hash of its path relative to `root`."""
+    """Each sample's split from the hash of its path relative to `root` (`split_key`)."""
     fractions = check_fractions(fractions)
     splits: dict[str, list[Sample]] = {name: [] for name in SPLIT_ORDER}
     for sample in samples:
-        splits[split_of(sample[0].relative_to(root).as_posix(), seed, fractions)].append(sample)
+        relative = sample[0].relative_to(root).as_posix()
+        splits[split_of(relative, seed, fractions, aliases)].append(sample)
     for name, members in splits.items():
         for label in sorted(CLASS_NAMES):
             if not any(y == label for _, y in members):

@@ -27,12 +27,13 @@ from torchmetrics.classification import (  # noqa: E402
 )
 
 from deepfake_detection.data.images import load_rgb  # noqa: E402
+from deepfake_detection.data.layout import CLASS_NAMES as LABEL_NAMES  # noqa: E402
 from deepfake_detection.files import atomic_write_bytes  # noqa: E402
 from deepfake_detection.metrics.predictions import Predictions  # noqa: E402
 
 log = logging.getLogger(__name__)
 
-CLASS_NAMES = ("Real", "Fake")  # index = label
+CLASS_NAMES = tuple(LABEL_NAMES[label] for label in sorted(LABEL_NAMES))  # index = label
 FIGURES_DIR = "figures"
 
 
