@@ -164,34 +164,25 @@ def discover(
     source_depth = _check_depth(source_depth)
     layout = _detect_layout(root, aliases)
     index = DatasetIndex(root=root, layout=layout.kind, source_depth=source_depth)
+    lists = read_split_lists(split_lists) if split_lists not in (None, "") else {}
     if layout.kind == SPLITS:
         for split, folder in layout.folders.items():
             index.splits[split] = index_folder(
                 folder, aliases, source_depth, index.sources, f"the {split} split"
             )
+        pool = [sample for samples in index.splits.values() for sample in samples]
     else:
-        samples = index_folder(root, aliases, source_depth, index.sources)
-        if len(required) == 1:
-            index.splits[required[0]] = samples
+        pool = index_folder(root, aliases, source_depth, index.sources)
+        if lists:
+            pass  # the splits are the listed files
+        elif len(required) == 1:
+            index.splits[required[0]] = pool
         else:
-            if any(root.name.lower() in names for names in SPLIT_ALIASES.values()):
-                log.warning(
-                    "data.root=%s is named like one split of a dataset: it is split into "
-                    "train/val/test by data.split_fractions; to use the dataset's own splits, "
-                    "point data.root at the folder above it",
-                    root,
-                )
-            fractions = check_fractions(split_fractions)
-            index.splits = hash_split(samples, root, fractions, seed, aliases)
-            index.derived = {split: list(s) for split, s in index.splits.items()}
-            index.derived_how = (
-                f"hashed from each path without its class folder, seed {seed}, "
-                f"data.split_fractions={list(fractions)}"
-            )
+            _hash_split(index, pool, split_fractions, seed, aliases)
+    if lists:
+        _apply_split_lists(index, lists, pool, split_lists)
     if "val" not in index.splits and "train" in index.splits:
         _carve_validation(index, val_fraction, seed)
-    if split_lists not in (None, ""):
-        _apply_split_lists(index, split_lists)
     for split in required:
         if split not in index.splits:
             names = "|".join(SPLIT_ALIASES[split])
@@ -241,20 +232,40 @@ def _carve_validation(index: DatasetIndex, val_fraction: float, seed: int) -> No
     )
 
 
-def _apply_split_lists(index: DatasetIndex, folder: str | Path) -> None:
-    lists = read_split_lists(folder)
-    pool = {
-        path.relative_to(index.root).as_posix(): (path, label)
-        for samples in index.splits.values()
-        for path, label in samples
-    }
+def _apply_split_lists(
+    index: DatasetIndex, lists: dict[str, list[str]], pool: list[Sample], folder: object
+) -> None:
+    """Each listed split becomes exactly its listed files, found in `pool` by relative path."""
+    by_path = {path.relative_to(index.root).as_posix(): (path, label) for path, label in pool}
     for split, listed in lists.items():
-        index.splits[split] = select_listed(pool, listed, split, folder)
-    index.val_carved = index.val_carved and "val" not in lists
-    index.derived = {split: list(index.splits[split]) for split in lists}
-    index.derived_how = f"read from data.split_lists={folder}"
-    for split in lists:
+        index.splits[split] = select_listed(by_path, listed, split, str(folder))
         if {label for _, label in index.splits[split]} != set(CLASS_NAMES):
             raise DatasetError(
                 f"data.split_lists={folder}: {split}.txt does not list images of both classes"
             )
+    index.derived = {split: list(index.splits[split]) for split in lists}
+    index.derived_how = f"read from data.split_lists={folder}"
+
+
+def _hash_split(
+    index: DatasetIndex,
+    samples: list[Sample],
+    split_fractions: Sequence[float],
+    seed: int,
+    aliases: ClassAliases,
+) -> None:
+    root = index.root
+    if any(root.name.lower() in names for names in SPLIT_ALIASES.values()):
+        log.warning(
+            "data.root=%s is named like one split of a dataset: it is split into "
+            "train/val/test by data.split_fractions; to use the dataset's own splits, "
+            "point data.root at the folder above it",
+            root,
+        )
+    fractions = check_fractions(split_fractions)
+    index.splits = hash_split(samples, root, fractions, seed, aliases)
+    index.derived = {split: list(s) for split, s in index.splits.items()}
+    index.derived_how = (
+        f"hashed from each path without its class folder, seed {seed}, "
+        f"data.split_fractions={list(fractions)}"
+    )
