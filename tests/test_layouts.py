@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 import shutil
 from pathlib import Path
@@ -269,7 +270,7 @@ def test_a_flat_root_trains_and_records_its_split(flat_run: Path) -> None:
 
 
 def test_evaluate_scores_the_recorded_split_of_its_own_flat_root(
-    flat_run: Path, tmp_path: Path
+    flat_run: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     run = tmp_path / "run"
     shutil.copytree(flat_run, run)
@@ -285,6 +286,13 @@ def test_evaluate_scores_the_recorded_split_of_its_own_flat_root(
                 str(root / p) for p in listed
             )
             assert metrics["data/images"] == len(listed)
+        # The same data moved: scored whole, with a warning naming the fix.
+        moved = tmp_path / "moved"
+        shutil.copytree(root, moved)
+        with caplog.at_level(logging.WARNING):
+            run_evaluate([f"ckpt_path={run}", f"data.root={moved}"], tmp_path / "moved_eval")
+        assert "have the paths of this run's training images" in caplog.text
+        assert f"data.split_lists={run / 'splits'}" in caplog.text
         # Another flat folder is scored whole: it is not the run's data.
         other = make_tree(tmp_path / "other", {"Fake": 2, "Real": 3})
         metrics = run_evaluate([f"ckpt_path={run}", f"data.root={other}"], tmp_path / "other_eval")

@@ -109,9 +109,11 @@ def index_folder(
         own = [f for f in folders if f.label == label]
         if not own:
             found = ", ".join(sorted({f.path.name for f in folders}))
+            names = "|".join(aliases.fake if label else aliases.real)
             raise DatasetError(
-                f"{top}: missing the {CLASS_NAMES[label]}/ class folder "
-                f"(need Fake and Real class folders, found: {found}; names: {aliases.describe()})"
+                f"{top}: missing the {CLASS_NAMES[label]}/ class folder (need Fake and Real "
+                f"class folders, found: {found}; {CLASS_NAMES[label]} may be named {names}, "
+                "any case)"
             )
         count = 0
         for folder in own:

@@ -16,6 +16,7 @@ from deepfake_detection.console import is_terminal
 from deepfake_detection.data.datamodule import DeepfakeDataModule
 from deepfake_detection.data.discovery import SPLIT_ALIASES
 from deepfake_detection.data.scan import write_skipped_files
+from deepfake_detection.data.splitting import SPLIT_LISTS_DIR, read_split_lists
 from deepfake_detection.errors import ConfigError, UserInputError
 from deepfake_detection.evaluation.best_checkpoint import PREDICTIONS_DIR
 from deepfake_detection.evaluation.checkpoint import (
@@ -99,6 +100,34 @@ def same_folder(given: str | None, trained: str | None) -> bool:
     if trained in (None, ""):
         return False
     return Path(given).expanduser().resolve() == Path(trained).expanduser().resolve()
+
+
+def warn_about_training_files(
+    run_dir: Path | None, datamodule: DeepfakeDataModule, split: str
+) -> None:
+    """Warn when another root holds files at the paths of the run's recorded training files.
+
+    That is what the training run's flat dataset looks like after being moved or copied:
+    scored whole, its training images would inflate every metric.
+    """
+    lists_dir = run_dir / SPLIT_LISTS_DIR if run_dir is not None else None
+    if datamodule.split_lists or lists_dir is None or not (lists_dir / "train.txt").is_file():
+        return
+    trained = set(read_split_lists(lists_dir).get("train", []))
+    index = datamodule.index
+    scored = [path.relative_to(index.root).as_posix() for path, _ in index.splits[split]]
+    overlap = sum(1 for path in scored if path in trained)
+    if overlap:
+        log.warning(
+            "%d of the %d scored files have the paths of this run's training images: if "
+            "%s is the training data moved, give data.split_lists=%s to score its recorded "
+            "%s split",
+            overlap,
+            len(scored),
+            index.root,
+            lists_dir,
+            split,
+        )
 
 
 def scoring_precision(cfg: DictConfig, checkpoint: dict[str, Any]) -> str:
@@ -290,6 +319,7 @@ class ScoringJob:
         )
         log.info("checkpoint: %s (%s)", ckpt_file, model.model_name)
         log.info("data: %s", datamodule.describe())  # indexes and checks every image
+        warn_about_training_files(run_dir, datamodule, split)
         write_skipped_files(output_dir, datamodule.skipped)
         logger = TensorBoardLogger(str(output_dir), name="tensorboard", version="")
         trainer = scoring_trainer(cfg, checkpoint, logger)
