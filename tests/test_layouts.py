@@ -382,3 +382,19 @@ def test_training_with_source_folders_reports_test_metrics_per_source(tmp_path: 
     assert (tmp_path / "run" / "per_source.md").is_file()
     assert (tmp_path / "run" / "figures" / "per_source.png").is_file()
     assert not (tmp_path / "run" / "splits").exists()  # every split came from a folder
+
+
+def test_a_root_that_is_a_class_folder_says_to_point_above_it(tmp_path: Path) -> None:
+    root = make_tree(tmp_path, {"Fake": 2, "Real": 2})
+    with pytest.raises(DatasetError, match="Fake is itself a class folder: point data.root at"):
+        discover(root / "Fake")
+
+
+def test_a_flat_root_named_like_a_split_is_split_with_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    root = make_tree(tmp_path / "Train", {"Fake": 40, "Real": 40})
+    with caplog.at_level(logging.WARNING):
+        index = discover(root)
+    assert list(index.splits) == ["train", "val", "test"]
+    assert "is named like one split of a dataset" in caplog.text
