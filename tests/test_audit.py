@@ -21,7 +21,6 @@ from deepfake_detection.auditing import AuditSettings, audit, run_audit
 from deepfake_detection.auditing.duplicates import hamming_pairs, popcount
 from deepfake_detection.config import config_dir, register_resolvers
 from deepfake_detection.data.discovery import discover
-from deepfake_detection.data.splitting import split_of
 from deepfake_detection.errors import ConfigError, DatasetError
 
 SPLITS = {"Train": 6, "Validation": 3, "Test": 3}
@@ -180,9 +179,11 @@ def test_a_flat_root_is_audited_as_training_splits_it(tmp_path: Path) -> None:
     result = _audit(root, near_duplicates=False, seed=7, split_fractions=fractions)
     assert result["splits"] == ["train", "val", "test"]
     assert "flat root" in result["layout"]
-    samples = discover(root, required=["test"]).splits["test"]  # the whole root, unsplit
+    # The split training makes of this root.
+    index = discover(root, seed=7, split_fractions=fractions)
     expected = {
-        path.relative_to(root).as_posix(): split_of(path.relative_to(root).as_posix(), 7, fractions)
+        path.relative_to(root).as_posix(): split
+        for split, samples in index.splits.items()
         for path, _ in samples
     }
     assert len(expected) == 25
@@ -341,3 +342,8 @@ def test_cli_exit_status(root: Path, tmp_path: Path) -> None:
         [error] = _errors(stderr)
         assert "data.root" in error
         assert fragment in error
+
+
+def test_a_flat_root_with_one_class_names_the_missing_one(tmp_path: Path) -> None:
+    root = make_dataset(tmp_path / "data", {".": 3}, classes=("Fake",), size=32)
+    assert _audit(root, near_duplicates=False)["missing_class_folders"] == ["Real"]

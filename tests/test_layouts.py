@@ -275,7 +275,10 @@ def test_evaluate_scores_the_recorded_split_of_its_own_flat_root(
     run = tmp_path / "run"
     shutil.copytree(flat_run, run)
     root = flat_run.parent / "flat"
+    # Fewer files than the hash would give: only the lists can say which.
     listed = read_split_lists(run / "splits")["test"]
+    listed = listed[:2] + listed[-2:]
+    (run / "splits" / "test.txt").write_text("\n".join(listed) + "\n")
     extra = root / "training_fake" / "zz_added_later.png"
     write_image(extra, 1, np.random.default_rng(1))
     try:
@@ -398,3 +401,30 @@ def test_a_flat_root_named_like_a_split_is_split_with_a_warning(
         index = discover(root)
     assert list(index.splits) == ["train", "val", "test"]
     assert "is named like one split of a dataset" in caplog.text
+
+
+def test_split_lists_must_not_share_files(tmp_path: Path) -> None:
+    root = make_tree(tmp_path / "data", {"Fake": 30, "Real": 30})
+    index = discover(root)
+    write_split_lists(tmp_path / "run", root, index.derived, index.derived_how)
+    lists = tmp_path / "run" / "splits"
+    leaked = read_split_lists(lists)["train"][0]
+    with (lists / "test.txt").open("a") as handle:
+        handle.write(leaked + "\n")
+    with pytest.raises(DatasetError, match=f"{leaked} is listed in both train.txt and test.txt"):
+        discover(root, split_lists=lists)
+    (lists / "test.txt").unlink()
+    with pytest.raises(DatasetError, match="has no test.txt, which this command needs"):
+        discover(root, split_lists=lists)
+
+
+def test_two_links_to_one_source_folder_are_two_sources(tmp_path: Path) -> None:
+    make_tree(tmp_path / "target", {"1_fake": 2, "0_real": 2})
+    root = tmp_path / "test_set"
+    root.mkdir()
+    (root / "gan1").symlink_to(tmp_path / "target")
+    (root / "gan2").symlink_to(tmp_path / "target")
+    (root / "gan2" / "loop").symlink_to(root)  # a link back up the tree is not followed
+    index = discover(root, required=["test"])
+    assert index.split_sources("test") == ["gan1", "gan2"]
+    assert len(index.splits["test"]) == 8

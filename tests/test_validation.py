@@ -43,6 +43,7 @@ TRAIN_VARIANTS: dict[str, list[str]] = {
     "sgd": ["freeze=last_n", "optimizer=sgd", "scheduler=step", "early_stopping=val_auroc"],
     "plateau": ["scheduler=plateau"],
     "preset": ["experiment=seed_mobilenet_finetune"],  # variant=mobilenet_last3 and more
+    "ddp": ["trainer=ddp"],
 }
 
 # Stand-ins for paths that only exist under the test's tmp dir.
@@ -239,6 +240,11 @@ TRAIN_BAD_VALUES: list[tuple[str, Any, str]] = [
     ("augment.downscale_factor", [0.5, 1.5], "default"),
     ("augment.noise_sigma", [0.1], "default"),
     ("progress.every_s", "30s", "default"),
+    ("trainer.strategy", "ddp_spawn", "default"),
+    ("trainer.strategy", 2, "default"),
+    ("trainer.num_nodes", 0, "default"),
+    ("trainer.sync_batchnorm", "yes", "default"),
+    ("trainer.use_distributed_sampler", True, "default"),
 ]
 
 #: (key, bad value) for `deepfake-evaluate`, on its config with an existing `ckpt_path`.
@@ -359,8 +365,6 @@ AUDIT_BAD_VALUES: list[tuple[str, Any]] = [
     ("seed", -1),
     ("data.split_fractions", [0.5, 0.5]),
     ("data.class_aliases", {"real": ["real"], "extra": ["x"]}),
-    ("data.source_depth", 0),
-    ("data.split_lists", A_FILE),
     ("audit.fail_on_leakage", "yes"),
     ("audit.fail_on_leakage", 1),
     ("audit.fail_on", "duplicates"),

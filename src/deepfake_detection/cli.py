@@ -16,7 +16,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from deepfake_detection.config import check_group_choices
-from deepfake_detection.console import setup_console
+from deepfake_detection.console import is_first_process, setup_console
 from deepfake_detection.errors import UserInputError, find_user_error, one_line
 from deepfake_detection.files import ERROR_FILE, atomic_write_bytes
 from deepfake_detection.training.resume import TrainingInterrupted
@@ -75,7 +75,8 @@ def run_task(task: Callable[[DictConfig], T], cfg: DictConfig) -> T:
     except Exception as err:
         user_error = find_user_error(err)
         if _in_multirun():
-            _record_job_error(err, user_error)
+            if is_first_process():  # another process's error stays in its own log file
+                _record_job_error(err, user_error)
             if user_error is None:
                 raise
             log.error("error: %s", one_line(user_error))

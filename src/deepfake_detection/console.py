@@ -76,6 +76,23 @@ def process_rank() -> int:
     return 0
 
 
+#: Environment variables a launcher sets to the machine's index in a multi-machine run.
+NODE_VARIABLES = ("NODE_RANK", "GROUP_RANK", "SLURM_NODEID")
+
+
+def is_first_process() -> bool:
+    """Whether this is the process that writes a run's files: rank 0 of machine 0.
+
+    For what happens before Lightning's Trainer exists (its `is_global_zero` says it after):
+    every process of a distributed run executes the whole command.
+    """
+    for name in ("RANK", "SLURM_PROCID"):  # global ranks, when the launcher sets them
+        if os.environ.get(name, "").isdigit():
+            return int(os.environ[name]) == 0
+    nodes = (int(os.environ[n]) for n in NODE_VARIABLES if os.environ.get(n, "").isdigit())
+    return process_rank() == 0 and not any(nodes)
+
+
 class ConsoleOnly(logging.Filter):
     """What the console handler leaves out, though the log file keeps it.
 

@@ -62,6 +62,10 @@ PRECISIONS: tuple[str | int, ...] = (
 
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu")
 
+#: `trainer.strategy` values this project runs: one process, or DistributedDataParallel
+#: (Lightning's registry names; `ddp_spawn` and `fsdp` are not supported here).
+STRATEGIES = ("auto", "single_device", "ddp", "ddp_find_unused_parameters_true")
+
 #: Split names `evaluate` understands, any case (data/discovery.py: SPLIT_ALIASES).
 SPLITS = ("train", "val", "valid", "validation", "test")
 
@@ -565,6 +569,14 @@ TRAIN_RULES: dict[str, Rule] = {
     "trainer.min_epochs": replace(integer(0), extra=_at_most("trainer.max_epochs")),
     **_trainer_device_rules(precision_nullable=False),
     "trainer.log_every_n_steps": integer(1),
+    # `trainer=ddp`: Lightning's strategy names (a string; an instance is not config).
+    "trainer.strategy": one_of(*STRATEGIES),
+    "trainer.num_nodes": integer(1),
+    "trainer.sync_batchnorm": boolean(),
+    "trainer.use_distributed_sampler": Rule(
+        expected="false: the data module shards every split itself (each image once)",
+        accepts=lambda v: v is False,
+    ),
     "trainer.deterministic": either(
         boolean(), one_of("warn"), expected="true, false or warn", nullable=True
     ),
@@ -686,7 +698,11 @@ AUDIT_RULES: dict[str, Rule] = {
     "data.root": existing_dir(required=True, blank_is_null=True),
     "data.max_image_pixels": integer(1),
     "seed": integer(0, MAX_SEED),
-    **_layout_rules(),
+    **{
+        key: rule
+        for key, rule in _layout_rules().items()
+        if key in ("data.split_fractions", "data.class_aliases")
+    },
     "audit.fail_on_leakage": boolean(),
     "audit.fail_on": one_of("exact", "near", nullable=True),
     "audit.near_duplicates": boolean(),

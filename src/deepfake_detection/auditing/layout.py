@@ -100,8 +100,8 @@ def take_inventory(
             raise no_class_folders(root, aliases, "data.root")
         for label in LABELS:
             own = [f for f in folders if CLASS_NAMES[f.label] == label]
-            if not own and not flat:
-                inventory.missing_class_folders.append(f"{split}/{label}")
+            if not own:
+                inventory.missing_class_folders.append(f"{split}/{label}" if split else label)
             class_folders.update((f.path, (split, label)) for f in own)
     for folder, (split, label) in class_folders.items():
         for path, ignored in _walk(folder, skip=set()):

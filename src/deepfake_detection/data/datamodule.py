@@ -18,7 +18,7 @@ from deepfake_detection.data.discovery import DEFAULT_SPLIT_FRACTIONS, DatasetIn
 from deepfake_detection.data.feature_cache import FeatureCacheSettings
 from deepfake_detection.data.images import BAD_IMAGE_POLICIES, DEFAULT_MAX_PIXELS
 from deepfake_detection.data.layout import ClassAliases
-from deepfake_detection.data.loader import EpochSeededLoader, ignore_stop_signals
+from deepfake_detection.data.loader import EpochSeededLoader, ShardSampler, ignore_stop_signals
 from deepfake_detection.data.perturb import Perturbation
 from deepfake_detection.data.scan import BadFile, apply_bad_image_policy
 from deepfake_detection.data.splitting import check_fractions
@@ -250,8 +250,11 @@ class DeepfakeDataModule(L.LightningDataModule):
                 persistent_workers=options["num_workers"] > 0,
                 **options,
             )
+        options.pop("shuffle")
         return DataLoader(
             dataset,
+            # Its own shard of the split in each process of a distributed run, no image twice.
+            sampler=ShardSampler(len(dataset)),
             persistent_workers=options["num_workers"] > 0,
             worker_init_fn=ignore_stop_signals,
             **options,

@@ -8,6 +8,7 @@ folder is read the same way by every command.
 from __future__ import annotations
 
 import logging
+import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -186,6 +187,10 @@ def discover(
     if "val" not in index.splits and "train" in index.splits:
         _carve_validation(index, val_fraction, seed)
     for split in required:
+        if split not in index.splits and lists:
+            raise DatasetError(
+                f"data.split_lists={split_lists}: has no {split}.txt, which this command needs"
+            )
         if split not in index.splits:
             names = "|".join(SPLIT_ALIASES[split])
             raise DatasetError(
@@ -238,7 +243,21 @@ def _apply_split_lists(
     index: DatasetIndex, lists: dict[str, list[str]], pool: list[Sample], folder: object
 ) -> None:
     """Each listed split becomes exactly its listed files, found in `pool` by relative path."""
-    by_path = {path.relative_to(index.root).as_posix(): (path, label) for path, label in pool}
+    by_path = {
+        unicodedata.normalize("NFC", path.relative_to(index.root).as_posix()): (path, label)
+        for path, label in pool
+    }
+    lists = {
+        split: [unicodedata.normalize("NFC", p) for p in listed] for split, listed in lists.items()
+    }
+    seen: dict[str, str] = {}
+    for split, listed in lists.items():
+        for path in listed:
+            if seen.setdefault(path, split) != split:
+                raise DatasetError(
+                    f"data.split_lists={folder}: {path} is listed in both {seen[path]}.txt and "
+                    f"{split}.txt; a file must belong to one split"
+                )
     for split, listed in lists.items():
         index.splits[split] = select_listed(by_path, listed, split, str(folder))
         if {label for _, label in index.splits[split]} != set(CLASS_NAMES):

@@ -171,14 +171,16 @@ def find_class_folders(
     own is ambiguous (are the top-level images a source?), so it is an error.
     """
     found: list[ClassFolder] = []
-    seen: set[str] = set()
-    for dirpath, dirnames, _ in os.walk(top, followlinks=True):
+
+    def unreadable(err: OSError) -> None:
+        raise DatasetError(f"{err.filename}: cannot list the folder ({err.strerror or err})")
+
+    for dirpath, dirnames, _ in os.walk(top, followlinks=True, onerror=unreadable):
         here = Path(dirpath)
         real = os.path.realpath(here)
-        if real in seen:  # a link back up the tree
-            dirnames[:] = []
+        if any(os.path.realpath(p) == real for p in here.parents if p.is_relative_to(top)):
+            dirnames[:] = []  # a link back up the tree
             continue
-        seen.add(real)
         classes = class_children(here, aliases)
         parts = here.relative_to(top).parts
         source = "/".join(parts[:source_depth])

@@ -25,11 +25,28 @@ class SeededSample(NamedTuple):
     seed: int
 
 
+def process_group() -> tuple[int, int]:
+    """(rank, world size) in the distributed process group (DDP); (0, 1) without one.
+
+    Read when a pass starts, not when a loader is made: a loader may be built before
+    Lightning has started the group.
+    """
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
 class EpochShuffleSampler(Sampler[SeededSample]):
     """The epoch's shuffle order and per-image seeds, both drawn from (seed, epoch).
 
-    `start_at` makes the next pass of a given epoch leave out its first samples, for a fit
-    resumed mid-epoch; `len()` stays the full epoch, which is what the trainer counts in.
+    With several processes (DDP), each takes a disjoint shard of that one order (rank r takes
+    positions r, r + w, ...), all of equal length so that every process steps together: the
+    last `size mod w` images of the epoch's order sit that epoch out. An image's augmentation
+    seed does not depend on the number of processes.
+
+    `start_at` makes the next pass of a given epoch leave out its first samples (of this
+    process's shard), for a fit resumed mid-epoch; `len()` stays the full shard, which is
+    what the trainer counts in.
     """
 
     def __init__(self, size: int, seed: int, current_epoch: Callable[[], int]) -> None:
@@ -39,7 +56,7 @@ class EpochShuffleSampler(Sampler[SeededSample]):
         self._start: tuple[int, int] | None = None  # (epoch, samples to leave out)
 
     def __len__(self) -> int:
-        return self.size
+        return self.size // process_group()[1]
 
     def start_at(self, epoch: int, samples: int) -> None:
         self._start = (epoch, samples)
@@ -49,10 +66,32 @@ class EpochShuffleSampler(Sampler[SeededSample]):
         generator = torch.Generator().manual_seed(epoch_seed(self.seed, epoch))
         order = torch.randperm(self.size, generator=generator).tolist()
         seeds = torch.randint(0, 2**62, (self.size,), generator=generator).tolist()
+        rank, world = process_group()
+        shard = order[rank : self.size - self.size % world : world]
         start, self._start = self._start, None
         skip = start[1] if start is not None and start[0] == epoch else 0
-        for index in order[skip:]:
+        for index in shard[skip:]:
             yield SeededSample(index, seeds[index])
+
+
+class ShardSampler(Sampler[int]):
+    """A scored split in order, every image exactly once across processes.
+
+    Rank r takes images r, r + w, ...: shards differ in length by at most one, and nothing
+    is padded in twice (as `DistributedSampler` does to even them out), so metrics synced over
+    the processes count each image once.
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+
+    def __len__(self) -> int:
+        rank, world = process_group()
+        return len(range(rank, self.size, world))
+
+    def __iter__(self) -> Iterator[int]:
+        rank, world = process_group()
+        return iter(range(rank, self.size, world))
 
 
 def ignore_stop_signals(worker_id: int) -> None:

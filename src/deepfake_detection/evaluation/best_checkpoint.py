@@ -94,14 +94,19 @@ def test_best_checkpoint(run: FittedRun) -> dict[str, Any]:
     best_path = run.checkpoint.best_model_path or None
     if best_path is None:
         log.warning("no best checkpoint was saved (e.g. fast_dev_run): testing current weights")
+    # Every process scores its shard of each split (the scores are gathered); the first
+    # one alone writes the run's files.
+    writer = trainer.is_global_zero
     started = time.perf_counter()
     with run.notice.guard():
         test_predictions = score_split(trainer, model, datamodule, "test", ckpt_path=best_path)
         test_metrics = model.test_results
         threshold = model.test_threshold
-        per_source = report_per_source(
-            output_dir, test_predictions, datamodule.index, "test", threshold, "fixed"
-        )
+        per_source = None
+        if writer:
+            per_source = report_per_source(
+                output_dir, test_predictions, datamodule.index, "test", threshold, "fixed"
+            )
         # The figures need the test scores only: rendered to PNG in a thread while the
         # validation split is scored (in torch, outside the GIL). Files and TensorBoard are
         # written here, once the test loop has closed its TensorBoard writer for good.
@@ -114,15 +119,17 @@ def test_best_checkpoint(run: FittedRun) -> dict[str, Any]:
             # `evaluate`.
             val_predictions = score_split(trainer, model, datamodule, "val", log_metrics=False)
             scoring_seconds = time.perf_counter() - started  # not the wait for the figures
-            save_state_dict(output_dir / WEIGHTS_FILE, model.net)
-            for split, predictions in (("test", test_predictions), ("val", val_predictions)):
-                predictions.save_csv(output_dir / PREDICTIONS_DIR / f"{split}.csv")
-            pngs = (
-                drawn.result()
-                if threads
-                else _render_figures(run, test_predictions, threshold, per_source)
-            )
-    save_pngs(pngs, output_dir, getattr(run.logger, "experiment", None), trainer.global_step)
+            if writer:
+                save_state_dict(output_dir / WEIGHTS_FILE, model.net)
+                for split, predictions in (("test", test_predictions), ("val", val_predictions)):
+                    predictions.save_csv(output_dir / PREDICTIONS_DIR / f"{split}.csv")
+                pngs = (
+                    drawn.result()
+                    if threads
+                    else _render_figures(run, test_predictions, threshold, per_source)
+                )
+    if writer:
+        save_pngs(pngs, output_dir, getattr(run.logger, "experiment", None), trainer.global_step)
 
     best_score = run.checkpoint.best_model_score
     val_threshold = _val_threshold(val_predictions)
@@ -145,6 +152,7 @@ def test_best_checkpoint(run: FittedRun) -> dict[str, Any]:
     }
     if per_source is not None:
         metrics["per_source"] = per_source
-    log_hparams(run.logger, metrics["hparams"], metrics)
-    write_json(output_dir / METRICS_FILE, metrics)
+    if writer:
+        log_hparams(run.logger, metrics["hparams"], metrics)
+        write_json(output_dir / METRICS_FILE, metrics)
     return metrics

@@ -129,6 +129,7 @@ def saved_data_arguments(
     )
     arguments = _plain_arguments(node, "data", path)
     recorded = run_dir / SPLIT_LISTS_DIR if run_dir is not None else None
-    if recorded is not None and recorded.is_dir() and not arguments.get("split_lists"):
+    if recorded is not None and recorded.is_dir():
+        # The run's own record, wherever the run dir is now (a saved path may be stale).
         arguments["split_lists"] = str(recorded)
     return arguments

@@ -35,10 +35,13 @@ log = logging.getLogger(__name__)
 
 CLASS_NAMES = tuple(LABEL_NAMES[label] for label in sorted(LABEL_NAMES))  # index = label
 FIGURES_DIR = "figures"
+#: The figures' metrics get every score already (gathered from all processes of a DDP run),
+#: and only the first process draws: they must not wait for the others to sync.
+LOCAL = {"sync_on_compute": False}
 
 
 def confusion_matrix_figure(predictions: Predictions, threshold: float) -> Figure:
-    metric = BinaryConfusionMatrix(threshold=threshold)
+    metric = BinaryConfusionMatrix(threshold=threshold, **LOCAL)
     metric.update(predictions.probs, predictions.targets)
     fig, ax = metric.plot(labels=list(CLASS_NAMES))
     ax.set_title(f"Confusion matrix (Fake when P(Fake) > {threshold:.3g})")
@@ -46,7 +49,7 @@ def confusion_matrix_figure(predictions: Predictions, threshold: float) -> Figur
 
 
 def roc_figure(predictions: Predictions) -> Figure:
-    metric = BinaryROC()
+    metric = BinaryROC(**LOCAL)
     metric.update(predictions.probs, predictions.targets)
     fig, ax = metric.plot(score=True)
     ax.plot([0, 1], [0, 1], linestyle=":", color="grey", linewidth=1)
@@ -55,7 +58,7 @@ def roc_figure(predictions: Predictions) -> Figure:
 
 
 def pr_figure(predictions: Predictions) -> Figure:
-    metric = BinaryPrecisionRecallCurve()
+    metric = BinaryPrecisionRecallCurve(**LOCAL)
     metric.update(predictions.probs, predictions.targets)
     fig, ax = metric.plot(score=True)
     ax.axhline(float(predictions.targets.float().mean()), linestyle=":", color="grey")

@@ -15,6 +15,7 @@ from deepfake_detection.config import auto_precision
 from deepfake_detection.console import is_terminal
 from deepfake_detection.data.datamodule import DeepfakeDataModule
 from deepfake_detection.data.discovery import SPLIT_ALIASES
+from deepfake_detection.data.layout import split_children
 from deepfake_detection.data.scan import write_skipped_files
 from deepfake_detection.data.splitting import SPLIT_LISTS_DIR, read_split_lists
 from deepfake_detection.errors import ConfigError, UserInputError
@@ -81,9 +82,10 @@ def scoring_datamodule(
     data = {**train_data, **_given(overrides, DATA_OVERRIDES + READING_OVERRIDES)}
     required = [split]
     if same_folder(overrides.get("root"), train_data.get("root")):
-        # The training run's own data, split as in training (a flat root is split by its
-        # hash, not scored whole), which its recorded file lists pin down when it has them.
-        required = list(dict.fromkeys(["train", "test", split]))
+        if is_flat_root(train_data.get("root")):
+            # The training run's own flat root: split as in training (pinned by its recorded
+            # file lists when it has them), not scored whole.
+            required = list(dict.fromkeys(["train", "test", split]))
     elif overrides.get("split_lists") is None:
         # Another dataset: the training run's file lists name files of its own.
         data["split_lists"] = None
@@ -91,6 +93,13 @@ def scoring_datamodule(
     return DeepfakeDataModule(
         **{**data, "required_splits": required, "used_splits": [split], "perturb": perturb}
     )
+
+
+def is_flat_root(root: str | None) -> bool:
+    """Whether `root` has class folders but no split folders (a demo set never does)."""
+    if root in (None, "") or not Path(root).expanduser().is_dir():
+        return False
+    return not split_children(Path(root).expanduser())
 
 
 def same_folder(given: str | None, trained: str | None) -> bool:
@@ -149,6 +158,8 @@ def scoring_trainer(cfg: DictConfig, checkpoint: dict[str, Any], logger: Any = F
         enable_checkpointing=False,
         enable_model_summary=False,
         enable_progress_bar=is_terminal(),
+        # The data module's loaders give each process its own images, each scored once.
+        use_distributed_sampler=False,
     )
 
 

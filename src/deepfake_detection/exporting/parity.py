@@ -14,7 +14,7 @@ from deepfake_detection.data.demo import ensure_demo_dataset
 from deepfake_detection.data.discovery import discover_as_configured
 from deepfake_detection.data.images import BadImageError
 from deepfake_detection.data.preprocess import Preprocessing
-from deepfake_detection.errors import DatasetError
+from deepfake_detection.errors import UserInputError
 from deepfake_detection.exporting.spec import ExportError
 
 log = logging.getLogger(__name__)
@@ -31,7 +31,7 @@ def _split_images(data: Mapping[str, Any], split: str, count: int) -> list:
             root = ensure_demo_dataset(data.get("demo_cache_dir"))
         # The training run's root is split as in training: a flat one is not scored whole.
         index = discover_as_configured(root, data, ("train", "test", split))
-    except (DatasetError, OSError) as err:
+    except (UserInputError, OSError) as err:
         log.info("parity check: the run's %s split is not available (%s)", split, err)
         return []
     by_class = [[p for p, y in index.splits[split] if y == label] for label in (1, 0)]

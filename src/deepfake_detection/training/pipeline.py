@@ -21,7 +21,7 @@ from deepfake_detection.checkpoints import (
     SafeAtomicCheckpointIO,
     safe_torch_load,
 )
-from deepfake_detection.console import show_progress_bar
+from deepfake_detection.console import is_first_process, show_progress_bar
 from deepfake_detection.data.datamodule import DeepfakeDataModule, auto_num_workers
 from deepfake_detection.data.scan import write_skipped_files
 from deepfake_detection.data.splitting import SPLIT_LISTS_DIR, write_split_lists
@@ -140,7 +140,8 @@ def fit(cfg: DictConfig) -> FittedRun | FinishedRun:
             log.info("%s had finished: its metrics are in %s", resume.run_dir, METRICS_FILE)
             return FinishedRun(read_json(Path(resume.run_dir) / METRICS_FILE))
         # It trains again: until it ends, it is an unfinished run (which a resume continues).
-        (Path(resume.run_dir) / METRICS_FILE).unlink(missing_ok=True)
+        if is_first_process():
+            (Path(resume.run_dir) / METRICS_FILE).unlink(missing_ok=True)
         recorded = Path(resume.run_dir) / SPLIT_LISTS_DIR
         if recorded.is_dir() and not cfg.data.get("split_lists"):
             # Exactly the files it was split into, even if the folders have changed since.
@@ -154,7 +155,10 @@ def fit(cfg: DictConfig) -> FittedRun | FinishedRun:
     # Hydra saves the config with its interpolations; store the values this run really used
     # (environment variables, automatic defaults) so the run dir documents itself.
     resolved = OmegaConf.to_container(cfg, resolve=True)
-    atomic_write_bytes(output_dir / RESOLVED_CONFIG_FILE, OmegaConf.to_yaml(resolved).encode())
+    # Every process of a distributed run executes this; the first one writes the run's files.
+    writer = is_first_process()
+    if writer:
+        atomic_write_bytes(output_dir / RESOLVED_CONFIG_FILE, OmegaConf.to_yaml(resolved).encode())
     L.seed_everything(cfg.seed, workers=True, verbose=False)
 
     clock, notice = TrainingClock(), InterruptCheckpoint(str(output_dir))
@@ -162,9 +166,12 @@ def fit(cfg: DictConfig) -> FittedRun | FinishedRun:
         datamodule = instantiate(cfg.data)
         log.info("data: %s", datamodule.describe())  # indexes and checks every image
         log.info("augment: %s", datamodule.augment.describe())
-        write_skipped_files(output_dir, datamodule.skipped)
         index = datamodule.index
-        if index.derived:  # splits not read from folders: recorded, so later commands reuse them
+        if writer:
+            write_skipped_files(output_dir, datamodule.skipped)
+        own_lists = output_dir / SPLIT_LISTS_DIR
+        recorded = cfg.data.get("split_lists") and Path(cfg.data.split_lists) == own_lists
+        if writer and index.derived and not recorded:  # splits not read from folders
             write_split_lists(output_dir, index.root, index.derived, index.derived_how)
         model = instantiate(cfg.model)
     counts = model.parameter_counts()
