@@ -7,6 +7,7 @@ import logging
 import signal
 import sys
 import traceback
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
@@ -40,6 +41,9 @@ def command_line_overrides(argv: list[str]) -> list[str]:
 
 def check_groups_or_fail(argv: list[str]) -> None:
     """An unknown `group=option` ends the command with one line, before Hydra starts."""
+    # conf/hydra/launcher/submitit_*.yaml set the submitit plugin's own options, which Hydra
+    # checks against the plugin's schema of the same name: intended, not worth a warning.
+    warnings.filterwarnings("ignore", message=r"(?s).*validated against ConfigStore schema")
     try:
         check_group_choices(command_line_overrides(argv))
     except UserInputError as err:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-from omegaconf import OmegaConf
+from omegaconf import ListConfig, OmegaConf
 
 from deepfake_detection.errors import ConfigError
 
@@ -54,6 +55,22 @@ def _hydra_subdir(resume: str | None) -> str | None:
     return None if resume else ".hydra"
 
 
+def _tasks_per_node(devices: Any) -> int:
+    # Lightning on SLURM needs one task per device; `auto` or -1 can only mean one here.
+    if isinstance(devices, int) and not isinstance(devices, bool) and devices > 0:
+        return devices
+    if isinstance(devices, (list, ListConfig)):
+        return max(1, len(devices))
+    if isinstance(devices, str) and devices.isdigit():
+        return int(devices)
+    return 1
+
+
+def _gpus_per_node(devices: Any, accelerator: str) -> int | None:
+    # CPU processes reserve no GPU; otherwise one GPU per task.
+    return None if str(accelerator) == "cpu" else _tasks_per_node(devices)
+
+
 def register_resolvers() -> None:
     """Register the `dd.*` resolvers used in conf/ (idempotent)."""
     resolvers = {
@@ -62,6 +79,8 @@ def register_resolvers() -> None:
         "dd.metric_mode": metric_mode,
         "dd.run_dir": _run_dir,
         "dd.hydra_subdir": _hydra_subdir,
+        "dd.tasks_per_node": _tasks_per_node,
+        "dd.gpus_per_node": _gpus_per_node,
     }
     for name, fn in resolvers.items():
         if not OmegaConf.has_resolver(name):
@@ -87,6 +106,8 @@ def check_group_choices(overrides: list[str], conf: Path | None = None) -> None:
         group_dir = conf / group
         if override.is_delete() or override.package or not group_dir.is_dir():
             continue
+        if group.startswith("hydra/"):
+            continue  # Hydra and its plugins add options of their own (hydra/launcher=basic)
         value = override.value()
         if isinstance(value, ChoiceSweep):
             values = value.list

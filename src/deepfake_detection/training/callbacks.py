@@ -198,6 +198,12 @@ def wait_for_checkpoint_writes(trainer: L.Trainer) -> None:
         checkpoint_io.teardown()  # waits, raises a failed write; the next save starts anew
 
 
+#: The signal a cluster job gets before its time limit from submitit (`--signal=USR2@...`).
+#: Caught only where a launcher installed a handler for it, and passed on to that handler
+#: once the checkpoint is saved.
+REQUEUE_SIGNAL = signal.SIGUSR2
+
+
 class InterruptCheckpoint(Callback):
     """Ctrl+C or SIGTERM: finish the current batch, save a resumable checkpoint, stop.
 
@@ -258,6 +264,9 @@ class InterruptCheckpoint(Callback):
             return  # only the main thread may handle signals; Lightning's defaults apply
         for signum in (signal.SIGINT, signal.SIGTERM):
             self._previous_handlers[signum] = signal.signal(signum, self._on_signal)
+        if callable(signal.getsignal(REQUEUE_SIGNAL)):
+            # A cluster job's launcher (submitit) requeues the job on it: save first.
+            self._previous_handlers[REQUEUE_SIGNAL] = signal.signal(REQUEUE_SIGNAL, self._on_signal)
 
     def _restore_handlers(self) -> None:
         for signum, handler in self._previous_handlers.items():
@@ -278,6 +287,12 @@ class InterruptCheckpoint(Callback):
             where,
             self.run_dir,
         )
+        requeue = self._previous_handlers.get(REQUEUE_SIGNAL)
+        if self.interrupted_by == REQUEUE_SIGNAL.name and callable(requeue):
+            # The checkpoint is on disk: now the launcher may requeue the job (and exit);
+            # the requeued job continues in place (`resume.requeued_run_dir`).
+            self._restore_handlers()
+            requeue(REQUEUE_SIGNAL, None)
         if self.interrupted_by == "SIGINT":
             raise KeyboardInterrupt
         raise SIGTERMException

@@ -43,7 +43,12 @@ from deepfake_detection.training.callbacks import (
 )
 from deepfake_detection.training.feature_cache import attach_feature_cache, detach_feature_cache
 from deepfake_detection.training.progress import ProgressLog
-from deepfake_detection.training.resume import LAST_CHECKPOINT, ResumePlan, resumed_config
+from deepfake_detection.training.resume import (
+    LAST_CHECKPOINT,
+    ResumePlan,
+    requeued_run_dir,
+    resumed_config,
+)
 from deepfake_detection.validation import validate_train_config
 
 log = logging.getLogger(__name__)
@@ -132,8 +137,15 @@ def fit(cfg: DictConfig) -> FittedRun | FinishedRun:
     """
     validate_train_config(cfg)
     resume = None
+    overrides = _command_line_overrides()
+    if not cfg.get("resume") and (requeued := requeued_run_dir(cfg)) is not None:
+        # A cluster job requeued after its time-limit signal: the same job, run again in
+        # the same dir, continues where the signal stopped it.
+        log.info("requeued job: continuing %s in place", requeued)
+        OmegaConf.update(cfg, "resume", str(requeued), force_add=True)
+        overrides = []  # the job's own overrides made the saved config already
     if cfg.get("resume"):
-        resume = resumed_config(cfg, _command_line_overrides())
+        resume = resumed_config(cfg, overrides)
         cfg = resume.cfg
         validate_train_config(cfg)
         if resume.finished:

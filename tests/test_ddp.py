@@ -1,0 +1,162 @@
+"""Several processes (DDP, gloo on the CPU): shards, each image scored once, one writer, resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import make_dataset, run_cli
+from deepfake_detection.console import is_first_process
+from deepfake_detection.data import loader
+from deepfake_detection.data.loader import EpochShuffleSampler, ShardSampler
+from deepfake_detection.metrics.binary import compute_metrics
+from deepfake_detection.metrics.predictions import Predictions
+
+#: Two CPU processes, tiny images, a few batches.
+DDP = [
+    "trainer=ddp",
+    "trainer.accelerator=cpu",
+    "trainer.devices=2",
+    "data.image_size=32",
+    "data.batch_size=4",
+    "data.num_workers=0",
+    "model.widths=[4,8]",
+    "early_stopping=none",
+]
+
+
+def _as_rank(monkeypatch: pytest.MonkeyPatch, rank: int, world: int) -> None:
+    monkeypatch.setattr(loader, "process_group", lambda: (rank, world))
+
+
+def test_each_process_trains_on_a_disjoint_shard_of_the_epoch_order(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    alone = list(EpochShuffleSampler(11, seed=3, current_epoch=lambda: 2))
+    shards = []
+    for rank in range(3):
+        _as_rank(monkeypatch, rank, 3)
+        sampler = EpochShuffleSampler(11, seed=3, current_epoch=lambda: 2)
+        shards.append(list(sampler))
+        assert len(sampler) == len(shards[-1]) == 3  # equal: the processes step together
+    # Rank r takes positions r, r + 3, ... of the same order, with the same per-image seeds.
+    for rank, shard in enumerate(shards):
+        assert shard == alone[rank:9:3]
+    indices = [s.index for shard in shards for s in shard]
+    assert len(set(indices)) == 9
+    # A resumed pass leaves out the samples this process trained already.
+    _as_rank(monkeypatch, 1, 3)
+    sampler = EpochShuffleSampler(11, seed=3, current_epoch=lambda: 2)
+    sampler.start_at(2, 1)
+    assert list(sampler) == shards[1][1:]
+
+
+def test_a_scored_split_is_sharded_without_padding(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen = []
+    for rank in range(4):
+        _as_rank(monkeypatch, rank, 4)
+        sampler = ShardSampler(10)
+        seen += list(sampler)
+        assert len(sampler) == len(list(sampler))
+    assert sorted(seen) == list(range(10))  # every image once: 3 + 3 + 2 + 2
+
+
+@pytest.mark.parametrize(
+    ("env", "first"),
+    [
+        ({}, True),
+        ({"RANK": "0", "LOCAL_RANK": "0"}, True),
+        ({"RANK": "1"}, False),
+        ({"LOCAL_RANK": "1"}, False),
+        ({"LOCAL_RANK": "0", "NODE_RANK": "1"}, False),
+        ({"SLURM_PROCID": "0", "SLURM_NODEID": "0"}, True),
+        ({"SLURM_PROCID": "3"}, False),
+    ],
+)
+def test_only_the_first_process_writes(monkeypatch: pytest.MonkeyPatch, env, first) -> None:
+    for name in ("RANK", "LOCAL_RANK", "NODE_RANK", "GROUP_RANK", "SLURM_PROCID", "SLURM_NODEID"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert is_first_process() is first
+
+
+def test_two_processes_score_every_image_once_and_one_writes(tmp_path: Path) -> None:
+    # Odd sizes: 2 processes cannot split them evenly, where padding would count images twice.
+    data = make_dataset(tmp_path / "data", {"train": 13, "valid": 5, "test": 7})
+    run_dir = tmp_path / "run"
+    result = run_cli(
+        [f"data.root={data}", *DDP, "trainer.max_epochs=2", f"hydra.run.dir={run_dir}"], tmp_path
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    for split, per_class in (("test", 7), ("val", 5)):
+        scored = Predictions.load_csv(run_dir / "predictions" / f"{split}.csv")
+        expected = sorted(str(p) for p in (data / split.replace("val", "valid")).rglob("*.png"))
+        assert sorted(scored.paths) == expected and len(expected) == 2 * per_class
+    test = Predictions.load_csv(run_dir / "predictions" / "test.csv")
+    again = compute_metrics(test.probs, test.targets, 0.5)
+    for name in ("acc", "auroc", "ap", "f1", "tp", "fp", "tn", "fn"):
+        assert metrics[f"test/{name}"] == pytest.approx(again[name], abs=1e-6), name
+    # The second process logs to its own file and writes nothing else: one Hydra record, and
+    # none of the run's files twice under another name.
+    assert (run_dir / "train_ddp_process_1.log").is_file()
+    hidden = sorted(p.name for p in run_dir.iterdir() if p.name.startswith("."))
+    assert hidden == [".hydra"]
+    assert sorted(p.name for p in (run_dir / "predictions").iterdir()) == ["test.csv", "val.csv"]
+    assert result.stdout.count("test metrics of the best checkpoint") == 1
+
+
+def test_sigterm_to_both_processes_then_resume_matches_an_uninterrupted_run(
+    tmp_path: Path,
+) -> None:
+    data = make_dataset(tmp_path / "data", {"train": 40, "valid": 6, "test": 6}, size=64)
+    args = [
+        f"data.root={data}",
+        *DDP,
+        "data.image_size=64",
+        "data.batch_size=2",
+        "model.widths=[8,16]",
+        "trainer.max_epochs=3",
+    ]
+    full = run_cli([*args, f"hydra.run.dir={tmp_path / 'full'}"], tmp_path)
+    assert full.returncode == 0, full.stderr[-3000:]
+
+    run_dir = tmp_path / "interrupted"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "train", *args, f"hydra.run.dir={run_dir}"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "MOBILENET_V2_WEIGHTS": ""},
+        start_new_session=True,  # both processes in one group, as a scheduler signals them
+    )
+    deadline = time.monotonic() + 300
+    while not (run_dir / "checkpoints" / "last.ckpt").exists():  # epoch 0 is done
+        assert proc.poll() is None and time.monotonic() < deadline, "run ended too early"
+        time.sleep(0.02)
+    time.sleep(0.3)  # into the next epoch
+    os.killpg(proc.pid, signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 128 + signal.SIGTERM, stderr[-3000:]
+    assert not (run_dir / "metrics.json").exists()
+    stopped = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
+    progress = stopped["loops"]["fit_loop"]["epoch_loop.batch_progress"]["current"]
+    assert stopped["epoch"] == 1 and 0 < progress["ready"] < 10  # 10 batches per process
+
+    resumed = run_cli([f"resume={run_dir}"], tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    expected = json.loads((tmp_path / "full" / "metrics.json").read_text())
+    got = json.loads((run_dir / "metrics.json").read_text())
+    for key in ("test/loss", "test/auroc", "test/acc", "val/auroc_best"):
+        assert got[key] == pytest.approx(expected[key], abs=1e-6), key
+    assert got["epochs"] == expected["epochs"] == 3
