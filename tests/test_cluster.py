@@ -1,0 +1,166 @@
+"""Cluster sweeps with Hydra's submitit launcher: configs, a local sweep, time-limit requeue."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+
+from conftest import make_dataset, run_cli
+from deepfake_detection.config import config_dir, register_resolvers
+from deepfake_detection.files import RESOLVED_CONFIG_FILE
+
+TINY = [
+    "data.image_size=32",
+    "data.batch_size=4",
+    "data.num_workers=0",
+    "early_stopping=none",
+    "trainer.max_epochs=1",
+]
+
+
+def _launcher(overrides: list[str]):
+    register_resolvers()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the plugin's schema of the same name (expected)
+        with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+            cfg = compose("train", overrides=overrides, return_hydra_config=True)
+    return cfg.hydra.launcher
+
+
+def test_slurm_launcher_defaults_follow_the_trainer() -> None:
+    launcher = _launcher(
+        ["hydra/launcher=submitit_slurm", "trainer=ddp", "trainer.devices=4", "trainer.num_nodes=2"]
+    )
+    assert launcher._target_.endswith("SlurmLauncher")
+    # Lightning on SLURM: one task per device, on every node.
+    assert (launcher.nodes, launcher.tasks_per_node, launcher.gpus_per_node) == (2, 4, 4)
+    assert launcher.signal_delay_s > 60 and launcher.max_num_timeout > 0
+    assert launcher.partition is None and launcher.timeout_min == 240
+    overridden = _launcher(
+        [
+            "hydra/launcher=submitit_slurm",
+            "hydra.launcher.partition=gpu",
+            "hydra.launcher.timeout_min=30",
+            "trainer.accelerator=cpu",
+        ]
+    )
+    assert (overridden.partition, overridden.timeout_min) == ("gpu", 30)
+    assert (overridden.tasks_per_node, overridden.gpus_per_node) == (1, None)
+
+
+def test_a_submitit_local_sweep_ends_with_the_comparison_table(tmp_path: Path) -> None:
+    data = make_dataset(tmp_path / "data", {"train": 6, "valid": 3, "test": 3})
+    result = run_cli(
+        [
+            "-m",
+            "hydra/launcher=submitit_local",
+            f"data.root={data}",
+            *TINY,
+            "model.widths=[4],[4,8]",
+        ],
+        tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "2 runs: 2 ok, 0 failed, 0 unfinished" in result.stdout
+    assert "Best performing model" in result.stdout
+    [sweep] = (tmp_path / "multirun").iterdir()
+    assert (sweep / ".submitit").is_dir()  # the jobs ran through submitit
+    for job in ("0", "1"):
+        assert json.loads((sweep / job / "metrics.json").read_text())["epochs"] == 1
+    assert "validated against ConfigStore schema" not in result.stderr
+
+
+#: Stands in for submitit in a cluster job: its handler of the time-limit signal requeues the
+#: job (here: leaves a mark) and exits the process.
+REQUEUEING_JOB = """
+import signal, sys
+from pathlib import Path
+
+MARK = Path(sys.argv[1])
+
+def requeue(signum, frame):
+    MARK.write_text("requeued")
+    sys.exit(-1)
+
+signal.signal(signal.SIGUSR2, requeue)
+sys.argv = ["train", *sys.argv[2:]]
+from deepfake_detection.train import cli
+cli()
+"""
+
+
+def test_the_time_limit_signal_saves_requeues_and_the_job_continues_in_place(
+    tmp_path: Path,
+) -> None:
+    data = make_dataset(tmp_path / "data", {"train": 48, "valid": 4, "test": 4}, size=64)
+    run_dir = tmp_path / "job"
+    args = [
+        f"data.root={data}",
+        "data.image_size=64",
+        "data.batch_size=2",
+        "data.num_workers=0",
+        "model.widths=[8,16]",
+        "early_stopping=none",
+        "trainer.max_epochs=2",
+        f"hydra.run.dir={run_dir}",
+    ]
+    script = tmp_path / "job.py"
+    script.write_text(REQUEUEING_JOB)
+    mark = tmp_path / "requeued"
+    env = {**os.environ, "MOBILENET_V2_WEIGHTS": ""}
+    proc = subprocess.Popen(
+        [sys.executable, str(script), str(mark), *args],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    deadline = time.monotonic() + 300
+    while not (run_dir / "checkpoints" / "last.ckpt").exists():  # epoch 0 is done
+        assert proc.poll() is None and time.monotonic() < deadline, "run ended too early"
+        time.sleep(0.02)
+    time.sleep(0.15)
+    proc.send_signal(signal.SIGUSR2)
+    _, stderr = proc.communicate(timeout=300)
+    assert proc.returncode != 0, stderr[-3000:]
+    assert mark.exists(), stderr[-3000:]
+    # Saved first, then handed over: the launcher's handler ran after the checkpoint.
+    assert mark.read_text() == "requeued"
+    stopped = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
+    assert stopped["epoch"] == 1 and "interrupted_mid_epoch" in stopped
+    assert not (run_dir / "metrics.json").exists()
+
+    # The requeued job: the same command in the same dir, with SLURM's restart count.
+    again = run_cli(args, tmp_path, SLURM_RESTART_COUNT="1")
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert f"requeued job: continuing {run_dir} in place" in again.stdout + again.stderr
+    assert json.loads((run_dir / "metrics.json").read_text())["epochs"] == 2
+
+
+def test_a_first_start_is_not_taken_for_a_requeue(tmp_path: Path) -> None:
+    from omegaconf import OmegaConf
+
+    from deepfake_detection.training.resume import requeued_run_dir
+
+    cfg = OmegaConf.create({"paths": {"output_dir": str(tmp_path)}})
+    os.environ.pop("SLURM_RESTART_COUNT", None)
+    assert requeued_run_dir(cfg) is None  # nothing ran here before
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SLURM_RESTART_COUNT", "1")
+        assert requeued_run_dir(cfg) is None  # requeued, but no earlier start in this dir
+        (tmp_path / RESOLVED_CONFIG_FILE).parent.mkdir()
+        (tmp_path / RESOLVED_CONFIG_FILE).write_text("seed: 1\n")
+        assert requeued_run_dir(cfg) == tmp_path
+        (tmp_path / "metrics.json").write_text("{}")
+        assert requeued_run_dir(cfg) is None  # it had finished
