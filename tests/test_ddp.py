@@ -160,3 +160,40 @@ def test_sigterm_to_both_processes_then_resume_matches_an_uninterrupted_run(
     for key in ("test/loss", "test/auroc", "test/acc", "val/auroc_best"):
         assert got[key] == pytest.approx(expected[key], abs=1e-6), key
     assert got["epochs"] == expected["epochs"] == 3
+
+
+#: `python -m train`, except that process 1 fails in its second training step.
+FAILING_RANK = """
+import os
+from deepfake_detection.models import base
+
+original = base.BaseDetector.training_step
+
+def training_step(self, batch, batch_idx):
+    if os.environ.get("LOCAL_RANK") == "1" and batch_idx == 1:
+        raise RuntimeError("boom on rank 1")
+    return original(self, batch, batch_idx)
+
+base.BaseDetector.training_step = training_step
+from deepfake_detection.train import cli
+cli()
+"""
+
+
+def test_a_failure_in_one_process_ends_the_job_with_its_error_logged(tmp_path: Path) -> None:
+    data = make_dataset(tmp_path / "data", {"train": 13, "valid": 5, "test": 7})
+    script = tmp_path / "failing.py"
+    script.write_text(FAILING_RANK)
+    run_dir = tmp_path / "run"
+    result = subprocess.run(
+        [sys.executable, str(script), f"data.root={data}", *DDP, f"hydra.run.dir={run_dir}"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=240,  # no process is left waiting for the one that failed
+        env={**os.environ, "MOBILENET_V2_WEIGHTS": ""},
+    )
+    assert result.returncode != 0
+    [other_log] = run_dir.glob("*_ddp_process_1.log")
+    assert "RuntimeError: boom on rank 1" in other_log.read_text()
+    assert not (run_dir / "metrics.json").exists()

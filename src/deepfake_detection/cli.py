@@ -17,7 +17,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from deepfake_detection.config import check_group_choices
-from deepfake_detection.console import is_first_process, setup_console
+from deepfake_detection.console import FILE_ONLY, is_first_process, setup_console
 from deepfake_detection.errors import UserInputError, find_user_error, one_line
 from deepfake_detection.files import ERROR_FILE, atomic_write_bytes
 from deepfake_detection.training.resume import TrainingInterrupted
@@ -78,6 +78,10 @@ def run_task(task: Callable[[DictConfig], T], cfg: DictConfig) -> T:
         sys.exit(128 + getattr(signal, stop.signal_name))
     except Exception as err:
         user_error = find_user_error(err)
+        if user_error is None:
+            # Into the process's log file too (the console gets Hydra's report): in a
+            # multi-process run it is the record of which process failed, and why.
+            log.error("failed: %s", err, exc_info=err, extra=FILE_ONLY)
         if _in_multirun():
             if is_first_process():  # another process's error stays in its own log file
                 _record_job_error(err, user_error)
