@@ -197,3 +197,21 @@ def test_a_failure_in_one_process_ends_the_job_with_its_error_logged(tmp_path: P
     [other_log] = run_dir.glob("*_ddp_process_1.log")
     assert "RuntimeError: boom on rank 1" in other_log.read_text()
     assert not (run_dir / "metrics.json").exists()
+
+
+def test_resuming_mid_epoch_with_another_process_count_warns(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from types import SimpleNamespace
+
+    from deepfake_detection.training.callbacks import InterruptCheckpoint
+
+    notice = InterruptCheckpoint(str(tmp_path))
+    module = SimpleNamespace(load_train_epoch_state=lambda state: None)
+    saved = {"rngs": {}, "train_metrics": {}, "world_size": 2}
+    checkpoint = {InterruptCheckpoint.STATE_KEY: saved}
+    with caplog.at_level("WARNING"):
+        notice.on_load_checkpoint(SimpleNamespace(world_size=2), module, checkpoint)
+        assert "resumes with" not in caplog.text
+        notice.on_load_checkpoint(SimpleNamespace(world_size=1), module, checkpoint)
+    assert "stopped mid-epoch with 2 process(es) and resumes with 1" in caplog.text

@@ -343,6 +343,7 @@ class InterruptCheckpoint(Callback):
             checkpoint[self.STATE_KEY] = {
                 "rngs": rng_states(),
                 "train_metrics": pl_module.train_epoch_state(),
+                "world_size": trainer.world_size,
             }
 
     def on_load_checkpoint(
@@ -352,6 +353,18 @@ class InterruptCheckpoint(Callback):
         if state is not None:
             pl_module.load_train_epoch_state(state["train_metrics"])
             self._restored_rngs = state["rngs"]
+            stopped_with = int(state.get("world_size", 1))
+            if stopped_with != trainer.world_size:
+                # Each process's shard of the epoch, and the batches it had trained, follow
+                # the number of processes: the rest of that epoch cannot be the same.
+                log.warning(
+                    "the run stopped mid-epoch with %d process(es) and resumes with %d: the "
+                    "rest of that epoch differs from an uninterrupted run (the next epochs "
+                    "follow the new count); resume with trainer.devices=%d to match it",
+                    stopped_with,
+                    trainer.world_size,
+                    stopped_with,
+                )
 
     def on_exception(
         self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
