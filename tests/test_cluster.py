@@ -164,3 +164,18 @@ def test_a_first_start_is_not_taken_for_a_requeue(tmp_path: Path) -> None:
         assert requeued_run_dir(cfg) == tmp_path
         (tmp_path / "metrics.json").write_text("{}")
         assert requeued_run_dir(cfg) is None  # it had finished
+
+
+def test_the_launcher_without_its_extra_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    from deepfake_detection.config import check_group_choices
+    from deepfake_detection.errors import ConfigError
+
+    check_group_choices(["hydra/launcher=submitit_slurm"])  # installed here: accepted
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(
+        ConfigError, match=r'submitit_slurm: .*pip install "deepfake-detection\[slurm\]"'
+    ):
+        check_group_choices(["hydra/launcher=submitit_slurm"])
+    check_group_choices(["hydra/launcher=basic"])  # Hydra's own options are Hydra's to check

@@ -87,6 +87,21 @@ def register_resolvers() -> None:
             OmegaConf.register_new_resolver(name, fn)
 
 
+def _check_installed(module: str, extra: str, override: Any) -> None:
+    """An option that needs an optional extra names the extra, instead of Hydra's traceback."""
+    from importlib.util import find_spec
+
+    try:
+        found = find_spec(module) is not None
+    except ModuleNotFoundError:
+        found = False
+    if not found:
+        raise ConfigError(
+            f"{override.input_line}: needs an optional extra: "
+            f'pip install "deepfake-detection[{extra}]"'
+        )
+
+
 def check_group_choices(overrides: list[str], conf: Path | None = None) -> None:
     """Reject `group=option` overrides that name no config file, listing the valid options.
 
@@ -106,6 +121,8 @@ def check_group_choices(overrides: list[str], conf: Path | None = None) -> None:
         group_dir = conf / group
         if override.is_delete() or override.package or not group_dir.is_dir():
             continue
+        if group == "hydra/launcher" and str(override.value()).startswith("submitit"):
+            _check_installed("hydra_plugins.hydra_submitit_launcher", "slurm", override)
         if group.startswith("hydra/"):
             continue  # Hydra and its plugins add options of their own (hydra/launcher=basic)
         value = override.value()
