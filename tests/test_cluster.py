@@ -59,13 +59,16 @@ def test_slurm_launcher_defaults_follow_the_trainer() -> None:
 
 
 def test_a_submitit_local_sweep_ends_with_the_comparison_table(tmp_path: Path) -> None:
+    # The cluster sweep's shape: every job trains with 2 processes (gloo here).
     data = make_dataset(tmp_path / "data", {"train": 6, "valid": 3, "test": 3})
+    ddp = ["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2"]
     result = run_cli(
         [
             "-m",
             "hydra/launcher=submitit_local",
             f"data.root={data}",
             *TINY,
+            *ddp,
             "model.widths=[4],[4,8]",
         ],
         tmp_path,
@@ -77,6 +80,9 @@ def test_a_submitit_local_sweep_ends_with_the_comparison_table(tmp_path: Path) -
     assert (sweep / ".submitit").is_dir()  # the jobs ran through submitit
     for job in ("0", "1"):
         assert json.loads((sweep / job / "metrics.json").read_text())["epochs"] == 1
+        # The job's second process ran that job alone, in its dir (not the whole sweep).
+        assert (sweep / job / "train_ddp_process_1.log").is_file()
+    assert sorted(p.name for p in (tmp_path / "multirun").iterdir()) == [sweep.name]
     assert "validated against ConfigStore schema" not in result.stderr
 
 

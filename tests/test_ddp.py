@@ -215,3 +215,17 @@ def test_resuming_mid_epoch_with_another_process_count_warns(
         assert "resumes with" not in caplog.text
         notice.on_load_checkpoint(SimpleNamespace(world_size=1), module, checkpoint)
     assert "stopped mid-epoch with 2 process(es) and resumes with 1" in caplog.text
+
+
+def test_a_sweep_of_ddp_jobs_in_one_process_starts_each_jobs_processes(tmp_path: Path) -> None:
+    data = make_dataset(tmp_path / "data", {"train": 6, "valid": 3, "test": 3})
+    result = run_cli(
+        ["-m", f"data.root={data}", *DDP, "trainer.max_epochs=1", "model.widths=[4],[4,8]"],
+        tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "2 runs: 2 ok, 0 failed, 0 unfinished" in result.stdout
+    [sweep] = (tmp_path / "multirun").iterdir()
+    for job in ("0", "1"):
+        assert (sweep / job / "train_ddp_process_1.log").is_file()
+        assert len(Predictions.load_csv(sweep / job / "predictions" / "test.csv")) == 6

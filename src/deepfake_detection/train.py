@@ -37,15 +37,18 @@ def train(cfg: DictConfig) -> float | None:
     setup_console()
     from deepfake_detection.evaluation.best_checkpoint import test_best_checkpoint
     from deepfake_detection.evaluation.summary import train_summary
+    from deepfake_detection.training.launch import sweep_job_as_single_run
     from deepfake_detection.training.pipeline import FinishedRun, fit
 
-    run = fit(cfg)
-    if isinstance(run, FinishedRun):
-        metrics = run.metrics
-    else:
-        metrics = test_best_checkpoint(run)
-        if run.trainer.is_global_zero:
-            log.info(train_summary(metrics, run.output_dir, *_log_file_and_next_steps()))
+    # A sweep job's DDP processes run this job alone (see training/launch.py).
+    with sweep_job_as_single_run(cfg.paths.output_dir):
+        run = fit(cfg)
+        if isinstance(run, FinishedRun):
+            metrics = run.metrics
+        else:
+            metrics = test_best_checkpoint(run)
+            if run.trainer.is_global_zero:
+                log.info(train_summary(metrics, run.output_dir, *_log_file_and_next_steps()))
     return metrics.get(cfg.get("optimized_metric") or "")
 
 
