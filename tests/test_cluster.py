@@ -169,7 +169,8 @@ def test_a_first_start_is_not_taken_for_a_requeue(tmp_path: Path) -> None:
         (tmp_path / RESOLVED_CONFIG_FILE).write_text("seed: 1\n")
         assert requeued_run_dir(cfg) == tmp_path
         (tmp_path / "metrics.json").write_text("{}")
-        assert requeued_run_dir(cfg) is None  # it had finished
+        # Requeued after it finished: resumed all the same, which leaves a finished run be.
+        assert requeued_run_dir(cfg) == tmp_path
 
 
 def test_the_launcher_without_its_extra_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -185,3 +186,31 @@ def test_the_launcher_without_its_extra_names_the_extra(monkeypatch: pytest.Monk
     ):
         check_group_choices(["hydra/launcher=submitit_slurm"])
     check_group_choices(["hydra/launcher=basic"])  # Hydra's own options are Hydra's to check
+
+
+def test_a_slurm_sweep_over_what_sizes_its_jobs_is_refused() -> None:
+    from deepfake_detection.config import check_group_choices
+    from deepfake_detection.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="trainer.devices: hydra/launcher=submitit_slurm sizes"):
+        check_group_choices(["hydra/launcher=submitit_slurm", "trainer.devices=2,4"])
+    check_group_choices(["hydra/launcher=submitit_slurm", "model=custom_cnn,mobilenet_v2"])
+    check_group_choices(["trainer.devices=2,4"])  # the local launcher starts each job's own
+
+
+@pytest.mark.parametrize(
+    ("env", "subdir", "log"),
+    [({}, ".hydra", "train"), ({"SLURM_PROCID": "2"}, None, "train_process_2")],
+)
+def test_each_slurm_task_logs_to_its_own_file_and_one_writes_the_config(
+    monkeypatch: pytest.MonkeyPatch, env, subdir, log
+) -> None:
+    from deepfake_detection.config import _hydra_subdir, _log_name
+
+    for name in ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID", "SLURM_NODEID"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert _hydra_subdir(None) == subdir
+    assert _log_name("train") == log
+    assert _log_name("train_ddp_process_1") == "train_ddp_process_1"  # Lightning's own name

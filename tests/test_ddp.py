@@ -229,3 +229,33 @@ def test_a_sweep_of_ddp_jobs_in_one_process_starts_each_jobs_processes(tmp_path:
     for job in ("0", "1"):
         assert (sweep / job / "train_ddp_process_1.log").is_file()
         assert len(Predictions.load_csv(sweep / job / "predictions" / "test.csv")) == 6
+
+
+def test_frozen_batchnorms_stay_frozen_after_sync_batchnorm_swaps_them() -> None:
+    from deepfake_detection.models import MobileNetV2Detector
+
+    model = MobileNetV2Detector(pretrained=False, freeze={"name": "backbone"})
+    frozen = len(model.frozen_batchnorms)
+    assert frozen > 0
+    # What `trainer.sync_batchnorm=true` does before fitting: new modules, same parameters.
+    model.net = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model.net)
+    model.on_fit_start()
+    assert len(model.frozen_batchnorms) == frozen
+    assert all(isinstance(bn, torch.nn.SyncBatchNorm) for bn in model.frozen_batchnorms)
+    model.train()
+    assert not any(bn.training for bn in model.frozen_batchnorms)
+
+
+def test_a_scored_split_smaller_than_the_processes_is_an_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from deepfake_detection.data import datamodule as module
+    from deepfake_detection.errors import DatasetError
+
+    data = make_dataset(tmp_path / "data", {"train": 4, "valid": 1, "test": 2})
+    dm = module.DeepfakeDataModule(root=str(data), image_size=32, num_workers=0)
+    monkeypatch.setattr(module, "process_group", lambda: (0, 3))
+    _as_rank(monkeypatch, 0, 3)
+    with pytest.raises(DatasetError, match="the val split has 2 image.*fewer than the 3 processes"):
+        dm.dataloader("val")
+    assert len(dm.dataloader("test").sampler) == 2  # 4 images: 2, 1, 1 over 3 processes

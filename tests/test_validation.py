@@ -43,7 +43,7 @@ TRAIN_VARIANTS: dict[str, list[str]] = {
     "sgd": ["freeze=last_n", "optimizer=sgd", "scheduler=step", "early_stopping=val_auroc"],
     "plateau": ["scheduler=plateau"],
     "preset": ["experiment=seed_mobilenet_finetune"],  # variant=mobilenet_last3 and more
-    "ddp": ["trainer=ddp"],
+    "ddp": ["trainer=ddp", "trainer.accelerator=cpu"],
 }
 
 # Stand-ins for paths that only exist under the test's tmp dir.
@@ -244,6 +244,7 @@ TRAIN_BAD_VALUES: list[tuple[str, Any, str]] = [
     ("trainer.strategy", 2, "default"),
     ("trainer.num_nodes", 0, "default"),
     ("trainer.sync_batchnorm", "yes", "default"),
+    ("trainer.sync_batchnorm", True, "ddp"),
     ("trainer.use_distributed_sampler", True, "default"),
 ]
 

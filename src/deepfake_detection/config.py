@@ -7,6 +7,7 @@ from typing import Any
 
 from omegaconf import ListConfig, OmegaConf
 
+from deepfake_detection.console import is_first_process, process_rank
 from deepfake_detection.errors import ConfigError
 
 _PACKAGED_CONF = Path(__file__).resolve().parent / "conf"
@@ -51,8 +52,17 @@ def _run_dir(resume: str | None, new_run_dir: str) -> str:
 
 
 def _hydra_subdir(resume: str | None) -> str | None:
-    # A resumed run keeps the config it started with; Hydra must not overwrite it.
-    return None if resume else ".hydra"
+    # A resumed run keeps the config it started with; Hydra must not overwrite it. The other
+    # processes of a distributed run (SLURM tasks run the whole job) leave it to the first.
+    return None if resume or not is_first_process() else ".hydra"
+
+
+def _log_name(job_name: str) -> str:
+    # Each process of a distributed run logs to its own file. Lightning names the processes
+    # it starts itself (`train_ddp_process_1`); a SLURM task gets its rank added here.
+    if is_first_process() or "_process_" in job_name:
+        return job_name
+    return f"{job_name}_process_{process_rank()}"
 
 
 def _tasks_per_node(devices: Any) -> int:
@@ -79,6 +89,7 @@ def register_resolvers() -> None:
         "dd.metric_mode": metric_mode,
         "dd.run_dir": _run_dir,
         "dd.hydra_subdir": _hydra_subdir,
+        "dd.log_name": _log_name,
         "dd.tasks_per_node": _tasks_per_node,
         "dd.gpus_per_node": _gpus_per_node,
     }
@@ -102,6 +113,24 @@ def _check_installed(module: str, extra: str, override: Any) -> None:
         )
 
 
+#: Keys the SLURM launcher sizes every job of a sweep from, once for the whole sweep.
+LAUNCHER_SIZE_KEYS = ("trainer", "trainer.devices", "trainer.num_nodes", "trainer.accelerator")
+
+
+def _check_launcher_sizes(parsed: list[Any]) -> None:
+    """`hydra/launcher=submitit_slurm` asks SLURM for the same tasks and GPUs for every job,
+    so a sweep over what decides them would give some jobs the wrong number."""
+    slurm = any(
+        o.key_or_group == "hydra/launcher" and str(o.value()) == "submitit_slurm" for o in parsed
+    )
+    swept = [o.key_or_group for o in parsed if o.is_sweep_override()]
+    if slurm and (sizes := [key for key in swept if key in LAUNCHER_SIZE_KEYS]):
+        raise ConfigError(
+            f"{sizes[0]}: hydra/launcher=submitit_slurm sizes every job of a sweep alike "
+            "(tasks and GPUs per node); sweep it in separate sweeps, one value each"
+        )
+
+
 def check_group_choices(overrides: list[str], conf: Path | None = None) -> None:
     """Reject `group=option` overrides that name no config file, listing the valid options.
 
@@ -116,6 +145,7 @@ def check_group_choices(overrides: list[str], conf: Path | None = None) -> None:
         parsed = OverridesParser.create().parse_overrides(overrides)
     except HydraException:
         return  # malformed overrides: Hydra's own message explains them better
+    _check_launcher_sizes(parsed)
     for override in parsed:
         group = override.key_or_group
         group_dir = conf / group

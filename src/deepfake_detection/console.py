@@ -86,11 +86,16 @@ def is_first_process() -> bool:
     For what happens before Lightning's Trainer exists (its `is_global_zero` says it after):
     every process of a distributed run executes the whole command.
     """
-    for name in ("RANK", "SLURM_PROCID"):  # global ranks, when the launcher sets them
-        if os.environ.get(name, "").isdigit():
-            return int(os.environ[name]) == 0
-    nodes = (int(os.environ[n]) for n in NODE_VARIABLES if os.environ.get(n, "").isdigit())
-    return process_rank() == 0 and not any(nodes)
+
+    def value(name: str) -> int:
+        return int(os.environ[name]) if os.environ.get(name, "").isdigit() else 0
+
+    if os.environ.get("RANK", "").isdigit():  # the global rank, when the launcher sets it
+        return value("RANK") == 0
+    # Lightning's own processes carry LOCAL_RANK (and NODE_RANK) even inside a SLURM task.
+    if value("LOCAL_RANK") or any(value(name) for name in NODE_VARIABLES):
+        return False
+    return value("SLURM_PROCID") == 0 and value("JSM_NAMESPACE_RANK") == 0
 
 
 class ConsoleOnly(logging.Filter):

@@ -41,8 +41,9 @@ def train(cfg: DictConfig) -> float | None:
     from deepfake_detection.training.pipeline import FinishedRun, fit
 
     # A sweep job's DDP processes run this job alone (see training/launch.py).
-    with sweep_job_as_single_run(cfg.paths.output_dir):
+    with sweep_job_as_single_run(cfg.paths.output_dir) as job:
         run = fit(cfg)
+        job.trainer = getattr(run, "trainer", None)
         if isinstance(run, FinishedRun):
             metrics = run.metrics
         else:

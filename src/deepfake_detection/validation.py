@@ -380,6 +380,13 @@ def _severity_fits(value: Any, cfg: DictConfig) -> str | None:
     return problem.split(": ", 1)[1] if problem else None
 
 
+def _sync_batchnorm_needs_gpus(value: Any, cfg: DictConfig) -> str | None:
+    # torch's SyncBatchNorm runs on CUDA only; on CPU processes it fails at the first step.
+    if value and _select(cfg, "trainer.accelerator") == "cpu":
+        return "needs GPUs (SyncBatchNorm is CUDA-only): set it to false on the CPU"
+    return None
+
+
 def _nesterov_needs_momentum(value: Any, cfg: DictConfig) -> str | None:
     momentum = _select(cfg, "optimizer.momentum")
     if value and not (_is_number(momentum) and momentum > 0):
@@ -572,7 +579,7 @@ TRAIN_RULES: dict[str, Rule] = {
     # `trainer=ddp`: Lightning's strategy names (a string; an instance is not config).
     "trainer.strategy": one_of(*STRATEGIES),
     "trainer.num_nodes": integer(1),
-    "trainer.sync_batchnorm": boolean(),
+    "trainer.sync_batchnorm": replace(boolean(), extra=_sync_batchnorm_needs_gpus),
     "trainer.use_distributed_sampler": Rule(
         expected="false: the data module shards every split itself (each image once)",
         accepts=lambda v: v is False,

@@ -18,7 +18,12 @@ from deepfake_detection.data.discovery import DEFAULT_SPLIT_FRACTIONS, DatasetIn
 from deepfake_detection.data.feature_cache import FeatureCacheSettings
 from deepfake_detection.data.images import BAD_IMAGE_POLICIES, DEFAULT_MAX_PIXELS
 from deepfake_detection.data.layout import ClassAliases
-from deepfake_detection.data.loader import EpochSeededLoader, ShardSampler, ignore_stop_signals
+from deepfake_detection.data.loader import (
+    EpochSeededLoader,
+    ShardSampler,
+    ignore_stop_signals,
+    process_group,
+)
 from deepfake_detection.data.perturb import Perturbation
 from deepfake_detection.data.scan import BadFile, apply_bad_image_policy
 from deepfake_detection.data.splitting import check_fractions
@@ -251,6 +256,14 @@ class DeepfakeDataModule(L.LightningDataModule):
                 **options,
             )
         options.pop("shuffle")
+        processes = process_group()[1]
+        if len(dataset) < processes:
+            # A process without a batch would skip the pass and leave the others waiting.
+            raise DatasetError(
+                f"data.root={self.index.root}: the {split} split has {len(dataset)} image(s), "
+                f"fewer than the {processes} processes scoring it; add images or use fewer "
+                "devices"
+            )
         return DataLoader(
             dataset,
             # Its own shard of the split in each process of a distributed run, no image twice.

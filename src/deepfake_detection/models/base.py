@@ -143,6 +143,11 @@ class BaseDetector(L.LightningModule):
             self.train(was_training)
         return counter.get_total_flops()
 
+    def on_fit_start(self) -> None:
+        # `trainer.sync_batchnorm` swaps every BatchNorm for a SyncBatchNorm (with the same
+        # parameters) just before fitting: find the frozen ones again among the new modules.
+        self.frozen_batchnorms = frozen_batchnorms(self.net)
+
     def _keep_frozen_bn_in_eval(self) -> None:
         for bn in self.frozen_batchnorms:
             bn.eval()

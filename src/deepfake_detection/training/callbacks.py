@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import torch
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from lightning.pytorch.callbacks.early_stopping import EarlyStoppingReason
 from lightning.pytorch.plugins.io import AsyncCheckpointIO
@@ -204,6 +205,11 @@ def wait_for_checkpoint_writes(trainer: L.Trainer) -> None:
 REQUEUE_SIGNAL = signal.SIGUSR2
 
 
+#: Signals that stop training, least telling first: a time-limit stop must reach the
+#: launcher, so it wins when processes got different ones.
+STOP_PRIORITY: tuple[str | None, ...] = (None, "SIGINT", "SIGTERM", REQUEUE_SIGNAL.name)
+
+
 class InterruptCheckpoint(Callback):
     """Ctrl+C or SIGTERM: finish the current batch, save a resumable checkpoint, stop.
 
@@ -225,6 +231,8 @@ class InterruptCheckpoint(Callback):
         self.run_dir = run_dir
         self.interrupted_by: str | None = None
         self._requested: str | None = None
+        #: Whether `_requested` is this process's own signal (else another process's).
+        self._requested_here = False
         self._saving = False
         self._previous_handlers: dict[int, Any] = {}
         self._restored_rngs: dict[str, Any] | None = None
@@ -241,14 +249,16 @@ class InterruptCheckpoint(Callback):
                 self.interrupted_by = "SIGINT"  # outside the fit, e.g. while checking images
             if self.interrupted_by is None:
                 raise
+            if isinstance(err, SystemExit) and self.interrupted_by == REQUEUE_SIGNAL.name:
+                raise  # the launcher's requeue exit: its status tells it what was done
             raise TrainingInterrupted(self.interrupted_by, Path(self.run_dir)) from None
 
     def _on_signal(self, signum: int, frame: Any) -> None:
         name = signal.Signals(signum).name
-        if self._requested is not None:  # asked twice: stop now
+        if self._requested_here:  # asked twice: stop now
             self.interrupted_by = name
             raise KeyboardInterrupt
-        self._requested = name
+        self._requested, self._requested_here = name, True
         log.warning(
             "%s: stopping after this batch, once its checkpoint is saved "
             "(send it again to stop at once)",
@@ -274,10 +284,18 @@ class InterruptCheckpoint(Callback):
         self._previous_handlers.clear()
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        requeue = self._previous_handlers.get(REQUEUE_SIGNAL)
         self._restore_handlers()
+        if self._requested == REQUEUE_SIGNAL.name and callable(requeue):
+            # The time limit is near and the test phase may not fit in it: requeue now.
+            # The requeued job finds training done (last.ckpt) and goes on with the test.
+            log.warning("%s came as training ended: requeueing before the test", self._requested)
+            wait_for_checkpoint_writes(trainer)
+            self.interrupted_by = self._requested
+            requeue(REQUEUE_SIGNAL, None)
         if self._requested:
             log.warning("%s came as training ended: finishing the run", self._requested)
-            self._requested = None
+            self._requested, self._requested_here = None, False
 
     def _stop(self, trainer: L.Trainer, where: str) -> None:
         self.interrupted_by = self._requested
@@ -298,13 +316,22 @@ class InterruptCheckpoint(Callback):
         raise SIGTERMException
 
     def _stop_requested(self, trainer: L.Trainer) -> bool:
-        """Whether any process was signalled: with several, all must save and stop together."""
-        requested = self._requested is not None
-        if trainer.world_size > 1:
-            requested = trainer.strategy.reduce_boolean_decision(requested, all=False)
-            if requested and self._requested is None:
-                self._requested = "SIGTERM"  # another rank's signal
-        return requested
+        """Whether any process was signalled: with several, all must save and stop together.
+
+        All learn the most telling signal any of them got (the time-limit one first), so the
+        first process hands a time-limit stop on to the launcher even if its own signal is
+        yet to come.
+        """
+        if trainer.world_size == 1:
+            return self._requested is not None
+        mine = STOP_PRIORITY.index(self._requested) if self._requested in STOP_PRIORITY else 0
+        code = trainer.strategy.reduce(
+            torch.tensor(mine, device=trainer.strategy.root_device), reduce_op="max"
+        )
+        agreed = STOP_PRIORITY[int(code)]
+        if agreed is not None and agreed != self._requested:
+            self._requested = agreed  # another process's signal (or a more telling one)
+        return agreed is not None
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self._stop_requested(trainer):  # the previous epoch's end was just saved

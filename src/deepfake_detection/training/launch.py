@@ -10,10 +10,12 @@ command line is made this job alone, as a single run in the job's own dir.
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from omegaconf import open_dict, read_write
 
@@ -26,15 +28,36 @@ TRAIN_SCRIPT = Path(__file__).resolve().parent.parent / "train.py"
 LAUNCH_VARIABLES = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE")
 
 
+#: Seconds a sweep job waits for its other processes to exit before the next job starts.
+CHILD_EXIT_TIMEOUT_S = 300
+
+
+class SweepJob:
+    """What `sweep_job_as_single_run` needs from the job: its Trainer, once there is one."""
+
+    trainer: Any = None
+
+    def wait_for_other_processes(self) -> None:
+        """The processes Lightning started for this job finish it (their test phase) on
+        their own: wait for them, so that none is left when the next job starts its own."""
+        launcher = getattr(getattr(self.trainer, "strategy", None), "launcher", None)
+        for proc in getattr(launcher, "procs", []):
+            try:
+                proc.wait(timeout=CHILD_EXIT_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
 @contextmanager
-def sweep_job_as_single_run(output_dir: str | Path) -> Iterator[None]:
+def sweep_job_as_single_run(output_dir: str | Path) -> Iterator[SweepJob]:
     """Around one sweep job (fit and test): Lightning's DDP launcher starts
     `train.py <this job's overrides>` in `output_dir`, and the next job starts afresh."""
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
+    job = SweepJob()
     if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
-        yield
+        yield job
         return
     import __main__
 
@@ -46,7 +69,8 @@ def sweep_job_as_single_run(output_dir: str | Path) -> Iterator[None]:
     with read_write(hydra_cfg), open_dict(hydra_cfg):
         hydra_cfg.run.dir = str(output_dir)  # what Lightning passes as hydra.run.dir
     try:
-        yield
+        yield job
+        job.wait_for_other_processes()
     finally:
         sys.argv, __main__.__spec__ = saved[0], saved[1]
         with read_write(hydra_cfg), open_dict(hydra_cfg):

@@ -210,7 +210,7 @@ def fit(cfg: DictConfig) -> FittedRun | FinishedRun:
     # tensor with NaN to expose reads of uninitialised memory: a fifth of a CPU training step
     # of MobileNetV2. The algorithms stay deterministic; no correct op reads that memory.
     torch.utils.deterministic.fill_uninitialized_memory = False
-    if resume is None:
+    if resume is None and writer:
         logger.log_metrics({k: float(v) for k, v in counts.items()}, step=0)
 
     with notice.guard():

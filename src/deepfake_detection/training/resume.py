@@ -58,15 +58,15 @@ def requeued_run_dir(cfg: DictConfig) -> Path | None:
     """The run dir of this job when it is a requeued cluster job whose run had not finished.
 
     A requeued job runs the same command with the same config, so it finds its own earlier
-    start in `paths.output_dir`: the saved config is there, the metrics are not.
+    start in `paths.output_dir`: the config it saved is there.
     """
     if not os.environ.get(RESTART_COUNT_VARIABLE, "0").isdigit():
         return None
     if int(os.environ.get(RESTART_COUNT_VARIABLE, "0")) < 1:
         return None
     run_dir = Path(str(cfg.paths.output_dir))
-    started = (run_dir / RESOLVED_CONFIG_FILE).is_file()
-    return run_dir if started and not (run_dir / METRICS_FILE).is_file() else None
+    # A run that had finished is resumed too: `resumed_config` then leaves it as it is.
+    return run_dir if (run_dir / RESOLVED_CONFIG_FILE).is_file() else None
 
 
 def check_resume_dir(value: str) -> Path:
