@@ -160,6 +160,15 @@ def test_sigterm_to_both_processes_then_resume_matches_an_uninterrupted_run(
     for key in ("test/loss", "test/auroc", "test/acc", "val/auroc_best"):
         assert got[key] == pytest.approx(expected[key], abs=1e-6), key
     assert got["epochs"] == expected["epochs"] == 3
+    # The interrupted epoch's train metrics too: each process kept counting its own shard.
+    history = {
+        name: torch.load(tmp_path / name / "checkpoints" / "last.ckpt", weights_only=True)[
+            "history"
+        ]
+        for name in ("full", "interrupted")
+    }
+    for name, value in history["full"][1].items():
+        assert history["interrupted"][1][name] == pytest.approx(value, abs=1e-6), name
 
 
 #: `python -m train`, except that process 1 fails in its second training step.
@@ -207,13 +216,13 @@ def test_resuming_mid_epoch_with_another_process_count_warns(
     from deepfake_detection.training.callbacks import InterruptCheckpoint
 
     notice = InterruptCheckpoint(str(tmp_path))
-    module = SimpleNamespace(load_train_epoch_state=lambda state: None)
+    module = SimpleNamespace(load_train_epoch_state=lambda state: None, device="cpu")
     saved = {"rngs": {}, "train_metrics": {}, "world_size": 2}
     checkpoint = {InterruptCheckpoint.STATE_KEY: saved}
     with caplog.at_level("WARNING"):
-        notice.on_load_checkpoint(SimpleNamespace(world_size=2), module, checkpoint)
+        notice.on_load_checkpoint(SimpleNamespace(world_size=2, global_rank=1), module, checkpoint)
         assert "resumes with" not in caplog.text
-        notice.on_load_checkpoint(SimpleNamespace(world_size=1), module, checkpoint)
+        notice.on_load_checkpoint(SimpleNamespace(world_size=1, global_rank=0), module, checkpoint)
     assert "stopped mid-epoch with 2 process(es) and resumes with 1" in caplog.text
 
 

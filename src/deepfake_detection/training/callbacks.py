@@ -17,6 +17,7 @@ from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from lightning.pytorch.callbacks.early_stopping import EarlyStoppingReason
 from lightning.pytorch.plugins.io import AsyncCheckpointIO
 from lightning.pytorch.utilities.exceptions import SIGTERMException
+from lightning_utilities.core.apply_func import apply_to_collection
 
 from deepfake_detection.seeding import epoch_seed, rng_states, seed_global_rngs, set_rng_states
 from deepfake_detection.training.resume import LAST_CHECKPOINT, TrainingInterrupted, relocate
@@ -210,6 +211,10 @@ REQUEUE_SIGNAL = signal.SIGUSR2
 STOP_PRIORITY: tuple[str | None, ...] = (None, "SIGINT", "SIGTERM", REQUEUE_SIGNAL.name)
 
 
+def _on_cpu(tensor: torch.Tensor) -> torch.Tensor:
+    return tensor.detach().cpu()
+
+
 class InterruptCheckpoint(Callback):
     """Ctrl+C or SIGTERM: finish the current batch, save a resumable checkpoint, stop.
 
@@ -367,9 +372,17 @@ class InterruptCheckpoint(Callback):
         self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]
     ) -> None:
         if self._saving:
+            # Each process has counted its own shard of the epoch so far: keep them all, so
+            # each continues from its own count (every process runs this, in step).
+            mine = apply_to_collection(pl_module.train_epoch_state(), torch.Tensor, _on_cpu)
+            every = [mine]
+            if trainer.world_size > 1:
+                every = [None] * trainer.world_size
+                torch.distributed.all_gather_object(every, mine)
             checkpoint[self.STATE_KEY] = {
                 "rngs": rng_states(),
-                "train_metrics": pl_module.train_epoch_state(),
+                "train_metrics": mine,
+                "train_metrics_per_process": every,
                 "world_size": trainer.world_size,
             }
 
@@ -378,7 +391,12 @@ class InterruptCheckpoint(Callback):
     ) -> None:
         state = checkpoint.get(self.STATE_KEY)
         if state is not None:
-            pl_module.load_train_epoch_state(state["train_metrics"])
+            every = state.get("train_metrics_per_process") or [state["train_metrics"]]
+            mine = every[trainer.global_rank] if len(every) == trainer.world_size else every[0]
+            device = pl_module.device
+            pl_module.load_train_epoch_state(
+                apply_to_collection(mine, torch.Tensor, lambda t: t.to(device))
+            )
             self._restored_rngs = state["rngs"]
             stopped_with = int(state.get("world_size", 1))
             if stopped_with != trainer.world_size:
