@@ -148,6 +148,34 @@ def run_cli(
     )
 
 
+def signal_in_second_epoch(
+    command: list[str], run_dir: Path, cwd: Path, signum: int
+) -> subprocess.CompletedProcess:
+    """Start a training `command` that writes to `run_dir`; once epoch 0's checkpoint is on
+    disk and the next epoch is under way, send `signum` to its whole process group (as a job
+    scheduler does: DataLoader workers and DDP processes included), and wait for it."""
+    import signal
+    import time
+
+    proc = subprocess.Popen(
+        command,
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "MOBILENET_V2_WEIGHTS": ""},
+        start_new_session=True,  # its own process group
+    )
+    deadline = time.monotonic() + 300
+    while not (run_dir / "checkpoints" / "last.ckpt").exists():  # epoch 0 is done
+        assert proc.poll() is None and time.monotonic() < deadline, "run ended too early"
+        time.sleep(0.02)
+    time.sleep(0.15)  # into the next epoch
+    os.killpg(proc.pid, signal.Signals(signum))
+    stdout, stderr = proc.communicate(timeout=300)
+    return subprocess.CompletedProcess(command, proc.returncode, stdout, stderr)
+
+
 #: What a bad-file kind should become: "bad" files are skipped (or stop the run), "ok" files
 #: are decoded to RGB, "ignored" files are not data at all.
 BAD_FILE_KINDS = {

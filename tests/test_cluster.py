@@ -5,9 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 import sys
-import time
 import warnings
 from pathlib import Path
 
@@ -15,7 +13,7 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
-from conftest import make_dataset, run_cli
+from conftest import make_dataset, run_cli, signal_in_second_epoch
 from deepfake_detection.config import config_dir, register_resolvers
 from deepfake_detection.files import RESOLVED_CONFIG_FILE
 
@@ -123,23 +121,11 @@ def test_the_time_limit_signal_saves_requeues_and_the_job_continues_in_place(
     script = tmp_path / "job.py"
     script.write_text(REQUEUEING_JOB)
     mark = tmp_path / "requeued"
-    env = {**os.environ, "MOBILENET_V2_WEIGHTS": ""}
-    proc = subprocess.Popen(
-        [sys.executable, str(script), str(mark), *args],
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
+    result = signal_in_second_epoch(
+        [sys.executable, str(script), str(mark), *args], run_dir, tmp_path, signal.SIGUSR2
     )
-    deadline = time.monotonic() + 300
-    while not (run_dir / "checkpoints" / "last.ckpt").exists():  # epoch 0 is done
-        assert proc.poll() is None and time.monotonic() < deadline, "run ended too early"
-        time.sleep(0.02)
-    time.sleep(0.15)
-    proc.send_signal(signal.SIGUSR2)
-    _, stderr = proc.communicate(timeout=300)
-    assert proc.returncode != 0, stderr[-3000:]
+    stderr = result.stderr
+    assert result.returncode != 0, stderr[-3000:]
     assert mark.exists(), stderr[-3000:]
     # Saved first, then handed over: the launcher's handler ran after the checkpoint.
     assert mark.read_text() == "requeued"

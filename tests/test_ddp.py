@@ -7,13 +7,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
 
-from conftest import make_dataset, run_cli
+from conftest import make_dataset, run_cli, signal_in_second_epoch
 from deepfake_detection.console import is_first_process
 from deepfake_detection.data import loader
 from deepfake_detection.data.loader import EpochShuffleSampler, ShardSampler
@@ -131,23 +130,13 @@ def test_sigterm_to_both_processes_then_resume_matches_an_uninterrupted_run(
     assert full.returncode == 0, full.stderr[-3000:]
 
     run_dir = tmp_path / "interrupted"
-    proc = subprocess.Popen(
+    result = signal_in_second_epoch(  # to both processes, as a scheduler signals them
         [sys.executable, "-m", "train", *args, f"hydra.run.dir={run_dir}"],
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "MOBILENET_V2_WEIGHTS": ""},
-        start_new_session=True,  # both processes in one group, as a scheduler signals them
+        run_dir,
+        tmp_path,
+        signal.SIGTERM,
     )
-    deadline = time.monotonic() + 300
-    while not (run_dir / "checkpoints" / "last.ckpt").exists():  # epoch 0 is done
-        assert proc.poll() is None and time.monotonic() < deadline, "run ended too early"
-        time.sleep(0.02)
-    time.sleep(0.15)  # into the next epoch
-    os.killpg(proc.pid, signal.SIGTERM)
-    _, stderr = proc.communicate(timeout=300)
-    assert proc.returncode == 128 + signal.SIGTERM, stderr[-3000:]
+    assert result.returncode == 128 + signal.SIGTERM, result.stderr[-3000:]
     assert not (run_dir / "metrics.json").exists()
     stopped = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
     progress = stopped["loops"]["fit_loop"]["epoch_loop.batch_progress"]["current"]

@@ -6,7 +6,6 @@ import json
 import os
 import shutil
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -15,7 +14,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from conftest import make_dataset, run_cli
+from conftest import make_dataset, run_cli, signal_in_second_epoch
 from deepfake_detection.checkpoints import CheckpointError, SafeAtomicCheckpointIO
 from deepfake_detection.errors import ConfigError
 from deepfake_detection.training.callbacks import InterruptCheckpoint
@@ -47,24 +46,15 @@ def test_sigterm_mid_epoch_then_resume_matches_an_uninterrupted_run(tmp_path: Pa
     assert full.returncode == 0, full.stderr[-3000:]
 
     run_dir = tmp_path / "interrupted"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "train", *args, f"hydra.run.dir={run_dir}"],
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "MOBILENET_V2_WEIGHTS": ""},
-        start_new_session=True,  # its own process group, DataLoader worker included
-    )
-    deadline = time.monotonic() + 300
-    while not (run_dir / "checkpoints" / "last.ckpt").exists():  # epoch 0 is done
-        assert proc.poll() is None and time.monotonic() < deadline, "run ended too early"
-        time.sleep(0.02)
-    time.sleep(0.15)  # well into the next epoch
     # To the whole group, as a job scheduler does: the worker must not die of it.
-    os.killpg(proc.pid, signal.SIGTERM)
-    _, stderr = proc.communicate(timeout=300)
-    assert proc.returncode == 128 + signal.SIGTERM, stderr[-3000:]
+    stopped = signal_in_second_epoch(
+        [sys.executable, "-m", "train", *args, f"hydra.run.dir={run_dir}"],
+        run_dir,
+        tmp_path,
+        signal.SIGTERM,
+    )
+    stderr = stopped.stderr
+    assert stopped.returncode == 128 + signal.SIGTERM, stderr[-3000:]
     assert f"python -m train resume={run_dir}" in stderr.splitlines()[-1]
     assert not (run_dir / "metrics.json").exists()
     # The stop saved where it was: epoch 1, part-way, and loads as a complete, safe file.

@@ -22,7 +22,12 @@ from deepfake_detection.data.layout import (
     is_system_entry,
     no_class_folders,
 )
-from deepfake_detection.data.splitting import SPLIT_ORDER, check_fractions, split_of
+from deepfake_detection.data.splitting import (
+    DEFAULT_SPLIT_FRACTIONS,
+    SPLIT_ORDER,
+    check_fractions,
+    split_of,
+)
 
 #: The class names as reports show them, Fake first as the positive class.
 LABELS: tuple[str, ...] = tuple(CLASS_NAMES[label] for label in sorted(CLASS_NAMES, reverse=True))
@@ -76,7 +81,7 @@ def take_inventory(
     root: Path,
     aliases: ClassAliases | None = None,
     seed: int = 42,
-    split_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1),
+    split_fractions: tuple[float, ...] = DEFAULT_SPLIT_FRACTIONS,
 ) -> Inventory:
     """Every file under `root`, sorted into the lists an audit reports.
 

@@ -17,6 +17,7 @@ from deepfake_detection.auditing.stats import class_counts, histograms, imbalanc
 from deepfake_detection.data.datamodule import auto_num_workers
 from deepfake_detection.data.images import DEFAULT_MAX_PIXELS
 from deepfake_detection.data.layout import ClassAliases
+from deepfake_detection.data.splitting import DEFAULT_SPLIT_FRACTIONS
 from deepfake_detection.files import atomic_write_bytes, write_json
 
 log = logging.getLogger(__name__)
@@ -34,7 +35,7 @@ def run_audit(
     max_distance: int = 4,
     workers: int | None = None,
     seed: int = 42,
-    split_fractions: tuple[float, ...] = (0.8, 0.1, 0.1),
+    split_fractions: tuple[float, ...] = DEFAULT_SPLIT_FRACTIONS,
     class_aliases: dict[str, list[str]] | None = None,
 ) -> AuditReport:
     """Audit the dataset at `root`; `workers=None` uses one process per spare core.
@@ -43,7 +44,7 @@ def run_audit(
     """
     root = dataset_root(root)
     aliases = ClassAliases.from_config(class_aliases)
-    inventory = take_inventory(root, aliases, seed, split_fractions)  # type: ignore[arg-type]
+    inventory = take_inventory(root, aliases, seed, split_fractions)
     images = inventory.images
     workers = auto_num_workers() if workers is None else workers
     log.info("auditing %d images under %s", len(images), root)

@@ -12,6 +12,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from deepfake_detection.data.splitting import DEFAULT_SPLIT_FRACTIONS
 from deepfake_detection.errors import ConfigError, DatasetError
 from deepfake_detection.validation import validate_audit_config
 
@@ -54,7 +55,7 @@ class AuditSettings:
     fail_on: str | None  # None: report leakage, never fail on it
     #: How a flat root is split (as training splits it) and the class folder names.
     seed: int = 42
-    split_fractions: tuple[float, ...] = (0.8, 0.1, 0.1)
+    split_fractions: tuple[float, ...] = DEFAULT_SPLIT_FRACTIONS
     class_aliases: dict[str, list[str]] | None = None
 
     @classmethod
@@ -71,7 +72,7 @@ class AuditSettings:
             workers=None if workers is None else int(workers),
             fail_on=fail_on(cfg.audit),
             seed=int(cfg.get("seed", 42)),
-            split_fractions=tuple(cfg.data.get("split_fractions") or (0.8, 0.1, 0.1)),
+            split_fractions=tuple(cfg.data.get("split_fractions") or DEFAULT_SPLIT_FRACTIONS),
             class_aliases=OmegaConf.to_container(cfg.data.class_aliases)
             if cfg.data.get("class_aliases") is not None
             else None,

@@ -26,6 +26,7 @@ from deepfake_detection.data.layout import (
 )
 from deepfake_detection.data.layout import detect_layout as _detect_layout
 from deepfake_detection.data.splitting import (
+    DEFAULT_SPLIT_FRACTIONS,
     Sample,
     check_fractions,
     hash_split,
@@ -49,8 +50,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-DEFAULT_SPLIT_FRACTIONS = (0.8, 0.1, 0.1)
 
 
 @dataclass

@@ -23,6 +23,8 @@ from deepfake_detection.errors import ConfigError, DatasetError
 from deepfake_detection.files import atomic_write_bytes
 
 Sample = tuple[Path, int]
+#: `data.split_fractions` when not given: train, val, test.
+DEFAULT_SPLIT_FRACTIONS = (0.8, 0.1, 0.1)
 #: Splits in the order `data.split_fractions` gives their fractions.
 SPLIT_ORDER = ("train", "val", "test")
 DEFAULT_ALIASES = ClassAliases()
