@@ -103,12 +103,12 @@ def model_only(ckpt: Path, work: Path, batch: int = 32, repeats: int = 5) -> dic
     """img/s of the model alone on a preprocessed batch, per backend."""
     import torch
 
-    from deepfake_detection.evaluation.checkpoint import (
+    from deepfake_detection.detector.formats import WRITERS, ProbabilityModel, load_runner
+    from deepfake_detection.detector.loading import (
         load_checkpoint,
         rebuild_detector,
         resolve_checkpoint,
     )
-    from deepfake_detection.exporting.formats import WRITERS, ProbabilityModel, load_runner
 
     ckpt_file, _ = resolve_checkpoint(ckpt)
     detector = rebuild_detector(load_checkpoint(ckpt_file), ckpt_file).eval()

@@ -3,7 +3,7 @@
 The same command as `deepfake-train` and `python -m deepfake_detection.train`.
 """
 
-from deepfake_detection.train import cli
+from deepfake_detection.commands import TRAIN
 
 if __name__ == "__main__":
-    cli()
+    TRAIN.cli()

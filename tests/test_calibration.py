@@ -10,13 +10,13 @@ import pytest
 import torch
 
 from conftest import compose_config
-from deepfake_detection.evaluate import evaluate
+from deepfake_detection.evaluation.evaluate import evaluate
 from deepfake_detection.metrics.calibration import (
     apply_temperature,
     fit_temperature,
     moved_threshold,
 )
-from deepfake_detection.predict import predict
+from deepfake_detection.prediction.predict import predict
 
 
 def run(command, name: str, overrides: list[str], output_dir: Path, summary: str) -> dict:

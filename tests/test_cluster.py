@@ -98,8 +98,8 @@ def requeue(signum, frame):
 
 signal.signal(signal.SIGUSR2, requeue)
 sys.argv = ["train", *sys.argv[2:]]
-from deepfake_detection.train import cli
-cli()
+from deepfake_detection.commands import TRAIN
+TRAIN.cli()
 """
 
 

@@ -173,8 +173,8 @@ def training_step(self, batch, batch_idx):
     return original(self, batch, batch_idx)
 
 base.BaseDetector.training_step = training_step
-from deepfake_detection.train import cli
-cli()
+from deepfake_detection.commands import TRAIN
+TRAIN.cli()
 """
 
 

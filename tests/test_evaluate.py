@@ -21,7 +21,7 @@ from conftest import (
     run_cli,
 )
 from deepfake_detection.errors import UserInputError
-from deepfake_detection.evaluation.pipeline import evaluate
+from deepfake_detection.evaluation.evaluate import evaluate
 from deepfake_detection.metrics.predictions import Predictions
 
 RUN_FIGURES = {

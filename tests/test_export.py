@@ -12,18 +12,18 @@ import torch
 
 from conftest import compose_config, run_cli
 from deepfake_detection.data.preprocess import Preprocessing
-from deepfake_detection.exporting import formats
-from deepfake_detection.exporting.formats import (
+from deepfake_detection.detector import formats
+from deepfake_detection.detector.formats import (
     ProbabilityModel,
     load_runner,
     onnx_metadata,
     write_torch_export,
 )
-from deepfake_detection.exporting.parity import check_parity, parity_inputs
-from deepfake_detection.exporting.pipeline import export
-from deepfake_detection.exporting.spec import ExportError, ExportSpec, sha256_of
+from deepfake_detection.detector.parity import check_parity, parity_inputs
+from deepfake_detection.detector.spec import ExportError, ExportSpec, sha256_of
+from deepfake_detection.exporting.export import export
 from deepfake_detection.models import MobileNetV2Detector
-from deepfake_detection.prediction.pipeline import predict
+from deepfake_detection.prediction.predict import predict
 
 TOLERANCE = {"onnx": 1e-4, "torch_export": 1e-6}
 
@@ -97,7 +97,7 @@ def test_a_parity_failure_is_an_error_and_leaves_no_model(
         runner = real(path, fmt)
         return lambda batch: runner(batch) + 2 * TOLERANCE[fmt]
 
-    monkeypatch.setattr("deepfake_detection.exporting.pipeline.load_runner", off_by_a_little)
+    monkeypatch.setattr("deepfake_detection.exporting.export.load_runner", off_by_a_little)
     out = tmp_path / "export"
     with pytest.raises(ExportError, match=f"parity check failed: format={fmt}"):
         run_export(tiny_run, out, f"format={fmt}")

@@ -16,37 +16,37 @@ PACKAGE = Path(deepfake_detection.__file__).parent
 #: Floor of each top-level module or subpackage of `deepfake_detection`; a module may import
 #: from its own floor and the ones below.
 FLOORS: dict[str, int] = {
-    # foundations: errors, files, config rules, console, RNG seeding, checkpoint IO
+    # foundations: errors, files, config and its rules, console, RNG seeding, checkpoint IO
     "errors": 0,
     "files": 0,
     "config": 0,
     "console": 0,
     "seeding": 0,
-    "checkpoints": 0,
-    # what a run reads and how it is scored; the rules every config key is checked against
+    "checkpoint_io": 0,
+    "validation": 1,
+    # what a run reads and how it is scored
     "data": 1,
     "metrics": 1,
-    "validation": 1,
     "models": 2,
-    "training": 3,
-    # testing a trained model, and the reports built on runs and datasets
+    # a trained detector (loading, deciding, scoring), and the reports a scoring pass leaves
+    "detector": 3,
+    "reports": 3,
+    # one package per command: none of them imports another (see COMMAND_PACKAGES)
+    "training": 4,
     "evaluation": 4,
     "prediction": 4,
     "comparison": 4,
     "auditing": 4,
     "exporting": 4,
     "serving": 4,
-    # the commands
+    # the command table and what every entry point shares
     "cli": 5,
-    "train": 5,
-    "evaluate": 5,
-    "predict": 5,
-    "compare": 5,
-    "audit": 5,
-    "robustness": 5,
-    "export": 5,
-    "serve": 5,
+    "commands": 5,
 }
+
+#: The packages that each do one command's work. A command reading another's code would tie
+#: them together: what two commands share lives on a lower floor (`detector`, `reports`).
+COMMAND_PACKAGES = {part for part, floor in FLOORS.items() if floor == 4}
 
 
 def _part(module: str) -> str | None:
@@ -99,6 +99,20 @@ def test_no_import_reaches_up() -> None:
             if FLOORS[target] > FLOORS[own]:
                 upward.append(f"{relative}:{line} ({own}, floor {FLOORS[own]}) imports {module}")
     assert upward == []
+
+
+def test_no_command_package_imports_another() -> None:
+    across = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        relative = path.relative_to(PACKAGE)
+        own = relative.parts[0].removesuffix(".py")
+        if own not in COMMAND_PACKAGES:
+            continue
+        for line, module in _imports(path):
+            target = _part(module)
+            if target in COMMAND_PACKAGES and target != own:
+                across.append(f"{relative}:{line} ({own}) imports {module}")
+    assert across == []
 
 
 def test_the_check_sees_an_upward_import(tmp_path: Path) -> None:

@@ -17,7 +17,7 @@ from deepfake_detection.data.discovery import discover
 from deepfake_detection.data.layout import ClassAliases
 from deepfake_detection.data.splitting import read_split_lists, split_of, write_split_lists
 from deepfake_detection.errors import ConfigError, DatasetError
-from deepfake_detection.evaluation.pipeline import evaluate
+from deepfake_detection.evaluation.evaluate import evaluate
 from deepfake_detection.metrics.per_source import per_source_metrics
 from deepfake_detection.metrics.predictions import Predictions
 
@@ -239,7 +239,7 @@ def _csv_paths(path: Path) -> list[str]:
 @pytest.fixture(scope="module")
 def flat_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny run trained on a flat Fake/Real folder (`<run>/../flat`)."""
-    from deepfake_detection.train import train
+    from deepfake_detection.training.train import train
 
     base = tmp_path_factory.mktemp("flat_run")
     root = make_tree(base / "flat", {"training_fake": 24, "training_real": 24})
@@ -366,7 +366,7 @@ def test_robustness_reports_every_condition_per_source(tiny_run: Path, tmp_path:
 
 
 def test_training_with_source_folders_reports_test_metrics_per_source(tmp_path: Path) -> None:
-    from deepfake_detection.train import train
+    from deepfake_detection.training.train import train
 
     folders = {"train/Fake": 8, "train/Real": 8, "val/Fake": 3, "val/Real": 3}
     folders.update({f"test/{k}": v for k, v in SOURCES.items()})

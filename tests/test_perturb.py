@@ -14,7 +14,7 @@ from conftest import compose_config, run_cli
 from deepfake_detection.data.perturb import Perturbation
 from deepfake_detection.data.transforms import eval_transform
 from deepfake_detection.errors import ConfigError
-from deepfake_detection.evaluate import evaluate
+from deepfake_detection.evaluation.evaluate import evaluate
 
 
 def run_evaluate(overrides: list[str], output_dir: Path) -> dict:

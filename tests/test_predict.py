@@ -18,7 +18,7 @@ from conftest import (
     run_cli,
 )
 from deepfake_detection.errors import DatasetError
-from deepfake_detection.prediction.pipeline import predict
+from deepfake_detection.prediction.predict import predict
 
 
 @pytest.fixture

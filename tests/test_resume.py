@@ -15,7 +15,7 @@ import torch
 from omegaconf import OmegaConf
 
 from conftest import make_dataset, run_cli, signal_in_second_epoch
-from deepfake_detection.checkpoints import CheckpointError, SafeAtomicCheckpointIO
+from deepfake_detection.checkpoint_io import CheckpointError, SafeAtomicCheckpointIO
 from deepfake_detection.errors import ConfigError
 from deepfake_detection.training.callbacks import InterruptCheckpoint
 from deepfake_detection.training.resume import TrainingInterrupted, relocate, resumed_config
@@ -283,7 +283,7 @@ def test_any_error_after_a_signal_is_an_interrupt(tmp_path: Path) -> None:
 
 def fit_in_process(data: Path, run_dir: Path, *overrides: str) -> dict:
     from conftest import compose_train
-    from deepfake_detection.train import train
+    from deepfake_detection.training.train import train
 
     args = [f"data.root={data}", "data.image_size=32", "model.widths=[4,8]", "early_stopping=none"]
     train(compose_train([*args, "data.batch_size=4", "trainer.max_epochs=2", *overrides], run_dir))
@@ -366,7 +366,7 @@ def test_a_second_signal_stops_at_once(tmp_path: Path) -> None:
 
 def test_a_run_saved_before_the_display_keys_existed_resumes(tiny_run: Path, tmp_path: Path):
     from conftest import compose_train
-    from deepfake_detection.train import train
+    from deepfake_detection.training.train import train
 
     run_dir = tmp_path / "old"
     shutil.copytree(tiny_run, run_dir)
@@ -386,7 +386,7 @@ def test_a_run_saved_before_the_display_keys_existed_resumes(tiny_run: Path, tmp
 def test_background_checkpoint_writes_keep_their_order(tmp_path: Path) -> None:
     """A checkpoint removed while its write is still queued does not reappear afterwards,
     and the writes are copies taken at the save point."""
-    from deepfake_detection.checkpoints import BackgroundCheckpointIO
+    from deepfake_detection.checkpoint_io import BackgroundCheckpointIO
 
     class SlowIO(SafeAtomicCheckpointIO):
         def save_checkpoint(self, checkpoint, path, storage_options=None) -> None:

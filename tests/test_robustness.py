@@ -10,8 +10,8 @@ import pytest
 
 from conftest import compose_config, run_cli
 from deepfake_detection.errors import ConfigError
-from deepfake_detection.evaluate import evaluate
-from deepfake_detection.robustness import robustness
+from deepfake_detection.evaluation.evaluate import evaluate
+from deepfake_detection.evaluation.robustness import robustness
 
 #: The standard grid cut down the way a user would: one row of jpeg and of noise.
 GRID = ["~grid.blur", "~grid.resize", "grid.jpeg=[50]", "grid.noise=[0.1]"]

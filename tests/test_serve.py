@@ -16,17 +16,17 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from conftest import compose_config, run_cli
-from deepfake_detection.exporting.pipeline import export
-from deepfake_detection.prediction.pipeline import predict
+from deepfake_detection.detector.trained import load_detector
+from deepfake_detection.exporting.export import export
+from deepfake_detection.prediction.predict import predict
 from deepfake_detection.serving.app import ServiceSettings, _Gate, create_app
 from deepfake_detection.serving.batching import BatchScorer
 from deepfake_detection.serving.errors import ServiceError
-from deepfake_detection.serving.model import load_served_model
 from deepfake_detection.serving.server import settings_of
 
 
 def served_model(run_dir: Path, out: Path, *overrides: str):
-    return load_served_model(compose_config("serve", [f"ckpt_path={run_dir}", *overrides], out))
+    return load_detector(compose_config("serve", [f"ckpt_path={run_dir}", *overrides], out))
 
 
 def client_for(served, **settings) -> TestClient:

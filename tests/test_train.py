@@ -13,7 +13,7 @@ from torchvision.models import mobilenet_v2
 
 from conftest import compose_train
 from deepfake_detection.models.custom_cnn import CustomCNN
-from deepfake_detection.train import train
+from deepfake_detection.training.train import train
 
 FAST = ["data.image_size=32", "data.batch_size=4"]
 TEST_KEYS = {f"test/{m}" for m in ("loss", "acc", "precision", "recall", "f1", "auroc")}

@@ -1,8 +1,10 @@
-"""What every command-line entry point shares: user errors as one line, not a traceback."""
+"""What every command's entry point shares: user errors as one line, not a traceback.
+
+The commands themselves are listed in `deepfake_detection.commands`.
+"""
 
 from __future__ import annotations
 
-import importlib
 import logging
 import signal
 import sys
@@ -10,14 +12,14 @@ import traceback
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import NoReturn, TypeVar
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from deepfake_detection.config import check_group_choices
-from deepfake_detection.console import FILE_ONLY, is_first_process, setup_console
+from deepfake_detection.console import FILE_ONLY, is_first_process
 from deepfake_detection.errors import UserInputError, find_user_error, one_line
 from deepfake_detection.files import ERROR_FILE, atomic_write_bytes
 from deepfake_detection.training.resume import TrainingInterrupted
@@ -48,21 +50,6 @@ def check_groups_or_fail(argv: list[str]) -> None:
         check_group_choices(command_line_overrides(argv))
     except UserInputError as err:
         fail(err)
-
-
-def checked_task(
-    validate: Callable[[DictConfig], None], module: str, name: str
-) -> Callable[[DictConfig], Any]:
-    """A command's task: check every config key (before torch loads, so a mistyped key is
-    answered at once), quiet the console, then import `module` and run its `name`."""
-
-    def task(cfg: DictConfig) -> Any:
-        validate(cfg)
-        setup_console()
-        return getattr(importlib.import_module(module), name)(cfg)
-
-    task.__name__ = task.__qualname__ = name
-    return task
 
 
 def run_task(task: Callable[[DictConfig], T], cfg: DictConfig) -> T:

@@ -15,6 +15,9 @@ from typing import Any
 
 #: Names of files every run dir may hold, shared by the commands that write and read them.
 METRICS_FILE = "metrics.json"
+#: A training run's shipped weights (the network's `state_dict`) and its per-image scores.
+WEIGHTS_FILE = "model.pth"
+PREDICTIONS_DIR = "predictions"
 ERROR_FILE = "error.txt"
 SKIPPED_FILE = "skipped_files.txt"
 #: The fully resolved config a training run used; it also marks a folder as a run `resume`

@@ -31,7 +31,7 @@ from deepfake_detection.data.images import BAD_IMAGE_POLICIES
 from deepfake_detection.errors import ConfigError
 from deepfake_detection.files import run_dir_problem
 
-#: Storage types of `data.feature_cache_dtype` (`deepfake_detection.data.feature_cache`).
+#: Storage types of `data.feature_cache_dtype` (`deepfake_detection.data.feature_store`).
 FEATURE_CACHE_DTYPES = ("float32", "float16")
 
 #: Metrics logged while fitting, so the only ones callbacks can monitor. Keep in sync with

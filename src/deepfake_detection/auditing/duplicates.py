@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from deepfake_detection.auditing.layout import ImageFile
+from deepfake_detection.auditing.inventory import ImageFile
 
 #: Bound on the XOR block compared at once, in 64-bit words: 4 Mi words = 32 MiB.
 BLOCK_WORDS = 1 << 22

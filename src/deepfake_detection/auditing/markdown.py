@@ -6,7 +6,7 @@ from collections.abc import Callable, Sequence
 from typing import TypeVar
 
 from deepfake_detection.auditing.duplicates import ExactGroup, NearPair
-from deepfake_detection.auditing.layout import LABELS, ImageFile
+from deepfake_detection.auditing.inventory import LABELS, ImageFile
 from deepfake_detection.auditing.report import AuditReport
 from deepfake_detection.auditing.stats import IMBALANCE_THRESHOLD
 

@@ -14,7 +14,7 @@ import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from deepfake_detection.auditing.layout import LABELS  # noqa: E402
+from deepfake_detection.auditing.inventory import LABELS  # noqa: E402
 from deepfake_detection.auditing.report import AuditReport  # noqa: E402
 from deepfake_detection.files import atomic_write_bytes  # noqa: E402
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Sequence
 
-from deepfake_detection.auditing.layout import LABELS, ImageFile
+from deepfake_detection.auditing.inventory import LABELS, ImageFile
 
 #: Majority/minority ratio above which a split is flagged as imbalanced.
 IMBALANCE_THRESHOLD = 1.5

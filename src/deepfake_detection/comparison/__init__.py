@@ -1,6 +1,6 @@
 """Compare training runs: one table of their metrics, the best run on validation, figures."""
 
-from deepfake_detection.comparison.pipeline import ComparisonResult, compare_runs
+from deepfake_detection.comparison.compare import ComparisonResult, compare_runs
 from deepfake_detection.comparison.report import best_run
 from deepfake_detection.comparison.runs import Run, RunsNotFoundError, find_runs, read_run
 

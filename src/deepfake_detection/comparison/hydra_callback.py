@@ -14,7 +14,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from deepfake_detection.comparison.pipeline import compare_runs
+from deepfake_detection.comparison.compare import compare_runs
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from deepfake_detection.data.augment import AugmentSettings
 from deepfake_detection.data.dataset import ImageFileDataset
 from deepfake_detection.data.demo import default_cache_dir, ensure_demo_dataset
 from deepfake_detection.data.discovery import DEFAULT_SPLIT_FRACTIONS, DatasetIndex, discover
-from deepfake_detection.data.feature_cache import FeatureCacheSettings
+from deepfake_detection.data.feature_store import FeatureCacheSettings
 from deepfake_detection.data.images import BAD_IMAGE_POLICIES, DEFAULT_MAX_PIXELS
 from deepfake_detection.data.layout import ClassAliases
 from deepfake_detection.data.loader import (

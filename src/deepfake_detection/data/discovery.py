@@ -47,9 +47,18 @@ __all__ = [
     "discover_as_configured",
     "index_folder",
     "list_images",
+    "split_name",
 ]
 
 log = logging.getLogger(__name__)
+
+
+def split_name(value: str) -> str:
+    """`train`, `val` or `test` for any of their folder names (`Validation`, `valid`, ...)."""
+    for split, aliases in SPLIT_ALIASES.items():
+        if str(value).lower() in (split, *aliases):
+            return split
+    raise ConfigError(f"data.split={value}: choose one of: {', '.join(SPLIT_ALIASES)}")
 
 
 @dataclass

@@ -19,14 +19,12 @@ from omegaconf import DictConfig
 from deepfake_detection.data.dataset import decode_all
 from deepfake_detection.data.perturb import Perturbation
 from deepfake_detection.errors import ConfigError
-from deepfake_detection.evaluation import per_source as tables
-from deepfake_detection.evaluation.figures import robustness_figure, save_figures
-from deepfake_detection.evaluation.inference import score_split
-from deepfake_detection.evaluation.pipeline import ScoringJob
+from deepfake_detection.evaluation.evaluate import ScoringJob
 from deepfake_detection.files import atomic_write_bytes
 from deepfake_detection.metrics.binary import compute_metrics
 from deepfake_detection.metrics.per_source import per_source_metrics
-from deepfake_detection.validation import validate_robustness_config
+from deepfake_detection.reports import per_source_tables as tables
+from deepfake_detection.reports.figures import robustness_figure, save_figures
 
 log = logging.getLogger(__name__)
 
@@ -97,22 +95,16 @@ def _write_per_source(
 
 def robustness(cfg: DictConfig) -> list[dict[str, Any]]:
     """Score `data.split` clean and under every perturbation of `cfg.grid`; returns the rows."""
-    validate_robustness_config(cfg)
     grid = perturbation_grid(cfg.grid)
     job = ScoringJob.start(cfg)
-    datamodule, split, threshold, rule = job.datamodule, job.split, job.threshold, job.rule
+    datamodule, split = job.datamodule, job.split
+    threshold, rule = job.trained.threshold, job.trained.rule
     decoded = decode_all(datamodule.index.splits[split], datamodule.max_image_pixels)
     rows, by_condition = [], []
     for perturbation in grid:
-        predictions = score_split(
-            job.trainer,
-            job.model,
-            datamodule,
-            split,
-            log_metrics=False,
-            perturbation=perturbation,
-            decoded=decoded,
-        )
+        predictions = job.score(
+            log_metrics=False, perturbation=perturbation, decoded=decoded
+        ).predictions
         metrics = compute_metrics(predictions.probs, predictions.targets, threshold)
         rows.append(row_values(perturbation, metrics))
         index = datamodule.index
@@ -122,7 +114,7 @@ def robustness(cfg: DictConfig) -> list[dict[str, Any]]:
         log.info("%s: AUROC %.4f, acc %.4f", perturbation.label, metrics["auroc"], metrics["acc"])
 
     header = (
-        f"Robustness of {job.ckpt_file} on the {split} split of {datamodule.index.root} "
+        f"Robustness of {job.trained.ckpt_file} on the {split} split of {datamodule.index.root} "
         f"({len(decoded)} images), every row at threshold {threshold:.6g} ({rule})."
     )
     table = markdown(rows, header)

@@ -10,8 +10,7 @@ import torch
 from torch import nn
 from torchmetrics import MaxMetric, MeanMetric, Metric
 
-from deepfake_detection.metrics.binary import binary_metrics, compute_metrics
-from deepfake_detection.metrics.predictions import PredictionStore
+from deepfake_detection.metrics.binary import binary_metrics
 from deepfake_detection.models.freeze import (
     FreezeSpec,
     apply_freeze,
@@ -56,26 +55,11 @@ class BaseDetector(L.LightningModule):
         self.criterion = nn.BCEWithLogitsLoss()
         self.train_metrics = binary_metrics("train")
         self.val_metrics = binary_metrics("val")
-        self.test_predictions_store = PredictionStore()
-        self.train_loss, self.val_loss, self.test_loss = MeanMetric(), MeanMetric(), MeanMetric()
+        self.train_loss, self.val_loss = MeanMetric(), MeanMetric()
         self.val_auroc_best = MaxMetric()
         self.val_auroc_best.persistent(True)  # a resumed run keeps its best score
-        #: Decision threshold and metric prefix of the test pass; `evaluate` changes both.
-        self.test_threshold = 0.5
-        #: Scoring passes divide the logit by this (temperature scaling, `calibration=`).
-        self.score_temperature = 1.0
-        self.test_split = "test"
-        #: False for scoring passes whose metrics must not appear in the logger.
-        self.log_test_metrics = True
-        #: (P(Fake), targets, dataset indices) of the last test pass, for reports and figures.
-        self.test_outputs: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
-        #: Exact values of the last test pass, as logged (the logger rounds to float32).
-        self.test_results: dict[str, float] = {}
         #: Per-epoch train/val loss and accuracy, for learning curves; kept in checkpoints.
         self.history: dict[int, dict[str, float]] = {}
-        #: While a fit reads a feature cache: the frozen depth its train and val batches were
-        #: computed at (`features_to_logits`). Test and predict passes always see images.
-        self.cached_depth: int | None = None
 
     @abstractmethod
     def feature_blocks(self) -> Sequence[nn.Module]:
@@ -168,20 +152,18 @@ class BaseDetector(L.LightningModule):
             images = images.contiguous(memory_format=torch.channels_last)
         return self.net(images).squeeze(-1)
 
+    @property
+    def cached_depth(self) -> int | None:
+        """While a fit reads a feature cache, the frozen depth its batches were computed at
+        (`training.cached_fit` wraps the forward pass for the fit); else None."""
+        return getattr(self.__dict__.get("forward"), "depth", None)
+
     def _step(self, batch: Sequence[torch.Tensor], split: str) -> torch.Tensor:
         images, targets = batch[0], batch[1]
-        if self.cached_depth is not None and split != "test":
-            logits = self.features_to_logits(images, self.cached_depth)
-        else:
-            logits = self(images)
-        if split == "test":
-            logits = logits / self.score_temperature
+        logits = self(images)
         loss = self.criterion(logits, targets)
         probs = torch.sigmoid(logits.detach().float())  # fp16 would tie confident scores
-        if split == "test":
-            self.test_predictions_store.update(probs, targets, batch[2])
-        else:
-            getattr(self, f"{split}_metrics").update(probs, targets.long())
+        getattr(self, f"{split}_metrics").update(probs, targets.long())
         getattr(self, f"{split}_loss").update(loss.detach(), weight=targets.numel())
         return loss
 
@@ -198,14 +180,6 @@ class BaseDetector(L.LightningModule):
 
     def validation_step(self, batch, batch_idx: int) -> None:
         self._step(batch, "val")
-
-    def test_step(self, batch, batch_idx: int) -> None:
-        self._step(batch, "test")
-
-    def predict_step(self, batch, batch_idx: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """(P(Fake), dataset index) per image; labels, if any, are not looked at."""
-        images, indices = batch[0], batch[2]
-        return torch.sigmoid(self(images).float() / self.score_temperature), indices
 
     def _record_history(self, values: Mapping[str, torch.Tensor]) -> None:
         row = self.history.setdefault(self.current_epoch, {})
@@ -227,19 +201,6 @@ class BaseDetector(L.LightningModule):
         self._record_history(values)
         self.val_auroc_best.update(values["val/auroc"])
         self.log("val/auroc_best", self.val_auroc_best.compute(), prog_bar=True)
-
-    def on_test_epoch_end(self) -> None:
-        probs, targets, indices = self.test_predictions_store.compute()
-        self.test_predictions_store.reset()
-        self.test_outputs = (probs.cpu(), targets.cpu(), indices.cpu())
-        split = self.test_split
-        values = {f"{split}/loss": float(self.test_loss.compute())}
-        self.test_loss.reset()
-        metrics = compute_metrics(probs, targets, self.test_threshold)
-        values.update({f"{split}/{name}": value for name, value in metrics.items()})
-        self.test_results = values
-        if self.log_test_metrics:
-            self.log_dict({name: float(value) for name, value in values.items()})
 
     def _train_epoch_metrics(self) -> dict[str, Metric]:
         return {"loss": self.train_loss, **dict(self.train_metrics.items(keep_base=True))}

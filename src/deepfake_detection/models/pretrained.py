@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from deepfake_detection.checkpoints import CheckpointError, safe_torch_load
+from deepfake_detection.checkpoint_io import CheckpointError, safe_torch_load
 from deepfake_detection.errors import WeightsError
 
 log = logging.getLogger(__name__)

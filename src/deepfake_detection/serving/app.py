@@ -22,10 +22,10 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import deepfake_detection
+from deepfake_detection.detector.trained import TrainedDetector
 from deepfake_detection.serving.batching import BatchScorer
 from deepfake_detection.serving.errors import ServiceError
 from deepfake_detection.serving.explain import grad_cam, overlay_png
-from deepfake_detection.serving.model import ServedModel
 from deepfake_detection.serving.uploads import FILES_FIELD, BodyLimit, read_uploads
 
 log = logging.getLogger(__name__)
@@ -103,7 +103,7 @@ def _json_error(status_code: int, body: dict[str, Any], headers=None) -> JSONRes
     return JSONResponse(body, status_code=status_code, headers=headers)
 
 
-def create_app(served: ServedModel, settings: ServiceSettings) -> FastAPI:
+def create_app(served: TrainedDetector, settings: ServiceSettings) -> FastAPI:
     scorer = BatchScorer(served.score, settings.max_batch)
     gate = _Gate(settings.max_concurrent)
 

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 import torch
 
-from deepfake_detection.exporting.formats import Runner
+from deepfake_detection.detector.formats import Runner
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)

@@ -7,10 +7,9 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from deepfake_detection.detector.trained import load_detector
 from deepfake_detection.errors import ConfigError
 from deepfake_detection.serving.app import ServiceSettings, create_app
-from deepfake_detection.serving.model import load_served_model
-from deepfake_detection.validation import validate_serve_config
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +29,6 @@ def settings_of(cfg: DictConfig) -> ServiceSettings:
 
 
 def serve(cfg: DictConfig) -> dict[str, Any]:
-    validate_serve_config(cfg)
     try:
         import fastapi  # noqa: F401
         import uvicorn
@@ -38,7 +36,7 @@ def serve(cfg: DictConfig) -> dict[str, Any]:
         raise ConfigError(
             "deepfake-serve needs FastAPI and uvicorn: pip install 'deepfake-detection[serve]'"
         ) from None
-    served = load_served_model(cfg)
+    served = load_detector(cfg)
     settings = settings_of(cfg)
     app = create_app(served, settings)
     url = f"http://{cfg.host}:{cfg.port}"

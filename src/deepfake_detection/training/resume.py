@@ -81,6 +81,24 @@ def overridable_on_resume(key: str) -> bool:
     return key in RESUME_OVERRIDABLE_KEYS or key.startswith(RESUME_OVERRIDABLE_PREFIXES)
 
 
+def resume_command_line(argv: list[str]) -> list[str]:
+    """The training command line, ready for Hydra: with `resume=<run dir>`, the run dir is
+    checked first (before Hydra makes dirs), and `key=value` becomes `++key=value` for the
+    keys a resumed run may change.
+
+    Those go on the run's saved config, which may have keys the default config lacks (e.g.
+    `model.weights_path` of a MobileNetV2 run): Hydra must not refuse them while composing.
+    """
+    values = [a.removeprefix("resume=") for a in argv if a.startswith("resume=")]
+    if not values or values[-1] in ("", "null"):
+        return argv
+    check_resume_dir(values[-1])
+    return [
+        f"++{arg}" if "=" in arg and overridable_on_resume(arg.split("=", 1)[0]) else arg
+        for arg in argv
+    ]
+
+
 def _plain_overrides(overrides: list[str]) -> list[tuple[str, str, Any]]:
     """(override as typed, key, value) for each override that goes on the saved config."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -90,7 +108,7 @@ def _plain_overrides(overrides: list[str]) -> list[tuple[str, str, Any]]:
         key = override.key_or_group
         if key == "resume" or key.startswith("hydra"):
             continue
-        typed = override.input_line.lstrip("+")  # the command line adds `++`, see train.py
+        typed = override.input_line.lstrip("+")  # `resume_command_line` adds `++`
         if override.is_delete():
             raise ConfigError(f"{typed}: a resumed run cannot delete keys of its config")
         if not overridable_on_resume(key):

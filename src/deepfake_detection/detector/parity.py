@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -14,8 +15,18 @@ from deepfake_detection.data.demo import ensure_demo_dataset
 from deepfake_detection.data.discovery import discover_as_configured
 from deepfake_detection.data.images import BadImageError
 from deepfake_detection.data.preprocess import Preprocessing
+from deepfake_detection.detector.formats import (
+    WRITERS,
+    ProbabilityModel,
+    Runner,
+    failure_reason,
+    load_runner,
+    temporary_path,
+    torch_runner,
+)
+from deepfake_detection.detector.spec import ExportError
 from deepfake_detection.errors import UserInputError
-from deepfake_detection.exporting.spec import ExportError
+from deepfake_detection.models.base import BaseDetector
 
 log = logging.getLogger(__name__)
 
@@ -83,3 +94,37 @@ def check_parity(fmt: str, reference: torch.Tensor, exported: torch.Tensor) -> f
             f"{difference:.3g} in P(Fake), over the tolerance {TOLERANCES[fmt]:g}"
         )
     return difference
+
+
+def write_checked(
+    model: BaseDetector, temperature: float, fmt: str, model_file: Path, inputs: torch.Tensor
+) -> tuple[Runner, float]:
+    """Write `model` as `fmt` and load it back; returns (its runner, the largest |ΔP(Fake)|
+    against PyTorch on `inputs`). On any failure no file is left behind."""
+    module = ProbabilityModel(model, temperature).eval()
+    # torch.export specialises a dimension whose example size is 1: give it two images.
+    example = inputs[:4] if len(inputs) >= 2 else inputs.repeat(2, 1, 1, 1)
+    try:
+        try:
+            WRITERS[fmt](module, example, model_file)
+        except ExportError:
+            raise
+        except Exception as err:
+            raise ExportError(f"format={fmt}: export failed ({failure_reason(err)})") from None
+        runner = load_runner(model_file, fmt)
+        return runner, parity(fmt, model, temperature, runner, inputs)
+    except BaseException:
+        for leftover in (model_file, temporary_path(model_file)):
+            leftover.unlink(missing_ok=True)
+        raise
+
+
+def parity(
+    fmt: str, model: BaseDetector, temperature: float, runner: Runner, inputs: torch.Tensor
+) -> float:
+    """Largest |ΔP(Fake)| between `runner` and PyTorch, for the whole batch and one image."""
+    reference = torch_runner(model, temperature)(inputs)
+    return max(
+        check_parity(fmt, reference, runner(inputs)),
+        check_parity(fmt, reference[:1], runner(inputs[:1])),
+    )

@@ -3,8 +3,8 @@
 With `freeze=backbone` or `freeze=last_n`, the first blocks of the network never change while
 training, and in eval mode (frozen BatchNorm included) neither does their output for a given
 input image. That output is computed once per image and stored (`data.feature_cache`); the
-fit's train and validation batches then carry features, and the model runs only the rest
-(`BaseDetector.features_to_logits`).
+fit's train and validation batches then carry features, and for the fit the detector's forward
+pass is wrapped (`FeatureForward`) to run only the rest (`BaseDetector.features_to_logits`).
 
 Augmentation is drawn when the store is built: `data.feature_cache_views` views per training
 image, view v of image i from the seed (seed, i, v), and epoch e trains on view e mod views.
@@ -28,7 +28,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from deepfake_detection.data.datamodule import DeepfakeDataModule
 from deepfake_detection.data.dataset import ImageFileDataset
-from deepfake_detection.data.feature_cache import (
+from deepfake_detection.data.feature_store import (
     CachedFeatureDataset,
     FeatureStore,
     files_fingerprint,
@@ -43,6 +43,21 @@ log = logging.getLogger(__name__)
 
 #: Modules whose output in eval mode may still differ from their output in a training step.
 _DROPOUT = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout)
+
+
+class FeatureForward:
+    """The forward pass of a fit that reads stored features: the trainable rest of the
+    network on the output of its first `depth` (frozen) blocks.
+
+    Installed on the detector for the fit only (`attach_feature_cache`), and a plain callable,
+    not a module: the detector's parameters and checkpoint keys stay exactly as they are.
+    """
+
+    def __init__(self, model: BaseDetector, depth: int) -> None:
+        self.model, self.depth = model, depth
+
+    def __call__(self, features: torch.Tensor) -> torch.Tensor:
+        return self.model.features_to_logits(features, self.depth)
 
 
 def view_seed(seed: int, index: int, view: int) -> int:
@@ -220,7 +235,7 @@ def attach_feature_cache(model: BaseDetector, datamodule: DeepfakeDataModule) ->
             [label for _, label in samples],
             datamodule.current_epoch if training else (lambda: 0),
         )
-    model.cached_depth = depth
+    model.forward = FeatureForward(model, depth)
     return {
         "feature_cache_s": round(time.perf_counter() - started, 3),
         "feature_cache_built": built,
@@ -229,5 +244,5 @@ def attach_feature_cache(model: BaseDetector, datamodule: DeepfakeDataModule) ->
 
 def detach_feature_cache(model: BaseDetector, datamodule: DeepfakeDataModule) -> None:
     """Back to images: what runs after the fit (testing, scoring) sees the full network."""
-    model.cached_depth = None
+    model.__dict__.pop("forward", None)  # the class's own forward again
     datamodule.cached_datasets.clear()

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from deepfake_detection.exporting.spec import (
+from deepfake_detection.detector.spec import (
     INPUT_NAME,
     METADATA_KEY,
     OUTPUT_NAME,

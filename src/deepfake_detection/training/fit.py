@@ -16,7 +16,7 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig, OmegaConf
 
-from deepfake_detection.checkpoints import (
+from deepfake_detection.checkpoint_io import (
     BackgroundCheckpointIO,
     SafeAtomicCheckpointIO,
     safe_torch_load,
@@ -32,6 +32,7 @@ from deepfake_detection.files import (
     read_json,
 )
 from deepfake_detection.models.base import BaseDetector
+from deepfake_detection.training.cached_fit import attach_feature_cache, detach_feature_cache
 from deepfake_detection.training.callbacks import (
     ConfigInCheckpoint,
     EpochSeeding,
@@ -41,7 +42,6 @@ from deepfake_detection.training.callbacks import (
     TrainingClock,
     last_epoch_checkpoint,
 )
-from deepfake_detection.training.feature_cache import attach_feature_cache, detach_feature_cache
 from deepfake_detection.training.progress import ProgressLog
 from deepfake_detection.training.resume import (
     LAST_CHECKPOINT,

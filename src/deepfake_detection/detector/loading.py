@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from deepfake_detection.checkpoints import CheckpointError, safe_torch_load
+from deepfake_detection.checkpoint_io import CheckpointError, safe_torch_load
 from deepfake_detection.data.datamodule import DeepfakeDataModule
 from deepfake_detection.data.splitting import SPLIT_LISTS_DIR
 from deepfake_detection.errors import UserInputError

@@ -12,8 +12,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from deepfake_detection.checkpoints import safe_torch_load
-from deepfake_detection.evaluation.figures import (
+from deepfake_detection.checkpoint_io import safe_torch_load
+from deepfake_detection.detector.scoring import score_split
+from deepfake_detection.files import METRICS_FILE, PREDICTIONS_DIR, WEIGHTS_FILE, write_json
+from deepfake_detection.metrics.binary import compute_metrics
+from deepfake_detection.metrics.predictions import Predictions
+from deepfake_detection.metrics.threshold import THRESHOLD_RULE, youden_threshold
+from deepfake_detection.reports.figures import (
     dataset_distribution_figure,
     learning_curves_figure,
     per_source_figure,
@@ -21,21 +26,13 @@ from deepfake_detection.evaluation.figures import (
     render_pngs,
     save_pngs,
 )
-from deepfake_detection.evaluation.inference import score_split
-from deepfake_detection.evaluation.per_source import FIGURE_NAME as PER_SOURCE_FIGURE
-from deepfake_detection.evaluation.per_source import report_per_source
-from deepfake_detection.files import METRICS_FILE, write_json
-from deepfake_detection.metrics.binary import compute_metrics
-from deepfake_detection.metrics.predictions import Predictions
-from deepfake_detection.metrics.threshold import THRESHOLD_RULE, youden_threshold
+from deepfake_detection.reports.per_source_tables import FIGURE_NAME as PER_SOURCE_FIGURE
+from deepfake_detection.reports.per_source_tables import report_per_source
 from deepfake_detection.training.artifacts import save_state_dict
+from deepfake_detection.training.fit import FittedRun
 from deepfake_detection.training.hparams import log_hparams, run_hparams
-from deepfake_detection.training.pipeline import FittedRun
 
 log = logging.getLogger(__name__)
-
-WEIGHTS_FILE = "model.pth"
-PREDICTIONS_DIR = "predictions"
 
 
 def _relative(path: str, start: Path) -> str:
@@ -99,9 +96,11 @@ def test_best_checkpoint(run: FittedRun) -> dict[str, Any]:
     writer = trainer.is_global_zero
     started = time.perf_counter()
     with run.notice.guard():
-        test_predictions = score_split(trainer, model, datamodule, "test", ckpt_path=best_path)
-        test_metrics = model.test_results
-        threshold = model.test_threshold
+        if best_path is not None:
+            model.load_state_dict(safe_torch_load(best_path)["state_dict"])
+        threshold = 0.5
+        test = score_split(trainer, model, datamodule, "test", threshold=threshold)
+        test_predictions, test_metrics = test.predictions, test.metrics
         per_source = None
         if writer:
             per_source = report_per_source(
@@ -117,7 +116,9 @@ def test_best_checkpoint(run: FittedRun) -> dict[str, Any]:
                 drawn = pool.submit(_render_figures, run, test_predictions, threshold, per_source)
             # Same weights, validation split: its scores choose the `threshold=val` of
             # `evaluate`.
-            val_predictions = score_split(trainer, model, datamodule, "val", log_metrics=False)
+            val_predictions = score_split(
+                trainer, model, datamodule, "val", log_metrics=False
+            ).predictions
             scoring_seconds = time.perf_counter() - started  # not the wait for the figures
             if writer:
                 save_state_dict(output_dir / WEIGHTS_FILE, model.net)

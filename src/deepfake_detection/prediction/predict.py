@@ -11,24 +11,17 @@ from typing import Any
 
 import torch
 from omegaconf import DictConfig
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
 from deepfake_detection.data.dataset import ImageFileDataset
 from deepfake_detection.data.discovery import IMAGE_EXTENSIONS, list_images
 from deepfake_detection.data.images import BadImageError
 from deepfake_detection.data.preprocess import Preprocessing
-from deepfake_detection.data.scan import (
-    BadFile,
-    apply_bad_image_policy,
-    stop_on_bad_image,
-    write_skipped_files,
-)
+from deepfake_detection.data.scan import BadFile, apply_bad_image_policy, write_skipped_files
+from deepfake_detection.detector.scoring import ScoringPass
+from deepfake_detection.detector.trained import TrainedCheckpoint, score_files
 from deepfake_detection.errors import DatasetError
-from deepfake_detection.evaluation.pipeline import ReadyModel
-from deepfake_detection.exporting.formats import Runner
-from deepfake_detection.exporting.pipeline import onnx_runner_for
 from deepfake_detection.files import atomic_write_bytes, write_json
-from deepfake_detection.validation import validate_predict_config
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +60,7 @@ def _save_csv(path: Path, files: list[Path], probs: torch.Tensor, threshold: flo
 
 
 def _score_with_torch(
-    ready: ReadyModel, files: list[Path], data: dict[str, Any]
+    trained: TrainedCheckpoint, files: list[Path], data: dict[str, Any]
 ) -> tuple[list[Path], torch.Tensor, list[BadFile]]:
     """Check every image first (decoding it), then score the readable ones through
     Lightning's predict loop, on whichever device the config asks for."""
@@ -87,7 +80,8 @@ def _score_with_torch(
         dataset, batch_size=data["batch_size"], num_workers=data["num_workers"] or 0
     )
     try:
-        batches = ready.trainer.predict(ready.model, dataloaders=loader)
+        scoring = ScoringPass(trained.model, "predict", temperature=trained.decided.divisor)
+        batches = trained.trainer.predict(scoring, dataloaders=loader)
     except BadImageError as err:  # changed on disk after the check
         raise DatasetError(f"{err}; it changed after the image check") from None
     probs = torch.cat([p for p, _ in batches]).cpu()
@@ -95,74 +89,30 @@ def _score_with_torch(
     return files, probs[order], skipped
 
 
-class _DecodedOrReason(Dataset):
-    """Each file as a model input, or the reason it is not an image: one decoding pass."""
-
-    def __init__(self, files: list[Path], preprocessing: Preprocessing) -> None:
-        self.files, self.preprocessing = files, preprocessing
-
-    def __len__(self) -> int:
-        return len(self.files)
-
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int, str]:
-        try:
-            return self.preprocessing.file(self.files[index]), index, ""
-        except BadImageError as err:
-            return torch.empty(0), index, err.reason
-
-
-def _collate(items: list[tuple[torch.Tensor, int, str]]):
-    good = [(tensor, index) for tensor, index, reason in items if not reason]
-    bad = [(index, reason) for _, index, reason in items if reason]
-    batch = torch.stack([tensor for tensor, _ in good]) if good else None
-    return batch, [index for _, index in good], bad
-
-
-def _score_with_onnx(
-    runner: Runner, files: list[Path], data: dict[str, Any]
-) -> tuple[list[Path], torch.Tensor, list[BadFile]]:
-    """Decode and score in one pass: DataLoader workers decode while ONNX Runtime scores,
-    and bad files are counted as they turn up."""
-    loader = DataLoader(
-        _DecodedOrReason(files, Preprocessing.of_data(data)),
-        batch_size=data["batch_size"],
-        num_workers=data["num_workers"] or 0,
-        collate_fn=_collate,
-    )
-    kept: list[int] = []
-    scores: list[torch.Tensor] = []
-    skipped: list[BadFile] = []
-    for batch, indices, bad in loader:
-        for index, reason in bad:
-            if data["on_bad_image"] == "error":
-                raise stop_on_bad_image(files[index], reason)
-            skipped.append((str(files[index]), reason))
-        if batch is not None:
-            scores.append(runner(batch))
-            kept += indices
-    if skipped:
-        log.warning("skipped %d unreadable file(s), e.g. %s: %s", len(skipped), *skipped[0])
-    probs = torch.cat(scores) if scores else torch.empty(0)
-    return [files[i] for i in kept], probs, skipped
-
-
 def predict(cfg: DictConfig) -> dict[str, Any]:
     """Score every readable image of `cfg.input`; returns the summary written."""
-    validate_predict_config(cfg)  # every key, before anything is loaded
     output_dir = Path(cfg.paths.output_dir)
     files = input_images(cfg.input)
-    ready = ReadyModel.load(cfg)
-    ckpt_file, model = ready.ckpt_file, ready.model
-    threshold, rule, temperature = ready.threshold, ready.rule, ready.temperature
-    data = _settings(ready.data, cfg.data)
+    trained = TrainedCheckpoint.load(cfg)
+    ckpt_file, model = trained.ckpt_file, trained.model
+    threshold, rule, temperature = trained.threshold, trained.rule, trained.temperature
+    data = _settings(trained.data, cfg.data)
 
     if cfg.get("backend", "torch") == "onnx":
-        runner = onnx_runner_for(ready, Preprocessing.of_data(data), output_dir)
+        preprocessing = Preprocessing.of_data(data)
+        runner = trained.onnx_runner(preprocessing, output_dir)
         started = time.perf_counter()  # reading and scoring, not the export
-        files, probs, skipped = _score_with_onnx(runner, files, data)
+        files, probs, skipped = score_files(
+            runner,
+            preprocessing,
+            files,
+            data["batch_size"],
+            data["num_workers"] or 0,
+            data["on_bad_image"],
+        )
     else:
         started = time.perf_counter()
-        files, probs, skipped = _score_with_torch(ready, files, data)
+        files, probs, skipped = _score_with_torch(trained, files, data)
     seconds = time.perf_counter() - started
     write_skipped_files(output_dir, skipped)
     if not files:

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
 
 from omegaconf import DictConfig
 
 from deepfake_detection.auditing.duplicates import exact_groups, near_pairs
 from deepfake_detection.auditing.fingerprint import fingerprint_all
-from deepfake_detection.auditing.layout import take_inventory
+from deepfake_detection.auditing.inventory import take_inventory
 from deepfake_detection.auditing.markdown import render
 from deepfake_detection.auditing.report import AuditReport
-from deepfake_detection.auditing.settings import AuditSettings, dataset_root
+from deepfake_detection.auditing.settings import LEAKAGE_EXIT, AuditSettings, dataset_root
 from deepfake_detection.auditing.stats import class_counts, histograms, imbalance
 from deepfake_detection.data.datamodule import auto_num_workers
 from deepfake_detection.data.images import DEFAULT_MAX_PIXELS
@@ -121,4 +122,19 @@ def audit(cfg: DictConfig) -> AuditReport:
     written = write_reports(report, settings.output_dir)
     print(render(report), end="")
     print(f"\nwrote {', '.join(p.name for p in written)} to {settings.output_dir}")
+    return report
+
+
+def audit_command(cfg: DictConfig) -> AuditReport:
+    """`deepfake-audit`: `audit`, then exit with status 1 when `audit.fail_on` finds leakage."""
+    report = audit(cfg)
+    settings = AuditSettings.from_config(cfg)
+    if settings.fail_on is not None and report.leaks(settings.fail_on):
+        where = settings.output_dir / "audit.md"
+        print(
+            f"error: leakage: {report.leakage_counts} "
+            f"(audit.fail_on={settings.fail_on}; see {where})",
+            file=sys.stderr,
+        )
+        sys.exit(LEAKAGE_EXIT)
     return report

@@ -1,0 +1,298 @@
+"""A trained detector, ready to score: from a run dir, a `.ckpt`, `model.onnx` or `model.pt2`.
+
+`TrainedCheckpoint` is a checkpoint's detector with its temperature and threshold chosen (what
+`predict` and `export` start from); `TrainedDetector` adds the preprocessing and a scoring
+function on the chosen backend, whatever the source (what `predict backend=onnx` and the
+service score with). Both load once, so a bad file stops a command with one line.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from omegaconf import DictConfig
+from torch.utils.data import DataLoader, Dataset
+
+import deepfake_detection
+from deepfake_detection.data.images import BadImageError
+from deepfake_detection.data.preprocess import Preprocessing
+from deepfake_detection.data.scan import BadFile, stop_on_bad_image
+from deepfake_detection.detector.decision import CheckpointSource, Decision
+from deepfake_detection.detector.decision import decide as decide_on
+from deepfake_detection.detector.formats import Runner, load_runner, torch_runner
+from deepfake_detection.detector.loading import (
+    load_checkpoint,
+    rebuild_detector,
+    resolve_checkpoint,
+    saved_data_arguments,
+)
+from deepfake_detection.detector.parity import parity_inputs, write_checked
+from deepfake_detection.detector.scoring import scoring_trainer
+from deepfake_detection.detector.spec import MODEL_FILES, ExportSpec, sha256_of
+from deepfake_detection.errors import ConfigError, UserInputError
+from deepfake_detection.models.base import BaseDetector
+
+log = logging.getLogger(__name__)
+
+#: Exported files accepted as `ckpt_path`, and the format of each.
+EXPORT_FORMATS = {".onnx": "onnx", ".pt2": "torch_export"}
+
+
+@dataclass
+class TrainedCheckpoint:
+    """A checkpoint's detector with its temperature and threshold chosen."""
+
+    ckpt_file: Path
+    run_dir: Path | None
+    checkpoint: dict[str, Any]
+    model: BaseDetector
+    #: The training run's data settings (`DeepfakeDataModule` arguments).
+    data: dict[str, Any]
+    trainer: L.Trainer
+    #: The command's config: its `threshold` and `calibration` decide.
+    cfg: DictConfig
+    decision: Decision | None = None
+
+    @property
+    def decided(self) -> Decision:
+        if self.decision is None:
+            raise RuntimeError("the checkpoint's threshold has not been chosen: call decide()")
+        return self.decision
+
+    @property
+    def threshold(self) -> float:
+        return self.decided.threshold
+
+    @property
+    def rule(self) -> str:
+        return self.decided.rule
+
+    @property
+    def temperature(self) -> float | None:
+        return self.decided.temperature
+
+    @classmethod
+    def load(cls, cfg: DictConfig, logger: Any = False, decide: bool = True) -> TrainedCheckpoint:
+        """Load `cfg.ckpt_path`; apply `cfg.calibration` and `cfg.threshold` unless `decide`
+        is false (then call `decide()` once the scored data has been checked)."""
+        ckpt_file, run_dir = resolve_checkpoint(cfg.ckpt_path)
+        checkpoint = load_checkpoint(ckpt_file)
+        model = rebuild_detector(checkpoint, ckpt_file)
+        data = saved_data_arguments(checkpoint, ckpt_file, run_dir)
+        trainer = scoring_trainer(cfg.trainer, checkpoint, logger)
+        trained = cls(ckpt_file, run_dir, checkpoint, model, data, trainer, cfg)
+        if decide:
+            trained.decide()
+        return trained
+
+    def decide(self) -> Decision:
+        """Choose the temperature and threshold (on the training run's validation split)."""
+        source = CheckpointSource(
+            self.cfg, self.checkpoint, self.ckpt_file, self.run_dir, self.trainer, self.model
+        )
+        self.decision = decide_on(source)
+        return self.decision
+
+    def onnx_runner(self, preprocessing: Preprocessing, output_dir: Path) -> Runner:
+        """The model as ONNX in `output_dir`, checked on its run's test images: the
+        `backend=onnx` of `predict` and the service."""
+        inputs, where = parity_inputs(self.data, "test", 8, preprocessing)
+        model_file = output_dir / MODEL_FILES["onnx"]
+        model_file.parent.mkdir(parents=True, exist_ok=True)
+        model = self.model.cpu().eval()
+        runner, difference = write_checked(model, self.decided.divisor, "onnx", model_file, inputs)
+        log.info(
+            "backend=onnx: %s, max |ΔP(Fake)| %.3g against PyTorch on %s",
+            model_file,
+            difference,
+            where,
+        )
+        return runner
+
+
+@dataclass
+class TrainedDetector:
+    """A model ready to score preprocessed batches, with how to preprocess and decide."""
+
+    model_name: str
+    backend: str
+    source: str
+    preprocessing: Preprocessing
+    threshold: float
+    threshold_rule: str
+    temperature: float | None
+    score: Runner
+    #: The PyTorch detector for Grad-CAM, when its checkpoint is at hand; else None.
+    detector: BaseDetector | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def label(self, prob: float) -> str:
+        return "Fake" if prob > self.threshold else "Real"
+
+    def info(self) -> dict[str, Any]:
+        return {
+            "model": self.model_name,
+            "backend": self.backend,
+            "source": self.source,
+            "threshold": self.threshold,
+            "threshold_rule": self.threshold_rule,
+            "temperature": self.temperature,
+            "image_size": self.preprocessing.image_size,
+            "preprocessing": self.preprocessing.describe(),
+            "classes": {"0": "Real", "1": "Fake"},
+            "positive_class": "Fake",
+            "explain": self.detector is not None,
+            "package_version": deepfake_detection.__version__,
+            **self.extra,
+        }
+
+
+class _DecodedOrReason(Dataset):
+    """Each file as a model input, or the reason it is not an image: one decoding pass."""
+
+    def __init__(self, files: list[Path], preprocessing: Preprocessing) -> None:
+        self.files, self.preprocessing = files, preprocessing
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int, str]:
+        try:
+            return self.preprocessing.file(self.files[index]), index, ""
+        except BadImageError as err:
+            return torch.empty(0), index, err.reason
+
+
+def _collate(items: list[tuple[torch.Tensor, int, str]]):
+    good = [(tensor, index) for tensor, index, reason in items if not reason]
+    bad = [(index, reason) for _, index, reason in items if reason]
+    batch = torch.stack([tensor for tensor, _ in good]) if good else None
+    return batch, [index for _, index in good], bad
+
+
+def score_files(
+    score: Runner,
+    preprocessing: Preprocessing,
+    files: list[Path],
+    batch_size: int,
+    num_workers: int,
+    on_bad_image: str,
+) -> tuple[list[Path], torch.Tensor, list[BadFile]]:
+    """(the files scored, their P(Fake), the files skipped) by `score`: decoded and scored
+    in one pass, DataLoader workers decoding while the model scores; bad files are counted as
+    they turn up, or stop the pass under `on_bad_image=error`."""
+    loader = DataLoader(
+        _DecodedOrReason(files, preprocessing),
+        batch_size=batch_size,
+        num_workers=num_workers,
+        collate_fn=_collate,
+    )
+    kept: list[int] = []
+    scores: list[torch.Tensor] = []
+    skipped: list[BadFile] = []
+    for batch, indices, bad in loader:
+        for index, reason in bad:
+            if on_bad_image == "error":
+                raise stop_on_bad_image(files[index], reason)
+            skipped.append((str(files[index]), reason))
+        if batch is not None:
+            scores.append(score(batch))
+            kept += indices
+    if skipped:
+        log.warning("skipped %d unreadable file(s), e.g. %s: %s", len(skipped), *skipped[0])
+    probs = torch.cat(scores) if scores else torch.empty(0)
+    return [files[i] for i in kept], probs, skipped
+
+
+def _max_pixels(cfg: DictConfig, preprocessing: Preprocessing) -> Preprocessing:
+    given = cfg.get("data", {}).get("max_image_pixels")
+    return preprocessing if given is None else replace(preprocessing, max_pixels=int(given))
+
+
+def from_checkpoint(
+    cfg: DictConfig, backend: str, preprocessing: Preprocessing | None = None
+) -> TrainedDetector:
+    """`cfg.ckpt_path` (run dir or `.ckpt`) on `backend`: `torch`, or `onnx` (exported into
+    the command's output dir and checked for parity first)."""
+    trained = TrainedCheckpoint.load(cfg)
+    model = trained.model.cpu().eval()
+    preprocessing = preprocessing or _max_pixels(cfg, Preprocessing.of_data(trained.data))
+    if backend == "onnx":
+        score = trained.onnx_runner(preprocessing, Path(cfg.paths.output_dir))
+    else:
+        score = torch_runner(model, trained.decided.divisor)
+    return TrainedDetector(
+        model_name=model.model_name,
+        backend=backend,
+        source=str(trained.ckpt_file),
+        preprocessing=preprocessing,
+        threshold=trained.threshold,
+        threshold_rule=trained.rule,
+        temperature=trained.temperature,
+        score=score,
+        detector=model,
+    )
+
+
+def _explainer_from(spec: ExportSpec) -> BaseDetector | None:
+    """The export's source checkpoint as a PyTorch detector (for Grad-CAM), if it still loads."""
+    path = Path(spec.source_checkpoint)
+    if not path.is_file():
+        log.info("Grad-CAM is off: the export's source checkpoint %s is gone", path)
+        return None
+    if spec.source_sha256 and sha256_of(path) != spec.source_sha256:
+        log.warning(
+            "Grad-CAM is off: %s changed since the export, its heatmaps would not match", path
+        )
+        return None
+    try:
+        detector = rebuild_detector(load_checkpoint(path), path)
+    except UserInputError as err:
+        log.warning("Grad-CAM is off: %s", err)
+        return None
+    return detector.cpu().eval()
+
+
+def from_export(cfg: DictConfig, path: Path, backend: str | None) -> TrainedDetector:
+    """An exported `model.onnx` / `model.pt2` with the spec written beside it."""
+    fmt = EXPORT_FORMATS[path.suffix.lower()]
+    if backend not in (None, "onnx" if fmt == "onnx" else "torch"):
+        raise ConfigError(
+            f"backend={backend}: ckpt_path={path} is a {fmt} file; "
+            f"use backend={'onnx' if fmt == 'onnx' else 'torch'} or leave backend unset"
+        )
+    if cfg.get("calibration", "none") != "none":
+        raise ConfigError(
+            f"calibration={cfg.calibration}: an exported model has its temperature built in; "
+            "export it with calibration=temperature instead"
+        )
+    spec = ExportSpec.load(path)
+    threshold, rule = spec.threshold, spec.threshold_rule
+    if cfg.threshold != "val":
+        threshold, rule = float(cfg.threshold), "fixed"
+    return TrainedDetector(
+        model_name=spec.model,
+        backend=fmt,
+        source=str(path),
+        preprocessing=_max_pixels(cfg, Preprocessing.from_description(spec.preprocessing)),
+        threshold=threshold,
+        threshold_rule=rule,
+        temperature=spec.temperature,
+        score=load_runner(path, fmt),
+        detector=_explainer_from(spec),
+        extra={"sha256": spec.sha256},
+    )
+
+
+def load_detector(cfg: DictConfig) -> TrainedDetector:
+    """`cfg.ckpt_path` (run dir, .ckpt, model.onnx or model.pt2) on `cfg.backend`."""
+    path = Path(str(cfg.ckpt_path)).expanduser()
+    backend = cfg.get("backend")
+    if path.suffix.lower() in EXPORT_FORMATS:
+        return from_export(cfg, path, backend)
+    return from_checkpoint(cfg, backend or "torch")

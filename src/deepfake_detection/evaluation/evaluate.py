@@ -1,0 +1,191 @@
+"""Checkpoint + any Fake/Real dataset → metrics.json, per-image scores and figures."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lightning.pytorch.loggers import TensorBoardLogger
+from omegaconf import DictConfig, OmegaConf
+
+from deepfake_detection.data.datamodule import DeepfakeDataModule
+from deepfake_detection.data.discovery import split_name
+from deepfake_detection.data.layout import split_children
+from deepfake_detection.data.scan import write_skipped_files
+from deepfake_detection.data.splitting import SPLIT_LISTS_DIR, read_split_lists
+from deepfake_detection.detector.decision import READING_OVERRIDES, given
+from deepfake_detection.detector.scoring import ScoredSplit, score_split
+from deepfake_detection.detector.trained import TrainedCheckpoint
+from deepfake_detection.files import METRICS_FILE, write_json
+from deepfake_detection.reports.figures import (
+    dataset_distribution_figure,
+    per_source_figure,
+    prediction_figures,
+    save_figures,
+)
+from deepfake_detection.reports.per_source_tables import FIGURE_NAME as PER_SOURCE_FIGURE
+from deepfake_detection.reports.per_source_tables import report_per_source
+from deepfake_detection.reports.summaries import evaluate_summary
+
+log = logging.getLogger(__name__)
+
+#: `data.*` keys of `evaluate` that replace the training run's values when not null.
+DATA_OVERRIDES = (
+    "root",
+    "image_size",
+    "batch_size",
+    "num_workers",
+    "class_aliases",
+    "source_depth",
+    "split_lists",
+)
+
+
+def scoring_datamodule(
+    train_data: dict[str, Any], overrides: DictConfig, split: str, perturb: Any = None
+) -> DeepfakeDataModule:
+    """The training run's data settings, with the given overrides, reading only `split`."""
+    data = {**train_data, **given(overrides, DATA_OVERRIDES + READING_OVERRIDES)}
+    required = [split]
+    if same_folder(overrides.get("root"), train_data.get("root")):
+        if is_flat_root(train_data.get("root")):
+            # The training run's own flat root: split as in training (pinned by its recorded
+            # file lists when it has them), not scored whole.
+            required = list(dict.fromkeys(["train", "test", split]))
+    elif overrides.get("split_lists") is None:
+        # Another dataset: the training run's file lists name files of its own.
+        data["split_lists"] = None
+    perturb = OmegaConf.to_container(perturb) if OmegaConf.is_config(perturb) else perturb
+    return DeepfakeDataModule(
+        **{**data, "required_splits": required, "used_splits": [split], "perturb": perturb}
+    )
+
+
+def is_flat_root(root: str | None) -> bool:
+    """Whether `root` has class folders but no split folders (a demo set never does)."""
+    if root in (None, "") or not Path(root).expanduser().is_dir():
+        return False
+    return not split_children(Path(root).expanduser())
+
+
+def same_folder(given: str | None, trained: str | None) -> bool:
+    """Whether `data.root=given` is the training run's root (or not given at all)."""
+    if given in (None, ""):
+        return True
+    if trained in (None, ""):
+        return False
+    return Path(given).expanduser().resolve() == Path(trained).expanduser().resolve()
+
+
+def warn_about_training_files(
+    run_dir: Path | None, datamodule: DeepfakeDataModule, split: str
+) -> None:
+    """Warn when another root holds files at the paths of the run's recorded training files.
+
+    That is what the training run's flat dataset looks like after being moved or copied:
+    scored whole, its training images would inflate every metric.
+    """
+    lists_dir = run_dir / SPLIT_LISTS_DIR if run_dir is not None else None
+    if datamodule.split_lists or lists_dir is None or not (lists_dir / "train.txt").is_file():
+        return
+    trained = set(read_split_lists(lists_dir).get("train", []))
+    index = datamodule.index
+    scored = [path.relative_to(index.root).as_posix() for path, _ in index.splits[split]]
+    overlap = sum(1 for path in scored if path in trained)
+    if overlap:
+        log.warning(
+            "%d of the %d scored files have the paths of this run's training images: if "
+            "%s is the training data moved, give data.split_lists=%s to score its recorded "
+            "%s split",
+            overlap,
+            len(scored),
+            index.root,
+            lists_dir,
+            split,
+        )
+
+
+@dataclass
+class ScoringJob:
+    """A trained checkpoint, one split of a dataset, and the logger of this command's run:
+    what every command that scores a labelled split starts from."""
+
+    output_dir: Path
+    split: str
+    trained: TrainedCheckpoint
+    datamodule: DeepfakeDataModule
+    logger: TensorBoardLogger
+
+    def score(self, log_metrics: bool = True, **dataset_options: Any) -> ScoredSplit:
+        """The split scored at the checkpoint's threshold and temperature."""
+        decision = self.trained.decided
+        return score_split(
+            self.trained.trainer,
+            self.trained.model,
+            self.datamodule,
+            self.split,
+            threshold=decision.threshold,
+            temperature=decision.divisor,
+            log_metrics=log_metrics,
+            **dataset_options,
+        )
+
+    @classmethod
+    def start(cls, cfg: DictConfig) -> ScoringJob:
+        """Load `cfg.ckpt_path`, index and check `cfg.data.split`, choose the threshold."""
+        output_dir = Path(cfg.paths.output_dir)
+        split = split_name(cfg.data.split)
+        logger = TensorBoardLogger(str(output_dir), name="tensorboard", version="")
+        trained = TrainedCheckpoint.load(cfg, logger, decide=False)
+        datamodule = scoring_datamodule(trained.data, cfg.data, split, cfg.get("perturb"))
+        log.info("checkpoint: %s (%s)", trained.ckpt_file, trained.model.model_name)
+        log.info("data: %s", datamodule.describe())  # indexes and checks every image
+        warn_about_training_files(trained.run_dir, datamodule, split)
+        write_skipped_files(output_dir, datamodule.skipped)
+        trained.decide()
+        return cls(output_dir, split, trained, datamodule, logger)
+
+
+def evaluate(cfg: DictConfig) -> dict[str, Any]:
+    """Score one split of a dataset with a trained checkpoint; returns the metrics written."""
+    job = ScoringJob.start(cfg)
+    output_dir, split, datamodule, logger = job.output_dir, job.split, job.datamodule, job.logger
+    trained = job.trained
+    threshold, rule = trained.threshold, trained.rule
+    if rule != "fixed" and split == "val" and cfg.data.get("root") is None:
+        log.warning("threshold=val on the validation split: these metrics are optimistic")
+    scored = job.score()
+    predictions = scored.predictions
+    predictions.save_csv(output_dir / "predictions" / f"{split}.csv")
+
+    figures = prediction_figures(predictions, threshold)
+    figures["dataset_distribution"] = dataset_distribution_figure(datamodule.index.counts())
+    per_source = report_per_source(
+        output_dir, predictions, datamodule.index, split, threshold, rule
+    )
+    if per_source is not None:
+        figures[PER_SOURCE_FIGURE] = per_source_figure(per_source)
+    save_figures(figures, output_dir, logger.experiment)
+
+    metrics = {
+        **scored.metrics,
+        "threshold": threshold,
+        "threshold/rule": rule,
+        "checkpoint": str(trained.ckpt_file),
+        "model": trained.model.model_name,
+        "data/root": str(datamodule.index.root),
+        "data/split": split,
+        "perturb": datamodule.perturbation.label,
+        "calibration": cfg.get("calibration", "none"),
+        "temperature": trained.temperature,
+        "data/images": len(predictions),
+        "data/image_size": datamodule.image_size,
+        "data/skipped": len(datamodule.skipped),
+    }
+    if per_source is not None:
+        metrics["per_source"] = per_source
+    write_json(output_dir / METRICS_FILE, metrics)
+    log.info(evaluate_summary(metrics, split, output_dir))
+    return metrics

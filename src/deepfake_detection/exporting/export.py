@@ -1,0 +1,81 @@
+"""`deepfake-export`: a trained checkpoint → model file + `model.json`, checked for parity."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig
+
+import deepfake_detection
+from deepfake_detection.data.discovery import split_name
+from deepfake_detection.data.preprocess import Preprocessing
+from deepfake_detection.detector.formats import embed_onnx_metadata, load_runner
+from deepfake_detection.detector.parity import TOLERANCES, parity, parity_inputs, write_checked
+from deepfake_detection.detector.spec import MODEL_FILES, ExportError, ExportSpec, sha256_of
+from deepfake_detection.detector.trained import TrainedCheckpoint
+
+log = logging.getLogger(__name__)
+
+
+def export(cfg: DictConfig) -> dict[str, Any]:
+    """Write the model in `cfg.format`, check it against PyTorch, write its spec."""
+    fmt = str(cfg.format)
+    output_dir = Path(cfg.paths.output_dir)
+    trained = TrainedCheckpoint.load(cfg)
+    ckpt_file, data, temperature = trained.ckpt_file, trained.data, trained.temperature
+    threshold, rule = trained.threshold, trained.rule
+    model = trained.model.cpu().eval()
+    preprocessing = Preprocessing.of_data(data)
+    split = split_name(cfg.parity.split)
+    inputs, where = parity_inputs(data, split, int(cfg.parity.images), preprocessing)
+
+    output_dir.mkdir(parents=True, exist_ok=True)
+    model_file = output_dir / MODEL_FILES[fmt]
+    log.info("exporting %s (%s) to %s", ckpt_file, model.model_name, model_file)
+    _, difference = write_checked(model, temperature or 1.0, fmt, model_file, inputs)
+    spec = ExportSpec(
+        format=fmt,
+        model=model.model_name,
+        preprocessing=preprocessing.describe(),
+        threshold=threshold,
+        threshold_rule=rule,
+        temperature=temperature,
+        source_checkpoint=str(ckpt_file.resolve()),
+        source_sha256=sha256_of(ckpt_file),
+        package_version=deepfake_detection.__version__,
+        torch_version=torch.__version__,
+        parity={
+            "images": len(inputs),
+            "source": where,
+            "max_abs_diff": difference,
+            "tolerance": TOLERANCES[fmt],
+            "reference": "PyTorch, float32, CPU",
+        },
+    )
+    if fmt == "onnx":
+        embed_onnx_metadata(model_file, spec.embedded())
+        # What ships is the rewritten file: check that one again.
+        try:
+            parity(fmt, model, temperature or 1.0, load_runner(model_file, fmt), inputs)
+        except ExportError:
+            model_file.unlink(missing_ok=True)
+            raise
+    spec_path = spec.save(model_file)
+    size_mb = model_file.stat().st_size / 1e6
+    log.info(
+        "parity: max |ΔP(Fake)| = %.3g on %s (tolerance %g)", difference, where, TOLERANCES[fmt]
+    )
+    log.info(
+        "exported %s: %s (%.1f MB) and %s; threshold %.6g (%s)",
+        fmt,
+        model_file,
+        size_mb,
+        spec_path.name,
+        threshold,
+        rule,
+    )
+    log.info("serve it: deepfake-serve ckpt_path=%s", model_file if fmt == "onnx" else ckpt_file)
+    return {"model_file": str(model_file), "spec_file": str(spec_path), **spec.parity}
