@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: train test lint install bench
+.PHONY: train test lint install bench docs docs-serve
 
 install: $(STAMP)
 
@@ -28,3 +28,11 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(PY) -m ruff check src tests benchmarks
 	$(PY) -m ruff format --check src tests benchmarks
+
+# The documentation site (mkdocs.yml, docs/): built strictly, so a broken link or a docstring
+# the API reference cannot render fails; docs-serve previews it at http://127.0.0.1:8000/.
+docs: $(STAMP)
+	$(PY) -m mkdocs build --strict --site-dir site
+
+docs-serve: $(STAMP)
+	$(PY) -m mkdocs serve
