@@ -18,7 +18,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
-from deepfake_detection.compare import parse_args as compare_args
+from deepfake_detection.comparison.compare import parse_args as compare_args
 from deepfake_detection.config import check_group_choices, config_dir, register_resolvers
 
 ROOT = Path(__file__).resolve().parents[1]
