@@ -12,7 +12,7 @@ from torch import nn
 from torchvision.models import mobilenet_v2
 
 from conftest import compose_train
-from deepfake_detection.models.custom_cnn import CustomCNN
+from deepfake_detection.models.architectures.custom_cnn import CustomCNN
 from deepfake_detection.training.train import train
 
 FAST = ["data.image_size=32", "data.batch_size=4"]

@@ -18,8 +18,10 @@ from typing import Any, Literal
 
 from omegaconf import OmegaConf
 
+from deepfake_detection.config import config_dir
 from deepfake_detection.errors import UserInputError
 from deepfake_detection.files import ERROR_FILE, METRICS_FILE
+from deepfake_detection.models import registry
 
 RUN_MARKER = Path(".hydra") / "config.yaml"
 OVERRIDES_FILE = Path(".hydra") / "overrides.yaml"
@@ -30,8 +32,6 @@ MAX_DEPTH = 4
 Status = Literal["ok", "failed", "unfinished"]
 STATUSES: tuple[Status, ...] = ("ok", "failed", "unfinished")
 
-# Short names the training configs use for the model classes in `model._target_`.
-_MODEL_NAMES = {"CustomCNNDetector": "custom_cnn", "MobileNetV2Detector": "mobilenet_v2"}
 _HPARAM_KEYS = ("model", "freeze", "freeze_n", "augment", "optimizer", "lr")
 _TRACEBACK = "Traceback (most recent call last)"
 _LOG_RECORD = re.compile(r"^\[\d{4}-\d{2}-\d{2}")  # Hydra's `[date time][logger][LEVEL] - `
@@ -223,8 +223,7 @@ def _hparams_from_config(config: Mapping[str, Any]) -> dict[str, Any]:
     elif model:  # a run from before the augment group trained with what is now `basic`
         hparams["augment"] = "basic"
     if isinstance(model.get("_target_"), str):
-        class_name = model["_target_"].rsplit(".", 1)[-1]
-        hparams["model"] = _MODEL_NAMES.get(class_name, class_name)
+        hparams["model"] = registry.name_for_target(model["_target_"], config_dir())
     if "name" in freeze:
         hparams["freeze"] = freeze["name"]
         hparams["freeze_n"] = freeze.get("n")

@@ -1,4 +1,8 @@
-"""Finding, safely loading and rebuilding a trained detector from its checkpoint."""
+"""Finding, safely loading and rebuilding a trained detector from its checkpoint.
+
+A checkpoint is untrusted input: it is unpickled with `weights_only=True`, and only a
+registered architecture is built from its saved config, from plain values.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,7 @@ from deepfake_detection.data.datamodule import DeepfakeDataModule
 from deepfake_detection.data.splitting import SPLIT_LISTS_DIR
 from deepfake_detection.errors import UserInputError
 from deepfake_detection.files import METRICS_FILE, read_json
-from deepfake_detection.models import CustomCNNDetector, MobileNetV2Detector
+from deepfake_detection.models import registry
 from deepfake_detection.models.base import BaseDetector
 
 
@@ -91,11 +95,22 @@ def _allowed_class(target: Any, allowed: dict[str, type], key: str, path: Path) 
     return allowed[name]
 
 
+def _registered_detector(target: Any, path: Path) -> type[BaseDetector]:
+    """The registered architecture `model._target_` names; nothing else is ever built."""
+    architecture = registry.for_target(target)
+    if architecture is None:
+        known = sorted(a.targets[-1] for a in registry.architectures().values())
+        raise CheckpointError(
+            f"{path}: refused, its saved model._target_={target} is not a registered "
+            f"architecture: {', '.join(known)}"
+        )
+    return architecture.detector
+
+
 def rebuild_detector(checkpoint: dict[str, Any], path: Path) -> BaseDetector:
     """The detector described by the checkpoint's config, with the checkpoint's weights."""
     node = checkpoint["config"].get("model") if isinstance(checkpoint["config"], dict) else None
-    detectors = {cls.__name__: cls for cls in (CustomCNNDetector, MobileNetV2Detector)}
-    cls = _allowed_class((node or {}).get("_target_"), detectors, "model", path)
+    cls = _registered_detector((node or {}).get("_target_"), path)
     # The optimizer and scheduler only matter for training; the weights come from the file.
     arguments = {**dict(node), "optimizer": None, "scheduler": None}
     arguments = _plain_arguments(arguments, "model", path)

@@ -16,6 +16,7 @@ from deepfake_detection.detector.formats import embed_onnx_metadata, load_runner
 from deepfake_detection.detector.parity import TOLERANCES, parity, parity_inputs, write_checked
 from deepfake_detection.detector.spec import MODEL_FILES, ExportError, ExportSpec, sha256_of
 from deepfake_detection.detector.trained import TrainedCheckpoint
+from deepfake_detection.models import registry
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +39,7 @@ def export(cfg: DictConfig) -> dict[str, Any]:
     _, difference = write_checked(model, temperature or 1.0, fmt, model_file, inputs)
     spec = ExportSpec(
         format=fmt,
-        model=model.model_name,
+        model=registry.of(model).name,
         preprocessing=preprocessing.describe(),
         threshold=threshold,
         threshold_rule=rule,

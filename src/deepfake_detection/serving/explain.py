@@ -14,6 +14,7 @@ from PIL import Image
 from torch import nn
 
 from deepfake_detection.data.preprocess import Preprocessing
+from deepfake_detection.models import registry
 from deepfake_detection.models.base import BaseDetector
 
 
@@ -35,7 +36,8 @@ def grad_cam(detector: BaseDetector, model_input: torch.Tensor) -> np.ndarray:
 
     detector.eval()
     batch = model_input.unsqueeze(0).clone().requires_grad_(True)
-    with torch.enable_grad(), GradCAM(_Logit(detector), [detector.feature_blocks()[-1]]) as cam:
+    layer = registry.of(detector).gradcam_layer(detector)  # the architecture's choice
+    with torch.enable_grad(), GradCAM(_Logit(detector), [layer]) as cam:
         heatmap = cam(input_tensor=batch, targets=[ClassifierOutputTarget(0)])
     detector.zero_grad(set_to_none=True)
     return heatmap[0]

@@ -9,6 +9,7 @@ from torch import nn
 
 from deepfake_detection.errors import ConfigError
 from deepfake_detection.models.base import BaseDetector, OptimizerFactory, SchedulerFactory
+from deepfake_detection.models.registry import register
 
 
 class CustomCNN(nn.Module):
@@ -47,8 +48,9 @@ class CustomCNN(nn.Module):
         return self.head(self.features(x))
 
 
+@register("custom_cnn")
 class CustomCNNDetector(BaseDetector):
-    model_name = "custom_cnn"
+    """The custom CNN trained from scratch; its feature blocks are the conv blocks."""
 
     def __init__(
         self,

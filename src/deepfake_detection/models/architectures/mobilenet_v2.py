@@ -16,11 +16,17 @@ from deepfake_detection.models.pretrained import (
     load_backbone_weights,
     read_state_dict,
 )
+from deepfake_detection.models.registry import register
 
 WEIGHTS_ENV_VAR = "MOBILENET_V2_WEIGHTS"
 log = logging.getLogger(__name__)
 
 
+@register(
+    "mobilenet_v2",
+    default_weights="ImageNet (torchvision IMAGENET1K_V1): model.weights_path, else "
+    f"${WEIGHTS_ENV_VAR}, else torchvision's download",
+)
 class MobileNetV2Detector(BaseDetector):
     """torchvision's own `mobilenet_v2(num_classes=1)`, so `model.pth` loads without this package.
 
@@ -28,8 +34,6 @@ class MobileNetV2Detector(BaseDetector):
     `pretrained` starts from ImageNet weights: the local `weights_path` when given, else
     torchvision's download.
     """
-
-    model_name = "mobilenet_v2"
 
     def __init__(
         self,

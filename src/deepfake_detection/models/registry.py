@@ -1,0 +1,135 @@
+"""The registry of architectures: name → how the detector is built, its feature blocks, its
+head, its Grad-CAM layer and its default weights.
+
+Checkpoint loading builds only registered detectors (a checkpoint is untrusted input: its
+`model._target_` must name one), `compare` names runs by it, export records its name and the
+service asks it for the Grad-CAM layer. An architecture registers itself with `@register`:
+
+    @register("tiny", default_weights=None)
+    class TinyDetector(BaseDetector):
+        ...
+
+and its config, `conf/model/<name>.yaml`, names the class in `_target_`. This module imports
+no torch: `compare` reads names without loading any model code.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from deepfake_detection.models.base import BaseDetector
+
+#: The package path the built-in detectors are also importable from (`conf/model/*.yaml`
+#: and checkpoints written so far name them so).
+PACKAGE_TARGET = "deepfake_detection.models"
+
+
+def last_feature_block(detector: BaseDetector) -> nn.Module:
+    """Grad-CAM's usual layer for a CNN: the output of the last feature block."""
+    return detector.feature_blocks()[-1]
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """One registered architecture."""
+
+    #: Its name: `model=<name>` (conf/model/<name>.yaml), `model_name`, compare's column.
+    name: str
+    #: The `BaseDetector` subclass: its constructor builds the network from the `model.*`
+    #: keys; its `feature_blocks` (what freeze strategies and the feature cache act on),
+    #: `head_pool` and `head_rest` (the head) split the network.
+    detector: type[BaseDetector]
+    #: Where pretrained weights come from when none are given (None: trained from scratch).
+    default_weights: str | None = None
+    #: The layer Grad-CAM explains.
+    gradcam_layer: Callable[[BaseDetector], nn.Module] = last_feature_block
+
+    @property
+    def targets(self) -> tuple[str, ...]:
+        """The `_target_` values that build it: its own module's path, and the package's."""
+        cls = self.detector
+        return (f"{cls.__module__}.{cls.__qualname__}", f"{PACKAGE_TARGET}.{cls.__qualname__}")
+
+    def feature_blocks(self, detector: BaseDetector) -> Sequence[nn.Module]:
+        return detector.feature_blocks()
+
+
+_REGISTRY: dict[str, Architecture] = {}
+
+
+def register(
+    name: str,
+    *,
+    default_weights: str | None = None,
+    gradcam_layer: Callable[[BaseDetector], nn.Module] = last_feature_block,
+) -> Callable[[type[BaseDetector]], type[BaseDetector]]:
+    """Class decorator: register a `BaseDetector` subclass as architecture `name`."""
+
+    def decorate(cls: type[BaseDetector]) -> type[BaseDetector]:
+        known = _REGISTRY.get(name)
+        if known is not None and known.detector.__qualname__ != cls.__qualname__:
+            raise ValueError(f"architecture {name!r} is registered already ({known.detector})")
+        cls.model_name = name
+        _REGISTRY[name] = Architecture(name, cls, default_weights, gradcam_layer)
+        return cls
+
+    return decorate
+
+
+def _load_builtins() -> None:
+    """Import every module of `models/architectures/`: each registers itself."""
+    from deepfake_detection.models import architectures
+
+    for module in pkgutil.iter_modules(architectures.__path__):
+        importlib.import_module(f"{architectures.__name__}.{module.name}")
+
+
+def architectures() -> dict[str, Architecture]:
+    """Every registered architecture, by name (the built-in ones included)."""
+    _load_builtins()
+    return dict(_REGISTRY)
+
+
+def get(name: str) -> Architecture:
+    found = architectures().get(name)
+    if found is None:
+        raise KeyError(f"no architecture {name!r}; registered: {', '.join(sorted(_REGISTRY))}")
+    return found
+
+
+def for_target(target: Any) -> Architecture | None:
+    """The registered architecture a config's `model._target_` builds, or None."""
+    return next((a for a in architectures().values() if target in a.targets), None)
+
+
+def of(detector: BaseDetector) -> Architecture:
+    """The architecture of a built detector."""
+    return get(detector.model_name)
+
+
+def name_for_target(target: str, config_dir: Path | None = None) -> str:
+    """The architecture name for a `model._target_`, without importing any model code: from
+    the architectures registered in this process, else from the shipped configs
+    (`conf/model/<name>.yaml` names its class), else the class name itself."""
+    for architecture in _REGISTRY.values():
+        if target in architecture.targets:
+            return architecture.name
+    if config_dir is not None:
+        for path in sorted((config_dir / "model").glob("*.yaml")):
+            try:
+                node = yaml.safe_load(path.read_text()) or {}
+            except (OSError, yaml.YAMLError):
+                continue
+            if isinstance(node, dict) and node.get("_target_") == target:
+                return path.stem
+    return str(target).rsplit(".", 1)[-1]
