@@ -202,7 +202,7 @@ def test_resuming_mid_epoch_with_another_process_count_warns(
 ) -> None:
     from types import SimpleNamespace
 
-    from deepfake_detection.training.callbacks import InterruptCheckpoint
+    from deepfake_detection.training.interrupts import InterruptCheckpoint
 
     notice = InterruptCheckpoint(str(tmp_path))
     module = SimpleNamespace(load_train_epoch_state=lambda state: None, device="cpu")

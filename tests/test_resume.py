@@ -17,7 +17,7 @@ from omegaconf import OmegaConf
 from conftest import make_dataset, run_cli, signal_in_second_epoch
 from deepfake_detection.checkpoint_io import CheckpointError, SafeAtomicCheckpointIO
 from deepfake_detection.errors import ConfigError
-from deepfake_detection.training.callbacks import InterruptCheckpoint
+from deepfake_detection.training.interrupts import InterruptCheckpoint
 from deepfake_detection.training.resume import TrainingInterrupted, relocate, resumed_config
 
 # Deterministic CPU training with a DataLoader worker, slow enough to be stopped mid-epoch.

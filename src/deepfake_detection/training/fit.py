@@ -36,12 +36,12 @@ from deepfake_detection.training.cached_fit import attach_feature_cache, detach_
 from deepfake_detection.training.callbacks import (
     ConfigInCheckpoint,
     EpochSeeding,
-    InterruptCheckpoint,
     RelocatedRunDir,
     RestoredEarlyStop,
     TrainingClock,
     last_epoch_checkpoint,
 )
+from deepfake_detection.training.interrupts import InterruptCheckpoint
 from deepfake_detection.training.progress import ProgressLog
 from deepfake_detection.training.resume import (
     LAST_CHECKPOINT,
