@@ -125,14 +125,16 @@ def _groups_and_keys(config: str) -> tuple[dict[str, list[str]], str]:
     with initialize_config_dir(version_base="1.3", config_dir=str(config_dir())):
         cfg = compose(config, return_hydra_config=True)
     groups: dict[str, list[str]] = {}
-    for group, chosen in cfg.hydra.runtime.choices.items():
-        if group.startswith("hydra/") or group.startswith("hydra"):
+    for group, chosen in reversed(cfg.hydra.runtime.choices.items()):
+        if group.startswith("hydra"):
             continue
         options = sorted(p.stem for p in (config_dir() / group).glob("*.yaml"))
         first = [str(chosen)] if chosen is not None else ["null"]
         groups[group] = first + [o for o in options if o != chosen]
-    shown = {k: v for k, v in cfg.items() if k not in ("hydra", "paths")}
-    return groups, OmegaConf.to_yaml(OmegaConf.create(shown), resolve=False)
+    shown = OmegaConf.to_container(cfg, resolve=False)
+    for internal in ("hydra", "paths"):  # Hydra's own settings; where outputs go
+        shown.pop(internal, None)
+    return groups, OmegaConf.to_yaml(shown)
 
 
 # --- tasks: imported when the command runs, after its config has been checked ------------------
