@@ -97,7 +97,7 @@ def test_a_parity_failure_is_an_error_and_leaves_no_model(
         runner = real(path, fmt)
         return lambda batch: runner(batch) + 2 * TOLERANCE[fmt]
 
-    monkeypatch.setattr("deepfake_detection.exporting.export.load_runner", off_by_a_little)
+    monkeypatch.setattr("deepfake_detection.detector.parity.load_runner", off_by_a_little)
     out = tmp_path / "export"
     with pytest.raises(ExportError, match=f"parity check failed: format={fmt}"):
         run_export(tiny_run, out, f"format={fmt}")

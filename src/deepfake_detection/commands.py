@@ -63,10 +63,9 @@ class Command:
         return f"deepfake-{self.name}"
 
     def run(self, cfg: DictConfig) -> Any:
-        """Check every key once, quiet the console, run the task."""
+        """Check every key of `cfg` once, then run the task (which trusts them)."""
         if self.rules is not None:
             validate(cfg, self.rules(cfg))
-        setup_console()
         return self.task(cfg)
 
     def cli(self) -> None:
@@ -91,6 +90,7 @@ class Command:
         register_resolvers()
 
         def task(cfg: DictConfig) -> Any:
+            setup_console()
             return run_task(self.run, cfg)
 
         # Hydra names the job, and so the run's log file (`<name>.log`), after the module
@@ -177,7 +177,7 @@ def _serve(cfg: DictConfig) -> Any:
 
 
 def _audit(cfg: DictConfig) -> Any:
-    from deepfake_detection.auditing.audit import audit_command
+    from deepfake_detection.auditing.dataset_audit import audit_command
 
     return audit_command(cfg)
 

@@ -10,16 +10,16 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from deepfake_detection.auditing.audit import audit, run_audit, write_reports
+    from deepfake_detection.auditing.dataset_audit import audit, run_audit, write_reports
     from deepfake_detection.auditing.report import AuditReport
     from deepfake_detection.auditing.settings import AuditSettings
 
 _EXPORTS = {
     "AuditReport": "report",
     "AuditSettings": "settings",
-    "audit": "audit",
-    "run_audit": "audit",
-    "write_reports": "audit",
+    "audit": "dataset_audit",
+    "run_audit": "dataset_audit",
+    "write_reports": "dataset_audit",
 }
 
 __all__ = ["AuditReport", "AuditSettings", "audit", "run_audit", "write_reports"]

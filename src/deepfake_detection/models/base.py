@@ -31,6 +31,10 @@ class BaseDetector(L.LightningModule):
     """
 
     model_name: str = "detector"
+    #: What a fit's training and validation steps run on their inputs: None, the whole
+    #: network on images; for a fit from stored features, the wrapper of the network that
+    #: `training.cached_fit` installs (`FeatureForward`, the trainable rest on features).
+    step_forward: Callable[[torch.Tensor], torch.Tensor] | None = None
 
     def __init__(
         self,
@@ -154,13 +158,13 @@ class BaseDetector(L.LightningModule):
 
     @property
     def cached_depth(self) -> int | None:
-        """While a fit reads a feature cache, the frozen depth its batches were computed at
-        (`training.cached_fit` wraps the forward pass for the fit); else None."""
-        return getattr(self.__dict__.get("forward"), "depth", None)
+        """While a fit reads a feature cache, the frozen depth its batches were computed at;
+        else None."""
+        return getattr(self.step_forward, "depth", None)
 
     def _step(self, batch: Sequence[torch.Tensor], split: str) -> torch.Tensor:
         images, targets = batch[0], batch[1]
-        logits = self(images)
+        logits = (self.step_forward or self)(images)
         loss = self.criterion(logits, targets)
         probs = torch.sigmoid(logits.detach().float())  # fp16 would tie confident scores
         getattr(self, f"{split}_metrics").update(probs, targets.long())

@@ -3,8 +3,8 @@
 With `freeze=backbone` or `freeze=last_n`, the first blocks of the network never change while
 training, and in eval mode (frozen BatchNorm included) neither does their output for a given
 input image. That output is computed once per image and stored (`data.feature_cache`); the
-fit's train and validation batches then carry features, and for the fit the detector's forward
-pass is wrapped (`FeatureForward`) to run only the rest (`BaseDetector.features_to_logits`).
+fit's train and validation batches then carry features, and the fit's steps run the network
+wrapped in a `FeatureForward`: only the rest (`BaseDetector.features_to_logits`).
 
 Augmentation is drawn when the store is built: `data.feature_cache_views` views per training
 image, view v of image i from the seed (seed, i, v), and epoch e trains on view e mod views.
@@ -49,8 +49,9 @@ class FeatureForward:
     """The forward pass of a fit that reads stored features: the trainable rest of the
     network on the output of its first `depth` (frozen) blocks.
 
-    Installed on the detector for the fit only (`attach_feature_cache`), and a plain callable,
-    not a module: the detector's parameters and checkpoint keys stay exactly as they are.
+    The detector's `step_forward` for the fit only (`attach_feature_cache`); a plain callable,
+    not a module, so the detector's parameters and checkpoint keys stay exactly as they are,
+    and calling the detector itself still runs the whole network.
     """
 
     def __init__(self, model: BaseDetector, depth: int) -> None:
@@ -235,7 +236,7 @@ def attach_feature_cache(model: BaseDetector, datamodule: DeepfakeDataModule) ->
             [label for _, label in samples],
             datamodule.current_epoch if training else (lambda: 0),
         )
-    model.forward = FeatureForward(model, depth)
+    model.step_forward = FeatureForward(model, depth)
     return {
         "feature_cache_s": round(time.perf_counter() - started, 3),
         "feature_cache_built": built,
@@ -244,5 +245,5 @@ def attach_feature_cache(model: BaseDetector, datamodule: DeepfakeDataModule) ->
 
 def detach_feature_cache(model: BaseDetector, datamodule: DeepfakeDataModule) -> None:
     """Back to images: what runs after the fit (testing, scoring) sees the full network."""
-    model.__dict__.pop("forward", None)  # the class's own forward again
+    model.step_forward = None
     datamodule.cached_datasets.clear()

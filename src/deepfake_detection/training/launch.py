@@ -20,7 +20,7 @@ from typing import Any
 from omegaconf import open_dict, read_write
 
 #: The script the extra processes run: `python -m train`, as a file.
-TRAIN_SCRIPT = Path(__file__).resolve().parent.parent / "train.py"
+TRAIN_SCRIPT = Path(__file__).resolve().parents[2] / "train.py"
 
 
 #: What Lightning's launcher sets in the first process to connect the others; a sweep's next
