@@ -1,4 +1,5 @@
-"""Imports run one way: config → data/metrics → models → training → evaluation → commands.
+"""Imports run one way: config/rules → data/metrics → models → detector → training →
+evaluation → commands.
 
 A lower floor importing a higher one (the model importing the evaluation code, say) ties the
 parts together in both directions, and a newcomer can no longer tell where a concern lives.
@@ -16,36 +17,39 @@ PACKAGE = Path(deepfake_detection.__file__).parent
 #: Floor of each top-level module or subpackage of `deepfake_detection`; a module may import
 #: from its own floor and the ones below.
 FLOORS: dict[str, int] = {
-    # foundations: errors, files, config rules, console, RNG seeding, checkpoint IO
+    # foundations: errors, files, config, the rules config keys are checked with, console,
+    # RNG seeding, checkpoint IO
     "errors": 0,
     "files": 0,
     "config": 0,
+    "rules": 0,
     "console": 0,
     "seeding": 0,
     "checkpoints": 0,
-    # what a run reads and how it is scored; the rules every config key is checked against
+    # what a run reads and how it is scored
     "data": 1,
     "metrics": 1,
-    "validation": 1,
     "models": 2,
-    "training": 3,
+    # a trained detector: its checkpoint, the devices it runs on
+    "detector": 3,
+    "training": 4,
     # testing a trained model, and the reports built on runs and datasets
-    "evaluation": 4,
-    "prediction": 4,
-    "comparison": 4,
-    "auditing": 4,
-    "exporting": 4,
-    "serving": 4,
+    "evaluation": 5,
+    "prediction": 5,
+    "comparison": 5,
+    "auditing": 5,
+    "exporting": 5,
+    "serving": 5,
     # the commands
-    "cli": 5,
-    "train": 5,
-    "evaluate": 5,
-    "predict": 5,
-    "compare": 5,
-    "audit": 5,
-    "robustness": 5,
-    "export": 5,
-    "serve": 5,
+    "cli": 6,
+    "train": 6,
+    "evaluate": 6,
+    "predict": 6,
+    "compare": 6,
+    "audit": 6,
+    "robustness": 6,
+    "export": 6,
+    "serve": 6,
 }
 
 

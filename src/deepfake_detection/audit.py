@@ -8,6 +8,7 @@ images into training. `audit.fail_on=exact|near` makes such leakage fail the com
 from __future__ import annotations
 
 import sys
+from functools import partial
 
 import hydra
 from omegaconf import DictConfig
@@ -26,7 +27,7 @@ def main(cfg: DictConfig) -> None:
     settings = run_task(AuditSettings.from_config, cfg)
     from deepfake_detection.auditing.pipeline import audit
 
-    report = run_task(audit, cfg)
+    report = run_task(partial(audit, settings=settings), cfg)
     if settings.fail_on is not None and report.leaks(settings.fail_on):
         where = settings.output_dir / "audit.md"
         print(

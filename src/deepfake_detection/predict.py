@@ -11,7 +11,7 @@ from omegaconf import DictConfig
 
 from deepfake_detection.cli import check_groups_or_fail, checked_task, run_task
 from deepfake_detection.config import config_dir, register_resolvers
-from deepfake_detection.validation import validate_predict_config
+from deepfake_detection.prediction.settings import validate_predict_config
 
 register_resolvers()
 

@@ -17,7 +17,6 @@ from deepfake_detection.config import config_dir, register_resolvers
 from deepfake_detection.console import setup_console
 from deepfake_detection.errors import UserInputError
 from deepfake_detection.training.resume import check_resume_dir, overridable_on_resume
-from deepfake_detection.validation import validate_train_config
 
 log = logging.getLogger(__name__)
 register_resolvers()
@@ -33,7 +32,11 @@ def train(cfg: DictConfig) -> float | None:
 
     Returns the value of `cfg.optimized_metric`, which a Hydra sweeper maximises.
     """
-    validate_train_config(cfg)  # before torch loads: a mistyped key is answered at once
+    # Every key, once, before anything is built: the `model.*` rules are those of the
+    # architecture `cfg` selects, so checking imports the models (and torch).
+    from deepfake_detection.training.settings import validate_train_config
+
+    validate_train_config(cfg)
     setup_console()
     from deepfake_detection.evaluation.best_checkpoint import test_best_checkpoint
     from deepfake_detection.evaluation.summary import train_summary

@@ -104,9 +104,13 @@ def write_reports(report: AuditReport, output_dir: Path) -> list[Path]:
     return written + save_figures(report, output_dir)
 
 
-def audit(cfg: DictConfig) -> AuditReport:
-    """The `deepfake-audit` task: audit `data.root`, write the reports, print the summary."""
-    settings = AuditSettings.from_config(cfg)
+def audit(cfg: DictConfig, settings: AuditSettings | None = None) -> AuditReport:
+    """The `deepfake-audit` task: audit `data.root`, write the reports, print the summary.
+
+    `settings`: those the command already read from `cfg` (and so checked); read here when
+    not given.
+    """
+    settings = settings or AuditSettings.from_config(cfg)
     report = run_audit(
         settings.root,
         max_pixels=settings.max_pixels,

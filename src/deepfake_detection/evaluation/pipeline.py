@@ -45,7 +45,6 @@ from deepfake_detection.metrics.calibration import (
 from deepfake_detection.metrics.predictions import Predictions
 from deepfake_detection.metrics.threshold import THRESHOLD_RULE, youden_threshold
 from deepfake_detection.models.base import BaseDetector
-from deepfake_detection.validation import validate_evaluate_config
 
 log = logging.getLogger(__name__)
 
@@ -353,7 +352,6 @@ class ScoringJob:
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Score one split of a dataset with a trained checkpoint; returns the metrics written."""
-    validate_evaluate_config(cfg)  # every key, before anything is loaded
     job = ScoringJob.start(cfg)
     output_dir, split, model, datamodule = job.output_dir, job.split, job.model, job.datamodule
     trainer, logger, threshold, rule = job.trainer, job.logger, job.threshold, job.rule

@@ -25,7 +25,6 @@ from deepfake_detection.exporting.formats import (
 from deepfake_detection.exporting.parity import TOLERANCES, check_parity, parity_inputs
 from deepfake_detection.exporting.spec import MODEL_FILES, ExportError, ExportSpec, sha256_of
 from deepfake_detection.models.base import BaseDetector
-from deepfake_detection.validation import validate_export_config
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +79,6 @@ def onnx_runner_for(ready: ReadyModel, preprocessing: Preprocessing, output_dir:
 
 def export(cfg: DictConfig) -> dict[str, Any]:
     """Write the model in `cfg.format`, check it against PyTorch, write its spec."""
-    validate_export_config(cfg)
     fmt = str(cfg.format)
     output_dir = Path(cfg.paths.output_dir)
     ready = ReadyModel.load(cfg)

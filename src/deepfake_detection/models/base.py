@@ -32,6 +32,9 @@ class BaseDetector(L.LightningModule):
     """
 
     model_name: str = "detector"
+    #: The dataclass of its `model.*` keys (`deepfake_detection.rules.setting` fields): the
+    #: config is checked against it once, when a command starts, so `__init__` trusts it.
+    settings: type | None = None
 
     def __init__(
         self,

@@ -28,7 +28,6 @@ from deepfake_detection.evaluation.pipeline import ReadyModel
 from deepfake_detection.exporting.formats import Runner
 from deepfake_detection.exporting.pipeline import onnx_runner_for
 from deepfake_detection.files import atomic_write_bytes, write_json
-from deepfake_detection.validation import validate_predict_config
 
 log = logging.getLogger(__name__)
 
@@ -148,7 +147,6 @@ def _score_with_onnx(
 
 def predict(cfg: DictConfig) -> dict[str, Any]:
     """Score every readable image of `cfg.input`; returns the summary written."""
-    validate_predict_config(cfg)  # every key, before anything is loaded
     output_dir = Path(cfg.paths.output_dir)
     files = input_images(cfg.input)
     ready = ReadyModel.load(cfg)

@@ -10,7 +10,6 @@ from omegaconf import DictConfig, OmegaConf
 from deepfake_detection.errors import ConfigError
 from deepfake_detection.serving.app import ServiceSettings, create_app
 from deepfake_detection.serving.model import load_served_model
-from deepfake_detection.validation import validate_serve_config
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +29,6 @@ def settings_of(cfg: DictConfig) -> ServiceSettings:
 
 
 def serve(cfg: DictConfig) -> dict[str, Any]:
-    validate_serve_config(cfg)
     try:
         import fastapi  # noqa: F401
         import uvicorn
