@@ -12,11 +12,11 @@ from PIL import Image
 
 from conftest import compose_train
 from deepfake_detection.config import check_group_choices
-from deepfake_detection.data.augment import AugmentSettings
+from deepfake_detection.data.augment import AUGMENT_RULES, AugmentSettings
 from deepfake_detection.data.loader import SeededSample
 from deepfake_detection.data.transforms import eval_transform, train_transform
 from deepfake_detection.errors import ConfigError
-from deepfake_detection.validation import AUGMENT_RULES, validate_train_config
+from deepfake_detection.training.settings import validate_train_config
 
 OPTIONS = ("basic", "none", "deepfake", "strong")
 

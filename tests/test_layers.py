@@ -1,4 +1,5 @@
-"""Imports run one way: config → data/metrics → models → training → evaluation → commands.
+"""Imports run one way: config/rules → data/metrics → models → detector → training →
+evaluation → commands.
 
 A lower floor importing a higher one (the model importing the evaluation code, say) ties the
 parts together in both directions, and a newcomer can no longer tell where a concern lives.
@@ -20,10 +21,10 @@ FLOORS: dict[str, int] = {
     "errors": 0,
     "files": 0,
     "config": 0,
+    "rules": 0,
     "console": 0,
     "seeding": 0,
     "checkpoint_io": 0,
-    "validation": 1,
     # what a run reads and how it is scored
     "data": 1,
     "metrics": 1,

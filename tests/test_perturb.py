@@ -89,7 +89,7 @@ def test_cli_refuses_an_unknown_perturbation_in_one_line(tiny_run: Path, tmp_pat
 
 
 def test_a_bad_severity_is_refused_before_the_checkpoint_loads(tiny_run: Path) -> None:
-    from deepfake_detection.validation import validate_evaluate_config
+    from deepfake_detection.evaluation.settings import validate_evaluate_config
 
     overrides = [f"ckpt_path={tiny_run}", "perturb=jpeg", "perturb.severity=0"]
     cfg = compose_config("evaluate", overrides, tiny_run.parent / "unused")

@@ -11,23 +11,14 @@ import pytest
 from omegaconf import DictConfig, OmegaConf
 
 from conftest import compose_config, compose_train
+from deepfake_detection.auditing.settings import AUDIT_RULES, validate_audit_config
 from deepfake_detection.errors import ConfigError
-from deepfake_detection.validation import (
-    AUDIT_RULES,
-    EVALUATE_RULES,
-    EXPORT_RULES,
-    PREDICT_RULES,
-    SERVE_RULES,
-    TRAIN_RULES,
-    config_problems,
-    show,
-    validate_audit_config,
-    validate_evaluate_config,
-    validate_export_config,
-    validate_predict_config,
-    validate_serve_config,
-    validate_train_config,
-)
+from deepfake_detection.evaluation.settings import EVALUATE_RULES, validate_evaluate_config
+from deepfake_detection.exporting.settings import EXPORT_RULES, validate_export_config
+from deepfake_detection.prediction.settings import PREDICT_RULES, validate_predict_config
+from deepfake_detection.rules import config_problems, show
+from deepfake_detection.serving.settings import SERVE_RULES, validate_serve_config
+from deepfake_detection.training.settings import TRAIN_RULES, validate_train_config
 
 #: Composed train configs that must pass as shipped; together they pick every option of
 #: every group (composing takes ~0.1 s each, so options share configs).

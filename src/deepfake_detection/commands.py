@@ -27,11 +27,17 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from deepfake_detection.auditing.settings import AUDIT_RULES
 from deepfake_detection.cli import check_groups_or_fail, fail, run_task
 from deepfake_detection.config import config_dir, register_resolvers
 from deepfake_detection.console import setup_console
 from deepfake_detection.errors import UserInputError
-from deepfake_detection.validation import Rule, validate
+from deepfake_detection.evaluation.settings import EVALUATE_RULES, ROBUSTNESS_RULES
+from deepfake_detection.exporting.settings import EXPORT_RULES
+from deepfake_detection.prediction.settings import PREDICT_RULES
+from deepfake_detection.rules import Rule, validate
+from deepfake_detection.serving.settings import SERVE_RULES
+from deepfake_detection.training.settings import train_rules
 
 HELP_FLAGS = ("-h", "--help")
 
@@ -52,9 +58,10 @@ class Command:
     #: Its Hydra config, `conf/<config>.yaml`; None for a command that parses its own
     #: arguments (`compare`).
     config: str | None = None
-    #: The rules its config's keys are checked against (given the config: which model
-    #: rules apply depends on the model chosen).
-    rules: Callable[[DictConfig], Mapping[str, Rule]] | None = None
+    #: The rules its config's keys are checked against, declared by the settings beside the
+    #: code that reads them (`<package>/settings.py`); or a function of the config, when they
+    #: depend on it (`model.*`: the chosen architecture's).
+    rules: Mapping[str, Rule] | Callable[[DictConfig], Mapping[str, Rule]] | None = None
     #: Rewrites the command line before Hydra sees it (a resumed run's overrides).
     prepare: Callable[[list[str]], list[str]] | None = None
 
@@ -64,8 +71,9 @@ class Command:
 
     def run(self, cfg: DictConfig) -> Any:
         """Check every key of `cfg` once, then run the task (which trusts them)."""
-        if self.rules is not None:
-            validate(cfg, self.rules(cfg))
+        rules = self.rules(cfg) if callable(self.rules) else self.rules
+        if rules is not None:
+            validate(cfg, rules)
         return self.task(cfg)
 
     def cli(self) -> None:
@@ -194,18 +202,6 @@ def _resume_command_line(argv: list[str]) -> list[str]:
     return resume_command_line(argv)
 
 
-# --- the rules of each command's keys -------------------------------------------------------
-
-
-def _rules(name: str) -> Callable[[DictConfig], Mapping[str, Rule]]:
-    def rules(cfg: DictConfig) -> Mapping[str, Rule]:
-        from deepfake_detection import validation
-
-        return getattr(validation, f"{name.upper()}_RULES")
-
-    return rules
-
-
 # --- the table ----------------------------------------------------------------------------------
 
 TRAIN = Command(
@@ -214,7 +210,7 @@ TRAIN = Command(
     example="python -m train model=mobilenet_v2 freeze=last_n freeze.n=3 data.root=<dataset>",
     task=_train,
     config="train",
-    rules=_rules("train"),
+    rules=train_rules,
     prepare=_resume_command_line,
 )
 EVALUATE = Command(
@@ -223,7 +219,7 @@ EVALUATE = Command(
     example="deepfake-evaluate ckpt_path=outputs/train/<run> data.root=<dataset> threshold=val",
     task=_evaluate,
     config="evaluate",
-    rules=_rules("evaluate"),
+    rules=EVALUATE_RULES,
 )
 ROBUSTNESS = Command(
     name="robustness",
@@ -231,7 +227,7 @@ ROBUSTNESS = Command(
     example="deepfake-robustness ckpt_path=outputs/train/<run> threshold=val",
     task=_robustness,
     config="robustness",
-    rules=_rules("robustness"),
+    rules=ROBUSTNESS_RULES,
 )
 PREDICT = Command(
     name="predict",
@@ -239,7 +235,7 @@ PREDICT = Command(
     example="deepfake-predict ckpt_path=outputs/train/<run> input=<image or folder>",
     task=_predict,
     config="predict",
-    rules=_rules("predict"),
+    rules=PREDICT_RULES,
 )
 COMPARE = Command(
     name="compare",
@@ -253,7 +249,7 @@ AUDIT = Command(
     example="deepfake-audit data.root=<dataset> audit.fail_on=exact",
     task=_audit,
     config="audit",
-    rules=_rules("audit"),
+    rules=AUDIT_RULES,
 )
 EXPORT = Command(
     name="export",
@@ -261,7 +257,7 @@ EXPORT = Command(
     example="deepfake-export ckpt_path=outputs/train/<run> format=onnx",
     task=_export,
     config="export",
-    rules=_rules("export"),
+    rules=EXPORT_RULES,
 )
 SERVE = Command(
     name="serve",
@@ -269,7 +265,7 @@ SERVE = Command(
     example="deepfake-serve ckpt_path=outputs/train/<run> backend=onnx port=8000",
     task=_serve,
     config="serve",
-    rules=_rules("serve"),
+    rules=SERVE_RULES,
 )
 
 #: Every command, by name.

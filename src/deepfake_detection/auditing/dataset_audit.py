@@ -105,9 +105,13 @@ def write_reports(report: AuditReport, output_dir: Path) -> list[Path]:
     return written + save_figures(report, output_dir)
 
 
-def audit(cfg: DictConfig) -> AuditReport:
-    """The `deepfake-audit` task: audit `data.root`, write the reports, print the summary."""
-    settings = AuditSettings.from_config(cfg)
+def audit(cfg: DictConfig, settings: AuditSettings | None = None) -> AuditReport:
+    """The `deepfake-audit` task: audit `data.root`, write the reports, print the summary.
+
+    `settings`: those the command already read from `cfg` (and so checked); read here when
+    not given.
+    """
+    settings = settings or AuditSettings.from_config(cfg)
     report = run_audit(
         settings.root,
         max_pixels=settings.max_pixels,
@@ -126,9 +130,10 @@ def audit(cfg: DictConfig) -> AuditReport:
 
 
 def audit_command(cfg: DictConfig) -> AuditReport:
-    """`deepfake-audit`: `audit`, then exit with status 1 when `audit.fail_on` finds leakage."""
-    report = audit(cfg)
-    settings = AuditSettings.from_config(cfg)
+    """`deepfake-audit` on a checked config: `audit`, then exit with status 1 when
+    `audit.fail_on` finds leakage."""
+    settings = AuditSettings.of_checked(cfg)
+    report = audit(cfg, settings)
     if settings.fail_on is not None and report.leaks(settings.fail_on):
         where = settings.output_dir / "audit.md"
         print(

@@ -1,4 +1,4 @@
-"""The audit's options, checked from the Hydra config without importing torch.
+"""The audit's keys and options, checked from the Hydra config without importing torch.
 
 Kept light on purpose: the entry point checks the config before the dataset code (and with it
 torch and Lightning) loads, so a mistyped `data.root` is answered in a second.
@@ -12,13 +12,69 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from deepfake_detection.data.images import DEFAULT_MAX_PIXELS
+from deepfake_detection.data.layout import DEFAULT_CLASS_ALIASES
+from deepfake_detection.data.settings import CLASS_ALIASES, MAX_IMAGE_PIXELS, SPLIT_FRACTIONS
 from deepfake_detection.data.splitting import DEFAULT_SPLIT_FRACTIONS
 from deepfake_detection.errors import ConfigError, DatasetError
-from deepfake_detection.validation import validate_audit_config
+from deepfake_detection.rules import (
+    Rule,
+    boolean,
+    existing_dir,
+    integer,
+    one_of,
+    random_seed,
+    rules_of,
+    setting,
+    validate,
+)
 
 #: Exit status when `audit.fail_on` leakage is found; 2 stays reserved for mistakes in the
 #: command line, as in every other command.
 LEAKAGE_EXIT = 1
+
+
+@dataclass(frozen=True)
+class AuditDataSettings:
+    """`data.*` of conf/audit.yaml: the dataset, and how training would read it."""
+
+    root: str = setting(existing_dir(required=True, blank_is_null=True))
+    max_image_pixels: int = setting(MAX_IMAGE_PIXELS, DEFAULT_MAX_PIXELS)
+    split_fractions: list[float] = setting(SPLIT_FRACTIONS, list(DEFAULT_SPLIT_FRACTIONS))
+    class_aliases: dict[str, list[str]] = setting(
+        CLASS_ALIASES, {name: list(names) for name, names in DEFAULT_CLASS_ALIASES.items()}
+    )
+
+
+@dataclass(frozen=True)
+class AuditRootSettings:
+    """The root keys of conf/audit.yaml: the seed a flat root is split with, as in training."""
+
+    seed: int = setting(random_seed(), 42)
+
+
+@dataclass(frozen=True)
+class AuditOptions:
+    """`audit.*` of conf/audit.yaml."""
+
+    fail_on: str | None = setting(one_of("exact", "near", nullable=True), None)
+    fail_on_leakage: bool = setting(boolean(), False)  # true: short for fail_on=near
+    near_duplicates: bool = setting(boolean(), True)
+    hash_size: int = setting(integer(4), 8)
+    max_distance: int = setting(integer(0), 4)
+    num_workers: int | None = setting(integer(0, nullable=True), None)  # null: spare cores
+
+
+#: Keys of `deepfake-audit`, which checks a dataset folder and so needs one.
+AUDIT_RULES: dict[str, Rule] = {
+    **rules_of(AuditDataSettings, "data"),
+    **rules_of(AuditRootSettings),
+    **rules_of(AuditOptions, "audit"),
+}
+
+
+def validate_audit_config(cfg: DictConfig) -> None:
+    validate(cfg, AUDIT_RULES)
 
 
 def dataset_root(value: Any) -> Path:
@@ -60,7 +116,14 @@ class AuditSettings:
 
     @classmethod
     def from_config(cls, cfg: DictConfig) -> AuditSettings:
-        validate_audit_config(cfg)  # types and ranges of every key, one line per mistake
+        """The `deepfake-audit` command's check of its config (every key's type and range,
+        one line per mistake), then its options."""
+        validate_audit_config(cfg)
+        return cls.of_checked(cfg)
+
+    @classmethod
+    def of_checked(cls, cfg: DictConfig) -> AuditSettings:
+        """The options of a config already checked (by the command, when it started)."""
         workers = cfg.audit.num_workers
         return cls(
             root=dataset_root(cfg.data.root),

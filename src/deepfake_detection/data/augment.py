@@ -22,27 +22,34 @@ import torch
 from torchvision.transforms import v2
 
 from deepfake_detection.errors import ConfigError
+from deepfake_detection.rules import Rule, boolean, number, number_range, rules_of, setting, text
+
+#: The random steps of the `augment` group; each has an `augment.<step>_p` probability.
+AUGMENT_STEPS = ("flip", "blur", "jpeg", "jitter", "downscale", "noise")
+
+_P = number(0, 1)
 
 
 @dataclass(frozen=True)
 class AugmentSettings:
     """The keys of `augment.*`; the defaults are `augment=basic`."""
 
-    name: str = "basic"
-    crop: bool = True  # random resized crop over data.crop_scale; false: resize + centre crop
-    flip_p: float = 0.5
-    blur_p: float = 0.0
-    blur_sigma: tuple[float, float] = (0.1, 3.0)
-    jpeg_p: float = 0.0
-    jpeg_quality: tuple[int, int] = (30, 100)
-    jitter_p: float = 0.0
-    brightness: float = 0.1
-    contrast: float = 0.1
-    saturation: float = 0.1
-    downscale_p: float = 0.0
-    downscale_factor: tuple[float, float] = (0.25, 1.0)
-    noise_p: float = 0.0
-    noise_sigma: tuple[float, float] = (0.0, 0.05)
+    name: str = setting(text(), "basic")
+    # Random resized crop over data.crop_scale; false: resize + centre crop.
+    crop: bool = setting(boolean(), True)
+    flip_p: float = setting(_P, 0.5)
+    blur_p: float = setting(_P, 0.0)
+    blur_sigma: tuple[float, float] = setting(number_range(0, 50, open_low=True), (0.1, 3.0))
+    jpeg_p: float = setting(_P, 0.0)
+    jpeg_quality: tuple[int, int] = setting(number_range(1, 100, integers=True), (30, 100))
+    jitter_p: float = setting(_P, 0.0)
+    brightness: float = setting(number(0), 0.1)
+    contrast: float = setting(number(0), 0.1)
+    saturation: float = setting(number(0), 0.1)
+    downscale_p: float = setting(_P, 0.0)
+    downscale_factor: tuple[float, float] = setting(number_range(0, 1, open_low=True), (0.25, 1.0))
+    noise_p: float = setting(_P, 0.0)
+    noise_sigma: tuple[float, float] = setting(number_range(0, 1), (0.0, 0.05))
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any] | None) -> AugmentSettings:
@@ -64,19 +71,13 @@ class AugmentSettings:
 
     def describe(self) -> str:
         """`deepfake (blur 0.5, jpeg 0.5, jitter 0.3)`: the name and what is switched on."""
-        steps = [
-            f"{name} {p:g}"
-            for name, p in (
-                ("flip", self.flip_p),
-                ("blur", self.blur_p),
-                ("jpeg", self.jpeg_p),
-                ("jitter", self.jitter_p),
-                ("downscale", self.downscale_p),
-                ("noise", self.noise_p),
-            )
-            if p > 0
-        ]
+        chances = {step: getattr(self, f"{step}_p") for step in AUGMENT_STEPS}
+        steps = [f"{step} {p:g}" for step, p in chances.items() if p > 0]
         return f"{self.name} ({', '.join(['crop' if self.crop else 'no crop', *steps])})"
+
+
+#: Keys of the `augment` group, as a training run's config checks them.
+AUGMENT_RULES: dict[str, Rule] = rules_of(AugmentSettings, "augment")
 
 
 class _UniformDraw(v2.Transform):

@@ -31,8 +31,8 @@ import torch
 from torch.utils.data import Dataset
 
 from deepfake_detection.data.loader import SeededSample
+from deepfake_detection.data.settings import FEATURE_CACHE_DTYPES
 from deepfake_detection.errors import ConfigError
-from deepfake_detection.validation import FEATURE_CACHE_DTYPES
 
 log = logging.getLogger(__name__)
 

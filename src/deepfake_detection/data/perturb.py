@@ -8,19 +8,36 @@ score under a perturbation is as repeatable as a clean one.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from torchvision.transforms import v2
-
-from deepfake_detection.data.augment import (
-    FittedGaussianBlur,
-    RandomGaussianNoise,
-    RandomRescale,
-)
 from deepfake_detection.errors import ConfigError
-from deepfake_detection.validation import perturb_problem
+from deepfake_detection.rules import is_number
+
+if TYPE_CHECKING:
+    from torchvision.transforms import v2
+
+#: perturbation -> (what `perturb.severity` means, its check, the check in words).
+PERTURB_SEVERITIES: dict[str, tuple[str, Callable[[float], bool], str]] = {
+    "jpeg": ("JPEG quality", lambda s: float(s).is_integer() and 1 <= s <= 100, "1..100"),
+    "blur": ("Gaussian blur sigma (px)", lambda s: 0 < s <= 50, "in (0, 50]"),
+    "resize": ("downscale factor", lambda s: 0 < s <= 1, "in (0, 1]"),
+    "noise": ("noise sigma on [0, 1] pixels", lambda s: 0 < s <= 1, "in (0, 1]"),
+}
+
+
+def perturb_problem(name: str, severity: Any) -> str | None:
+    """What is wrong with `perturb=<name>` at `severity`, or None."""
+    if name == "none":
+        return None
+    if name not in PERTURB_SEVERITIES:
+        choices = ", ".join(["none", *PERTURB_SEVERITIES])
+        return f"perturb={name}: unknown perturb option; choose one of: {choices}"
+    meaning, accepts, expected = PERTURB_SEVERITIES[name]
+    if not is_number(severity) or not accepts(severity):
+        return f"perturb.severity={severity}: for perturb={name} it is the {meaning}, {expected}"
+    return None
 
 
 @dataclass(frozen=True)
@@ -49,6 +66,15 @@ class Perturbation:
         """(steps on the uint8 image at its own resolution, steps on the [0, 1] float image
         after the eval crop). Noise goes on the cropped image, as in training, so that its
         sigma means the same whatever the stored resolution."""
+        # Here, not at the top: the config checks use this module without loading torch.
+        from torchvision.transforms import v2
+
+        from deepfake_detection.data.augment import (
+            FittedGaussianBlur,
+            RandomGaussianNoise,
+            RandomRescale,
+        )
+
         s = self.severity
         if self.name == "jpeg":
             return [v2.JPEG(quality=int(s))], []

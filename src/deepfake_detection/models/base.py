@@ -35,6 +35,10 @@ class BaseDetector(L.LightningModule):
     #: network on images; for a fit from stored features, the wrapper of the network that
     #: `training.cached_fit` installs (`FeatureForward`, the trainable rest on features).
     step_forward: Callable[[torch.Tensor], torch.Tensor] | None = None
+    #: The dataclass of its `model.*` keys (`deepfake_detection.rules.setting` fields), given
+    #: when it registers (`models.registry.register`): the config is checked against it once,
+    #: when a command starts, so `__init__` trusts it.
+    settings: type | None = None
 
     def __init__(
         self,

@@ -3,13 +3,34 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any
 
+from omegaconf import DictConfig
 from torch import nn
 
 from deepfake_detection.errors import ConfigError
+from deepfake_detection.rules import Rule, integer, one_of, rules_of, setting, value_at
 
 FREEZE_NAMES = ("none", "backbone", "last_n")
+
+
+def _last_n_needs_n(value: Any, cfg: DictConfig) -> str | None:
+    if value == "last_n" and value_at(cfg, "freeze.n") is None:  # a bad n reports itself
+        return "needs an integer freeze.n, the number of top feature blocks to train"
+    return None
+
+
+@dataclass(frozen=True)
+class FreezeSettings:
+    """The keys of the `freeze` group (conf/freeze/); `n` only for `freeze=last_n` (3)."""
+
+    name: str = setting(replace(one_of(*FREEZE_NAMES), extra=_last_n_needs_n), "none")
+    n: int | None = setting(integer(0), None)
+
+
+#: Keys of the `freeze` group. Whether `freeze.n` fits the model is checked when it is built.
+FREEZE_RULES: dict[str, Rule] = rules_of(FreezeSettings, "freeze")
 
 
 @dataclass(frozen=True)

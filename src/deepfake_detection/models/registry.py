@@ -5,7 +5,7 @@ Checkpoint loading builds only registered detectors (a checkpoint is untrusted i
 `model._target_` must name one), `compare` names runs by it, export records its name and the
 service asks it for the Grad-CAM layer. An architecture registers itself with `@register`:
 
-    @register("tiny", default_weights=None)
+    @register("tiny", settings=TinySettings)
     class TinyDetector(BaseDetector):
         ...
 
@@ -23,6 +23,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import yaml
+
+from deepfake_detection.rules import Rule, rules_of, value_at
 
 if TYPE_CHECKING:
     from torch import nn
@@ -49,6 +51,9 @@ class Architecture:
     #: keys; its `feature_blocks` (what freeze strategies and the feature cache act on),
     #: `head_pool` and `head_rest` (the head) split the network.
     detector: type[BaseDetector]
+    #: The dataclass of its `model.*` keys (`deepfake_detection.rules.setting` fields): a
+    #: config is checked against it once, when the command starts. None: not checked.
+    settings: type | None = None
     #: Where pretrained weights come from when none are given (None: trained from scratch).
     default_weights: str | None = None
     #: The layer Grad-CAM explains.
@@ -70,6 +75,7 @@ _REGISTRY: dict[str, Architecture] = {}
 def register(
     name: str,
     *,
+    settings: type | None = None,
     default_weights: str | None = None,
     gradcam_layer: Callable[[BaseDetector], nn.Module] = last_feature_block,
 ) -> Callable[[type[BaseDetector]], type[BaseDetector]]:
@@ -79,8 +85,8 @@ def register(
         known = _REGISTRY.get(name)
         if known is not None and known.detector.__qualname__ != cls.__qualname__:
             raise ValueError(f"architecture {name!r} is registered already ({known.detector})")
-        cls.model_name = name
-        _REGISTRY[name] = Architecture(name, cls, default_weights, gradcam_layer)
+        cls.model_name, cls.settings = name, settings
+        _REGISTRY[name] = Architecture(name, cls, settings, default_weights, gradcam_layer)
         return cls
 
     return decorate
@@ -133,3 +139,23 @@ def name_for_target(target: str, config_dir: Path | None = None) -> str:
             if isinstance(node, dict) and node.get("_target_") == target:
                 return path.stem
     return str(target).rsplit(".", 1)[-1]
+
+
+def model_rules(cfg: Any) -> dict[str, Rule]:
+    """`{"model.<key>": Rule}` of the architecture the config's `model._target_` selects;
+    empty for an architecture without settings."""
+    architecture = for_target(value_at(cfg, "model._target_"))
+    if architecture is None or architecture.settings is None:
+        return {}
+    return rules_of(architecture.settings, "model")
+
+
+def every_model_rule() -> dict[str, Rule]:
+    """The `model.*` keys of every architecture, listed in one place (a config is checked
+    against its own architecture's, `model_rules`)."""
+    found: dict[str, Rule] = {}
+    for architecture in architectures().values():
+        if architecture.settings is not None:
+            rules = rules_of(architecture.settings, "model")
+            found.update({k: r for k, r in rules.items() if k not in found})
+    return found

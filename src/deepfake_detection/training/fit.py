@@ -49,7 +49,7 @@ from deepfake_detection.training.resume import (
     requeued_run_dir,
     resumed_config,
 )
-from deepfake_detection.validation import validate_train_config
+from deepfake_detection.training.settings import validate_train_config
 
 log = logging.getLogger(__name__)
 
@@ -133,9 +133,9 @@ def _compile(cfg: DictConfig, model: BaseDetector) -> None:
 def fit(cfg: DictConfig) -> FittedRun | FinishedRun:
     """Build the datamodule, model and trainer from `cfg` and fit; or continue a run in place.
 
-    Every key is validated before anything is built or written.
+    `cfg` has been checked by the command; a resumed run's saved config, with the command
+    line's overrides on it, is checked here before anything is built or written.
     """
-    validate_train_config(cfg)
     resume = None
     overrides = _command_line_overrides()
     if not cfg.get("resume") and (requeued := requeued_run_dir(cfg)) is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -10,6 +11,20 @@ from torch import nn
 from deepfake_detection.errors import ConfigError
 from deepfake_detection.models.base import BaseDetector, OptimizerFactory, SchedulerFactory
 from deepfake_detection.models.registry import register
+from deepfake_detection.rules import boolean, integer, list_of, number, setting
+
+
+@dataclass(frozen=True)
+class CustomCNNSettings:
+    """The `model.*` keys of `model=custom_cnn` (conf/model/custom_cnn.yaml)."""
+
+    widths: list[int] = setting(
+        list_of(integer(1), expected="a non-empty list of integers >= 1"), [32, 64, 128]
+    )
+    hidden_units: int = setting(integer(1), 128)
+    dropout: float = setting(number(0, 1, high_open=True), 0.5)
+    pooled_size: int = setting(integer(1), 4)
+    channels_last: bool = setting(boolean(), True)
 
 
 class CustomCNN(nn.Module):
@@ -48,7 +63,7 @@ class CustomCNN(nn.Module):
         return self.head(self.features(x))
 
 
-@register("custom_cnn")
+@register("custom_cnn", settings=CustomCNNSettings)
 class CustomCNNDetector(BaseDetector):
     """The custom CNN trained from scratch; its feature blocks are the conv blocks."""
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 from torchvision.models import MobileNet_V2_Weights, mobilenet_v2
 
-from deepfake_detection.errors import ConfigError
 from deepfake_detection.models.base import BaseDetector, OptimizerFactory, SchedulerFactory
 from deepfake_detection.models.pretrained import (
     download_state_dict,
@@ -17,13 +17,26 @@ from deepfake_detection.models.pretrained import (
     read_state_dict,
 )
 from deepfake_detection.models.registry import register
+from deepfake_detection.rules import boolean, existing_file, number, setting
 
 WEIGHTS_ENV_VAR = "MOBILENET_V2_WEIGHTS"
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class MobileNetV2Settings:
+    """The `model.*` keys of `model=mobilenet_v2` (conf/model/mobilenet_v2.yaml)."""
+
+    pretrained: bool = setting(boolean(), True)
+    # ${oc.env:MOBILENET_V2_WEIGHTS,null}: a local copy of the ImageNet weights, if any.
+    weights_path: str | None = setting(existing_file(nullable=True, blank_is_null=True), None)
+    dropout: float = setting(number(0, 1, high_open=True), 0.2)
+    channels_last: bool = setting(boolean(), True)
+
+
 @register(
     "mobilenet_v2",
+    settings=MobileNetV2Settings,
     default_weights="ImageNet (torchvision IMAGENET1K_V1): model.weights_path, else "
     f"${WEIGHTS_ENV_VAR}, else torchvision's download",
 )
@@ -45,8 +58,6 @@ class MobileNetV2Detector(BaseDetector):
         scheduler: SchedulerFactory | None = None,
         channels_last: bool = True,
     ) -> None:
-        if not 0.0 <= dropout < 1.0:
-            raise ConfigError(f"model.dropout={dropout}: must be in [0, 1)")
         net = mobilenet_v2(weights=None, num_classes=1, dropout=dropout)
         if pretrained and weights_path:
             state = read_state_dict(weights_path)

@@ -1,0 +1,35 @@
+"""The keys of `deepfake-predict`, and the table its config is checked against when the
+command starts. Kept free of torch: a mistyped key is answered at once."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from omegaconf import DictConfig
+
+from deepfake_detection.data.settings import PREDICTION_KEYS, ScoringDataSettings
+from deepfake_detection.detector.settings import DEVICE_RULES, DetectorSettings
+from deepfake_detection.rules import Rule, existing_path, one_of, rules_of, setting, validate
+
+#: How `deepfake-predict` scores: PyTorch, or an ONNX export run by ONNX Runtime.
+PREDICT_BACKENDS = ("torch", "onnx")
+
+
+@dataclass(frozen=True, kw_only=True)
+class PredictSettings(DetectorSettings):
+    """The root keys of conf/predict.yaml."""
+
+    input: str = setting(existing_path("an image file or a folder of images", required=True))
+    backend: str = setting(one_of(*PREDICT_BACKENDS), "torch")
+
+
+#: Keys of `deepfake-predict`.
+PREDICT_RULES: dict[str, Rule] = {
+    **rules_of(PredictSettings),
+    **rules_of(ScoringDataSettings, "data", only=PREDICTION_KEYS),
+    **DEVICE_RULES,
+}
+
+
+def validate_predict_config(cfg: DictConfig) -> None:
+    validate(cfg, PREDICT_RULES)

@@ -1,0 +1,70 @@
+"""The keys of `deepfake-serve`, and the table its config is checked against when the command
+starts. Kept free of torch and FastAPI: a mistyped key is answered at once."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from omegaconf import DictConfig
+
+from deepfake_detection.data.settings import IMAGE_READING_KEYS, ScoringDataSettings
+from deepfake_detection.detector.settings import THRESHOLD, CPUDeviceSettings, DetectorSettings
+from deepfake_detection.rules import (
+    Rule,
+    integer,
+    number,
+    one_of,
+    rules_of,
+    setting,
+    text,
+    validate,
+)
+
+#: Backends a served model runs on; null: an exported file's own, else torch.
+SERVE_BACKENDS = ("torch", "onnx")
+
+
+def _is_origin_list(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str) and v for v in value)
+
+
+@dataclass(frozen=True)
+class ServeSettings(DetectorSettings):
+    """The root keys of conf/serve.yaml; `ckpt_path` may also be an exported model.onnx or
+    model.pt2."""
+
+    threshold: float | str = setting(THRESHOLD, "val")
+    backend: str | None = setting(one_of(*SERVE_BACKENDS, nullable=True), None)
+    host: str = setting(text(), "127.0.0.1")
+    port: int = setting(integer(1, 65535), 8000)
+    # ${oc.env:DEEPFAKE_API_KEY,null}: with a key, requests need `Authorization: Bearer <key>`.
+    api_key: str | None = setting(text(nullable=True), None)
+    cors_origins: list[str] = setting(
+        Rule(expected="a list of origins, e.g. [http://localhost:3000]", accepts=_is_origin_list),
+        [],
+    )
+
+
+@dataclass(frozen=True)
+class LimitSettings:
+    """`limits.*`: what one request may ask, and how many are served at once."""
+
+    max_upload_mb: float = setting(number(0, low_open=True), 20)
+    max_files: int = setting(integer(1), 16)
+    max_concurrent: int = setting(integer(1), 16)
+    request_timeout_s: float = setting(number(0, low_open=True), 30)
+    max_batch: int = setting(integer(1), 32)
+
+
+#: Keys of `deepfake-serve`.
+SERVE_RULES: dict[str, Rule] = {
+    **rules_of(ServeSettings),
+    **rules_of(LimitSettings, "limits"),
+    **rules_of(ScoringDataSettings, "data", only=IMAGE_READING_KEYS),
+    **rules_of(CPUDeviceSettings, "trainer"),
+}
+
+
+def validate_serve_config(cfg: DictConfig) -> None:
+    validate(cfg, SERVE_RULES)
