@@ -89,7 +89,9 @@ def _train_tiny(
     factory: pytest.TempPathFactory, name: str, per_class: dict[str, int], overrides: list[str]
 ) -> Path:
     """Train one tiny run at 32 px on a generated dataset at `<run dir>/../data`."""
-    from deepfake_detection.training.train import train
+    from deepfake_detection.commands import TRAIN
+
+    train = TRAIN.run  # the command: its config checked, then run
 
     root = factory.mktemp(name)
     dataset = make_dataset(root / "data", per_class)

@@ -10,13 +10,15 @@ import pytest
 import torch
 
 from conftest import compose_config
-from deepfake_detection.evaluation.evaluate import evaluate
+from deepfake_detection.commands import EVALUATE, PREDICT
 from deepfake_detection.metrics.calibration import (
     apply_temperature,
     fit_temperature,
     moved_threshold,
 )
-from deepfake_detection.prediction.predict import predict
+
+evaluate = EVALUATE.run  # the command: its config checked, then run
+predict = PREDICT.run  # the command: its config checked, then run
 
 
 def run(command, name: str, overrides: list[str], output_dir: Path, summary: str) -> dict:

@@ -20,9 +20,11 @@ from conftest import (
     make_dataset,
     run_cli,
 )
+from deepfake_detection.commands import EVALUATE
 from deepfake_detection.errors import UserInputError
-from deepfake_detection.evaluation.evaluate import evaluate
 from deepfake_detection.metrics.predictions import Predictions
+
+evaluate = EVALUATE.run  # the command: its config checked, then run
 
 RUN_FIGURES = {
     "confusion_matrix",

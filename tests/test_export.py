@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from conftest import compose_config, run_cli
+from deepfake_detection.commands import PREDICT
 from deepfake_detection.data.preprocess import Preprocessing
 from deepfake_detection.detector import formats
 from deepfake_detection.detector.formats import (
@@ -23,7 +24,8 @@ from deepfake_detection.detector.parity import check_parity, parity_inputs
 from deepfake_detection.detector.spec import ExportError, ExportSpec, sha256_of
 from deepfake_detection.exporting.export import export
 from deepfake_detection.models import MobileNetV2Detector
-from deepfake_detection.prediction.predict import predict
+
+predict = PREDICT.run  # the command: its config checked, then run
 
 TOLERANCE = {"onnx": 1e-4, "torch_export": 1e-6}
 

@@ -13,9 +13,11 @@ import torch
 from hydra.utils import instantiate
 
 from conftest import compose_train, make_dataset, run_cli
+from deepfake_detection.commands import TRAIN
 from deepfake_detection.data.feature_store import DATA_FILE, META_FILE, CachedFeatureDataset
 from deepfake_detection.training.cached_fit import attach_feature_cache, view_seed
-from deepfake_detection.training.train import train
+
+train = TRAIN.run  # the command: its config checked, then run
 
 TINY = ["data.image_size=32", "data.batch_size=4", "early_stopping=none"]
 CNN = [*TINY, "model.widths=[4,8]"]

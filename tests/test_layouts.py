@@ -13,13 +13,15 @@ import pytest
 import torch
 
 from conftest import compose_config, compose_train, make_tree, run_cli, write_image
+from deepfake_detection.commands import EVALUATE
 from deepfake_detection.data.discovery import discover
 from deepfake_detection.data.layout import ClassAliases
 from deepfake_detection.data.splitting import read_split_lists, split_of, write_split_lists
 from deepfake_detection.errors import ConfigError, DatasetError
-from deepfake_detection.evaluation.evaluate import evaluate
 from deepfake_detection.metrics.per_source import per_source_metrics
 from deepfake_detection.metrics.predictions import Predictions
+
+evaluate = EVALUATE.run  # the command: its config checked, then run
 
 #: A CNNDetection-style test folder: generators, some with categories, one with fakes only.
 SOURCES = {
@@ -239,7 +241,9 @@ def _csv_paths(path: Path) -> list[str]:
 @pytest.fixture(scope="module")
 def flat_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny run trained on a flat Fake/Real folder (`<run>/../flat`)."""
-    from deepfake_detection.training.train import train
+    from deepfake_detection.commands import TRAIN
+
+    train = TRAIN.run  # the command: its config checked, then run
 
     base = tmp_path_factory.mktemp("flat_run")
     root = make_tree(base / "flat", {"training_fake": 24, "training_real": 24})
@@ -348,7 +352,9 @@ def test_evaluate_reports_per_source_metrics(tiny_run: Path, tmp_path: Path) -> 
 
 
 def test_robustness_reports_every_condition_per_source(tiny_run: Path, tmp_path: Path) -> None:
-    from deepfake_detection.evaluation.robustness import robustness
+    from deepfake_detection.commands import ROBUSTNESS
+
+    robustness = ROBUSTNESS.run  # the command: its config checked, then run
 
     root = make_tree(tmp_path / "cnn_test", SOURCES)
     grid = ["~grid.blur", "~grid.resize", "~grid.noise", "grid.jpeg=[50]", "threshold=0.5"]
@@ -366,7 +372,9 @@ def test_robustness_reports_every_condition_per_source(tiny_run: Path, tmp_path:
 
 
 def test_training_with_source_folders_reports_test_metrics_per_source(tmp_path: Path) -> None:
-    from deepfake_detection.training.train import train
+    from deepfake_detection.commands import TRAIN
+
+    train = TRAIN.run  # the command: its config checked, then run
 
     folders = {"train/Fake": 8, "train/Real": 8, "val/Fake": 3, "val/Real": 3}
     folders.update({f"test/{k}": v for k, v in SOURCES.items()})

@@ -11,10 +11,12 @@ import torch
 from PIL import Image
 
 from conftest import compose_config, run_cli
+from deepfake_detection.commands import EVALUATE
 from deepfake_detection.data.perturb import Perturbation
 from deepfake_detection.data.transforms import eval_transform
 from deepfake_detection.errors import ConfigError
-from deepfake_detection.evaluation.evaluate import evaluate
+
+evaluate = EVALUATE.run  # the command: its config checked, then run
 
 
 def run_evaluate(overrides: list[str], output_dir: Path) -> dict:

@@ -17,8 +17,10 @@ from conftest import (
     make_bad_files,
     run_cli,
 )
+from deepfake_detection.commands import PREDICT
 from deepfake_detection.errors import DatasetError
-from deepfake_detection.prediction.predict import predict
+
+predict = PREDICT.run  # the command: its config checked, then run
 
 
 @pytest.fixture

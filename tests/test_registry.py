@@ -19,15 +19,17 @@ from hydra import compose, initialize_config_dir
 from torch import nn
 
 from conftest import make_dataset, write_image
+from deepfake_detection.commands import EVALUATE, TRAIN
 from deepfake_detection.config import config_dir, register_resolvers
 from deepfake_detection.detector.loading import rebuild_detector
 from deepfake_detection.detector.trained import load_detector
-from deepfake_detection.evaluation.evaluate import evaluate
 from deepfake_detection.exporting.export import export
 from deepfake_detection.models import registry
 from deepfake_detection.models.base import BaseDetector, OptimizerFactory, SchedulerFactory
 from deepfake_detection.serving.app import ServiceSettings, create_app
-from deepfake_detection.training.train import train
+
+evaluate = EVALUATE.run  # the command: its config checked, then run
+train = TRAIN.run  # the command: its config checked, then run
 
 NAME = "tiny_test_net"
 

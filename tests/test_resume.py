@@ -283,7 +283,9 @@ def test_any_error_after_a_signal_is_an_interrupt(tmp_path: Path) -> None:
 
 def fit_in_process(data: Path, run_dir: Path, *overrides: str) -> dict:
     from conftest import compose_train
-    from deepfake_detection.training.train import train
+    from deepfake_detection.commands import TRAIN
+
+    train = TRAIN.run  # the command: its config checked, then run
 
     args = [f"data.root={data}", "data.image_size=32", "model.widths=[4,8]", "early_stopping=none"]
     train(compose_train([*args, "data.batch_size=4", "trainer.max_epochs=2", *overrides], run_dir))
@@ -366,7 +368,9 @@ def test_a_second_signal_stops_at_once(tmp_path: Path) -> None:
 
 def test_a_run_saved_before_the_display_keys_existed_resumes(tiny_run: Path, tmp_path: Path):
     from conftest import compose_train
-    from deepfake_detection.training.train import train
+    from deepfake_detection.commands import TRAIN
+
+    train = TRAIN.run  # the command: its config checked, then run
 
     run_dir = tmp_path / "old"
     shutil.copytree(tiny_run, run_dir)

@@ -9,9 +9,11 @@ from pathlib import Path
 import pytest
 
 from conftest import compose_config, run_cli
+from deepfake_detection.commands import EVALUATE, ROBUSTNESS
 from deepfake_detection.errors import ConfigError
-from deepfake_detection.evaluation.evaluate import evaluate
-from deepfake_detection.evaluation.robustness import robustness
+
+evaluate = EVALUATE.run  # the command: its config checked, then run
+robustness = ROBUSTNESS.run  # the command: its config checked, then run
 
 #: The standard grid cut down the way a user would: one row of jpeg and of noise.
 GRID = ["~grid.blur", "~grid.resize", "grid.jpeg=[50]", "grid.noise=[0.1]"]

@@ -16,13 +16,15 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from conftest import compose_config, run_cli
+from deepfake_detection.commands import PREDICT
 from deepfake_detection.detector.trained import load_detector
 from deepfake_detection.exporting.export import export
-from deepfake_detection.prediction.predict import predict
 from deepfake_detection.serving.app import ServiceSettings, _Gate, create_app
 from deepfake_detection.serving.batching import BatchScorer
 from deepfake_detection.serving.errors import ServiceError
 from deepfake_detection.serving.server import settings_of
+
+predict = PREDICT.run  # the command: its config checked, then run
 
 
 def served_model(run_dir: Path, out: Path, *overrides: str):

@@ -8,8 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from deepfake_detection.models.custom_cnn import CustomCNNDetector, CustomCNNSettings
-from deepfake_detection.models.mobilenet_v2 import MobileNetV2Detector, MobileNetV2Settings
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
 
@@ -24,6 +22,11 @@ from deepfake_detection.evaluation.settings import (
     SplitSettings,
 )
 from deepfake_detection.exporting.settings import ExportSettings, ParitySettings
+from deepfake_detection.models.architectures.custom_cnn import CustomCNNDetector, CustomCNNSettings
+from deepfake_detection.models.architectures.mobilenet_v2 import (
+    MobileNetV2Detector,
+    MobileNetV2Settings,
+)
 from deepfake_detection.models.freeze import FreezeSettings
 from deepfake_detection.models.registry import model_rules
 from deepfake_detection.prediction.settings import PredictSettings

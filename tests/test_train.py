@@ -12,8 +12,10 @@ from torch import nn
 from torchvision.models import mobilenet_v2
 
 from conftest import compose_train
+from deepfake_detection.commands import TRAIN
 from deepfake_detection.models.architectures.custom_cnn import CustomCNN
-from deepfake_detection.training.train import train
+
+train = TRAIN.run  # the command: its config checked, then run
 
 FAST = ["data.image_size=32", "data.batch_size=4"]
 TEST_KEYS = {f"test/{m}" for m in ("loss", "acc", "precision", "recall", "f1", "auroc")}

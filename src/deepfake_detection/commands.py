@@ -70,10 +70,12 @@ class Command:
         return f"deepfake-{self.name}"
 
     def run(self, cfg: DictConfig) -> Any:
-        """Check every key of `cfg` once, then run the task (which trusts them)."""
+        """Check every key of `cfg` once, quiet the console, then run the task (which
+        trusts the keys)."""
         rules = self.rules(cfg) if callable(self.rules) else self.rules
         if rules is not None:
             validate(cfg, rules)
+        setup_console()
         return self.task(cfg)
 
     def cli(self) -> None:
@@ -98,7 +100,6 @@ class Command:
         register_resolvers()
 
         def task(cfg: DictConfig) -> Any:
-            setup_console()
             return run_task(self.run, cfg)
 
         # Hydra names the job, and so the run's log file (`<name>.log`), after the module
