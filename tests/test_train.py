@@ -15,6 +15,8 @@ from conftest import compose_train
 from deepfake_detection.models.custom_cnn import CustomCNN
 from deepfake_detection.train import train
 
+pytestmark = pytest.mark.slow
+
 FAST = ["data.image_size=32", "data.batch_size=4"]
 TEST_KEYS = {f"test/{m}" for m in ("loss", "acc", "precision", "recall", "f1", "auroc")}
 
