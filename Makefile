@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: train test lint install bench docs docs-serve
+.PHONY: train test test-fast lint install bench docs docs-serve
 
 install: $(STAMP)
 
@@ -24,6 +24,12 @@ bench: $(STAMP)
 # One test process per core (pytest-xdist); ARGS="-n 0" runs them in this process.
 test: $(STAMP)
 	$(PY) -m pytest -n auto $(ARGS)
+
+# The quick loop: skips tests marked slow (pyproject.toml): those that start commands as
+# subprocesses, DDP runs, sweeps, the browser, exports and training runs of more than a
+# second or two. `make test` still runs everything.
+test-fast: $(STAMP)
+	$(PY) -m pytest -n auto -m "not slow" $(ARGS)
 
 lint: $(STAMP)
 	$(PY) -m ruff check src tests benchmarks

@@ -300,6 +300,7 @@ def _errors(stderr: str) -> list[str]:
     return [line for line in stderr.splitlines() if line.startswith("error: ")]
 
 
+@pytest.mark.slow
 def test_cli_exit_status(root: Path, tmp_path: Path) -> None:
     shutil.copy(root / "Train/Fake/000.png", root / "Test/Fake/leaked.png")
     # Started together: each spends most of its time importing torch.

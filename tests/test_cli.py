@@ -8,6 +8,8 @@ from omegaconf import OmegaConf
 
 from conftest import make_dataset, run_cli
 
+pytestmark = pytest.mark.slow
+
 FAST = ["data.image_size=32", "data.batch_size=4", "data.num_workers=0", "model.widths=[4,8]"]
 
 

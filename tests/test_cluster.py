@@ -56,6 +56,7 @@ def test_slurm_launcher_defaults_follow_the_trainer() -> None:
     assert (overridden.tasks_per_node, overridden.gpus_per_node) == (1, None)
 
 
+@pytest.mark.slow
 def test_a_submitit_local_sweep_ends_with_the_comparison_table(tmp_path: Path) -> None:
     # The cluster sweep's shape: every job trains with 2 processes (gloo here).
     data = make_dataset(tmp_path / "data", {"train": 6, "valid": 3, "test": 3})
@@ -103,6 +104,7 @@ TRAIN.cli()
 """
 
 
+@pytest.mark.slow
 def test_the_time_limit_signal_saves_requeues_and_the_job_continues_in_place(
     tmp_path: Path,
 ) -> None:

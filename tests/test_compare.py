@@ -305,6 +305,7 @@ def run_compare(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.slow
 def test_cli_prints_the_table_and_writes_into_the_sweep(sweep: Path, tmp_path: Path) -> None:
     relative = sweep.relative_to(tmp_path).as_posix()
     result = run_compare([relative, "--no-plots"], tmp_path)
@@ -317,6 +318,7 @@ def test_cli_prints_the_table_and_writes_into_the_sweep(sweep: Path, tmp_path: P
     assert (sweep / "comparison.csv").is_file()
 
 
+@pytest.mark.slow
 def test_cli_without_runs_fails_with_one_line(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     result = run_compare(["empty", "missing"], tmp_path)
@@ -331,6 +333,7 @@ def test_cli_without_runs_fails_with_one_line(tmp_path: Path) -> None:
     assert "empty" in result.stderr and len(result.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_cli_with_several_paths_writes_to_a_timestamped_folder(tmp_path: Path) -> None:
     make_run(tmp_path / "a", metrics={"val/auroc_best": 0.7})
     make_run(tmp_path / "b", metrics={"val/auroc_best": 0.8})

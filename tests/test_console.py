@@ -64,16 +64,19 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
     return result.stdout + result.stderr, run_dir
 
 
+@pytest.mark.slow
 def test_no_line_is_printed_twice(demo_run: tuple[str, Path]) -> None:
     output, _ = demo_run
     assert repeated_messages(output) == {}
 
 
+@pytest.mark.slow
 def test_no_library_noise(demo_run: tuple[str, Path]) -> None:
     output, _ = demo_run
     assert [line for line in output.splitlines() if any(n in line for n in NOISE)] == []
 
 
+@pytest.mark.slow
 def test_a_warning_that_matters_still_shows_once(demo_run: tuple[str, Path]) -> None:
     output, run_dir = demo_run
     freeze = [line for line in output.splitlines() if "nothing is frozen" in line]
@@ -81,6 +84,7 @@ def test_a_warning_that_matters_still_shows_once(demo_run: tuple[str, Path]) -> 
     assert "[WARNING] - freeze=last_n, freeze.n=3" in (run_dir / "train.log").read_text()
 
 
+@pytest.mark.slow
 def test_progress_lines_count_steps_up_to_the_total(demo_run: tuple[str, Path]) -> None:
     output, _ = demo_run
     steps = [PROGRESS.search(line) for line in output.splitlines()]
@@ -94,6 +98,7 @@ def test_progress_lines_count_steps_up_to_the_total(demo_run: tuple[str, Path]) 
     assert output.index(epoch_lines[0]) < output.index(ended[0])
 
 
+@pytest.mark.slow
 def test_the_run_ends_with_a_short_summary(demo_run: tuple[str, Path]) -> None:
     output, run_dir = demo_run
     tail = output[output.index("test metrics of the best checkpoint") :]
@@ -112,6 +117,7 @@ def test_the_run_ends_with_a_short_summary(demo_run: tuple[str, Path]) -> None:
     assert f"deepfake-predict ckpt_path={shown} input=" in tail
 
 
+@pytest.mark.slow
 def test_the_log_file_keeps_the_full_record(demo_run: tuple[str, Path]) -> None:
     output, run_dir = demo_run
     record = (run_dir / "train.log").read_text()
@@ -124,6 +130,7 @@ def test_the_log_file_keeps_the_full_record(demo_run: tuple[str, Path]) -> None:
     assert "[INFO] - TPU available: False" in record
 
 
+@pytest.mark.slow
 def test_a_two_process_run_prints_each_line_once(tmp_path: Path) -> None:
     """DDP starts the command again in a second process, which must stay quiet."""
     root = make_dataset(tmp_path / "data", {"train": 8, "valid": 4, "test": 4})

@@ -88,6 +88,7 @@ def test_only_the_first_process_writes(monkeypatch: pytest.MonkeyPatch, env, fir
     assert is_first_process() is first
 
 
+@pytest.mark.slow
 def test_two_processes_score_every_image_once_and_one_writes(tmp_path: Path) -> None:
     # Odd sizes: 2 processes cannot split them evenly, where padding would count images twice.
     data = make_dataset(tmp_path / "data", {"train": 13, "valid": 5, "test": 7})
@@ -114,6 +115,7 @@ def test_two_processes_score_every_image_once_and_one_writes(tmp_path: Path) -> 
     assert result.stdout.count("test metrics of the best checkpoint") == 1
 
 
+@pytest.mark.slow
 def test_sigterm_to_both_processes_then_resume_matches_an_uninterrupted_run(
     tmp_path: Path,
 ) -> None:
@@ -178,6 +180,7 @@ TRAIN.cli()
 """
 
 
+@pytest.mark.slow
 def test_a_failure_in_one_process_ends_the_job_with_its_error_logged(tmp_path: Path) -> None:
     data = make_dataset(tmp_path / "data", {"train": 13, "valid": 5, "test": 7})
     script = tmp_path / "failing.py"
@@ -215,6 +218,7 @@ def test_resuming_mid_epoch_with_another_process_count_warns(
     assert "stopped mid-epoch with 2 process(es) and resumes with 1" in caplog.text
 
 
+@pytest.mark.slow
 def test_a_sweep_of_ddp_jobs_in_one_process_starts_each_jobs_processes(tmp_path: Path) -> None:
     data = make_dataset(tmp_path / "data", {"train": 6, "valid": 3, "test": 3})
     result = run_cli(

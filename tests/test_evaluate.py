@@ -202,6 +202,7 @@ class _Payload:
         return (os.system, (f"touch {self.marker}",))
 
 
+@pytest.mark.slow
 def test_cli_refuses_a_malicious_checkpoint_without_running_it(tmp_path: Path) -> None:
     marker = tmp_path / "payload-ran"
     evil = tmp_path / "evil.ckpt"
@@ -214,6 +215,7 @@ def test_cli_refuses_a_malicious_checkpoint_without_running_it(tmp_path: Path) -
     assert not marker.exists()
 
 
+@pytest.mark.slow
 def test_cli_requires_a_checkpoint(tmp_path: Path) -> None:
     result = run_cli([], tmp_path, module="deepfake_detection.evaluate")
     assert result.returncode == 2 and "ckpt_path is required" in result.stderr

@@ -40,6 +40,7 @@ def predicted(run_dir: Path, images: Path, out: Path) -> dict[str, float]:
         return {row["path"]: float(row["prob_fake"]) for row in csv.DictReader(handle)}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fmt", ["onnx", "torch_export"])
 @pytest.mark.parametrize("run", ["tiny_run", "tiny_mobilenet_run"])
 def test_exported_model_scores_every_image_as_predict_does(
@@ -73,6 +74,7 @@ def test_exported_model_scores_every_image_as_predict_does(
         assert embedded["threshold"] == spec.threshold and embedded["parity"] == spec.parity
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "freeze", [{"name": "none"}, {"name": "backbone"}, {"name": "last_n", "n": 3}]
 )
@@ -89,6 +91,7 @@ def test_every_freeze_strategy_exports_in_eval_mode(freeze: dict, tmp_path: Path
     assert detector.training is False
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fmt", ["onnx", "torch_export"])
 def test_a_parity_failure_is_an_error_and_leaves_no_model(
     fmt: str, tiny_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -106,6 +109,7 @@ def test_a_parity_failure_is_an_error_and_leaves_no_model(
     assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == []
 
 
+@pytest.mark.slow
 def test_one_parity_image_still_exports_a_dynamic_batch(tiny_run: Path, tmp_path: Path) -> None:
     result = run_export(tiny_run, tmp_path / "export", "format=torch_export", "parity.images=1")
     runner = load_runner(Path(result["model_file"]), "torch_export")
@@ -120,6 +124,7 @@ def test_parity_uses_generated_images_when_the_split_is_gone(tmp_path: Path) -> 
     assert torch.equal(inputs, again)
 
 
+@pytest.mark.slow
 def test_a_changed_model_file_is_refused(tiny_run: Path, tmp_path: Path) -> None:
     result = run_export(tiny_run, tmp_path / "export", "format=torch_export")
     model_file = Path(result["model_file"])
@@ -133,6 +138,7 @@ def test_a_changed_model_file_is_refused(tiny_run: Path, tmp_path: Path) -> None
         ExportSpec.load(model_file)
 
 
+@pytest.mark.slow
 def test_temperature_is_built_into_the_exported_model(tiny_run: Path, tmp_path: Path) -> None:
     result = run_export(
         tiny_run, tmp_path / "export", "format=torch_export", "calibration=temperature"
@@ -142,6 +148,7 @@ def test_temperature_is_built_into_the_exported_model(tiny_run: Path, tmp_path: 
     assert result["max_abs_diff"] <= 1e-6
 
 
+@pytest.mark.slow
 def test_export_command_writes_into_its_run_dir(tiny_run: Path, tmp_path: Path) -> None:
     run = run_cli(
         [f"ckpt_path={tiny_run}", "format=torch_export", "hydra.run.dir=exported"],
@@ -162,6 +169,7 @@ def test_onnx_needs_its_packages_named_in_the_error(monkeypatch: pytest.MonkeyPa
         formats.write_onnx(None, torch.zeros(1), Path("unused.onnx"))  # type: ignore[arg-type]
 
 
+@pytest.mark.slow
 def test_copy_of_an_export_still_loads(tiny_run: Path, tmp_path: Path) -> None:
     result = run_export(tiny_run, tmp_path / "export", "format=onnx")
     moved = tmp_path / "elsewhere"

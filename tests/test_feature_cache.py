@@ -36,6 +36,7 @@ def _stores(cache: Path) -> list[Path]:
     return sorted(p for p in cache.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("freeze", ["freeze=backbone", "freeze=last_n freeze.n=1"])
 def test_a_cached_run_matches_an_uncached_one(tmp_path: Path, data: Path, freeze: str) -> None:
     """K=1 and a fixed transform: same batches, same dropout, so the same metrics and weights."""
@@ -88,6 +89,7 @@ def _attached(tmp_path: Path, data: Path, *overrides: str):
     return datamodule, model, timing
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dtype, tolerance", [("float32", 1e-4), ("float16", 2e-3)])
 def test_validation_from_the_cache_scores_like_the_full_network(
     tmp_path: Path, data: Path, dtype: str, tolerance: float
@@ -112,6 +114,7 @@ def test_validation_from_the_cache_scores_like_the_full_network(
     assert (from_cache - full).abs().max() <= tolerance
 
 
+@pytest.mark.slow
 def test_stores_are_reused_and_keyed_on_their_inputs(tmp_path: Path, data: Path) -> None:
     freeze = ("freeze=backbone", "augment=none")
     _, _, first = _attached(tmp_path, data, *freeze)
@@ -195,6 +198,7 @@ def test_nothing_frozen_trains_from_images(
     assert "leaves no frozen block to cache" in caplog.text
 
 
+@pytest.mark.slow
 def test_resume_and_a_sweep_reuse_the_cache(tmp_path: Path, data: Path) -> None:
     cache = tmp_path / "cache"
     args = [

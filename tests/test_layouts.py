@@ -260,6 +260,7 @@ def flat_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return base / "run"
 
 
+@pytest.mark.slow
 def test_a_flat_root_trains_and_records_its_split(flat_run: Path) -> None:
     root = flat_run.parent / "flat"
     lists = read_split_lists(flat_run / "splits")
@@ -273,6 +274,7 @@ def test_a_flat_root_trains_and_records_its_split(flat_run: Path) -> None:
     assert header.startswith(f"# test split of {root}:") and "seed 42" in header
 
 
+@pytest.mark.slow
 def test_evaluate_scores_the_recorded_split_of_its_own_flat_root(
     flat_run: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -308,6 +310,7 @@ def test_evaluate_scores_the_recorded_split_of_its_own_flat_root(
         extra.unlink()
 
 
+@pytest.mark.slow
 def test_resume_keeps_the_recorded_split(flat_run: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
     shutil.copytree(flat_run, run)
@@ -371,6 +374,7 @@ def test_robustness_reports_every_condition_per_source(tiny_run: Path, tmp_path:
     assert "| source | clean | jpeg 50 |" in table
 
 
+@pytest.mark.slow
 def test_training_with_source_folders_reports_test_metrics_per_source(tmp_path: Path) -> None:
     from deepfake_detection.commands import TRAIN
 

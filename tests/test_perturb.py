@@ -64,6 +64,7 @@ def test_bad_perturbations_are_one_line(name: str, severity, message: str) -> No
     assert str(error.value).startswith(message)
 
 
+@pytest.mark.slow
 def test_evaluate_under_a_perturbation(tiny_run: Path, tmp_path: Path) -> None:
     clean = run_evaluate([f"ckpt_path={tiny_run}"], tmp_path / "clean")
     assert clean["perturb"] == "clean"
@@ -80,6 +81,7 @@ def test_evaluate_under_a_perturbation(tiny_run: Path, tmp_path: Path) -> None:
     }  # the noise is fixed per image, whichever worker loads it
 
 
+@pytest.mark.slow
 def test_cli_refuses_an_unknown_perturbation_in_one_line(tiny_run: Path, tmp_path: Path) -> None:
     result = run_cli(
         [f"ckpt_path={tiny_run}", "perturb=fog"], tmp_path, module="deepfake_detection.evaluate"

@@ -53,6 +53,7 @@ def test_scores_match_the_training_runs_own_test_scores(trained, tmp_path: Path)
     assert summary["fake"] + summary["real"] == 12 and summary["skipped"] == 0
 
 
+@pytest.mark.slow
 def test_onnx_backend_scores_like_torch(trained, tmp_path: Path) -> None:
     run_dir, dataset = trained
     args = [f"ckpt_path={run_dir}", f"input={dataset / 'test'}", "threshold=val"]
@@ -86,7 +87,7 @@ def test_threshold_decides_the_call(trained, tmp_path: Path) -> None:
     assert summary["threshold"] == pytest.approx(stored)
 
 
-@pytest.mark.parametrize("backend", ["torch", "onnx"])
+@pytest.mark.parametrize("backend", ["torch", pytest.param("onnx", marks=pytest.mark.slow)])
 def test_bad_files_are_skipped_and_listed(trained, tmp_path: Path, backend: str) -> None:
     run_dir, _ = trained
     files = make_bad_files(tmp_path / "inbox" / "nested")
@@ -105,7 +106,7 @@ def test_bad_files_are_skipped_and_listed(trained, tmp_path: Path, backend: str)
     assert summary["skipped"] == bad and summary["images"] == len(rows)
 
 
-@pytest.mark.parametrize("backend", ["torch", "onnx"])
+@pytest.mark.parametrize("backend", ["torch", pytest.param("onnx", marks=pytest.mark.slow)])
 def test_error_policy_stops_before_writing(trained, tmp_path: Path, backend: str) -> None:
     run_dir, _ = trained
     files = make_bad_files(tmp_path / "inbox")
@@ -125,6 +126,7 @@ def test_error_policy_stops_before_writing(trained, tmp_path: Path, backend: str
     assert not (out / "predictions.csv").exists()
 
 
+@pytest.mark.slow
 def test_cli_one_line_errors(trained, tmp_path: Path) -> None:
     run_dir, _ = trained
     empty = tmp_path / "empty"

@@ -86,6 +86,7 @@ def test_optuna_search_maximises_the_returned_validation_auroc() -> None:
     assert cfg.hydra.sweeper.storage is None and "optimizer.lr" in cfg.hydra.sweeper.params
 
 
+@pytest.mark.slow
 def test_optuna_search_runs_and_continues_from_its_storage(tmp_path: Path) -> None:
     root = make_dataset(tmp_path / "data", {"train": 4, "valid": 2, "test": 2})
     storage = tmp_path / "optuna.db"

@@ -39,6 +39,7 @@ def final_weights(run_dir: Path) -> dict[str, torch.Tensor]:
     return torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
 
 
+@pytest.mark.slow
 def test_sigterm_mid_epoch_then_resume_matches_an_uninterrupted_run(tmp_path: Path) -> None:
     data = make_dataset(tmp_path / "data", {"train": 48, "valid": 8, "test": 8}, size=64)
     args = [f"data.root={data}", *COMMON]
@@ -111,6 +112,7 @@ def test_resume_refuses_a_checkpoint_that_would_run_code(tmp_path: Path) -> None
     assert not marker.exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("make", "message"),
     [
@@ -127,6 +129,7 @@ def test_resume_of_something_that_is_not_a_run(tmp_path: Path, make, message: st
     assert not list(tmp_path.glob("outputs"))  # no run dir was made for the mistake
 
 
+@pytest.mark.slow
 def test_resume_rejects_config_group_changes(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     (run_dir / ".hydra").mkdir(parents=True)
@@ -136,6 +139,7 @@ def test_resume_rejects_config_group_changes(tmp_path: Path) -> None:
     assert "model=mobilenet_v2: a resumed run keeps the config it started with" in result.stderr
 
 
+@pytest.mark.slow
 def test_a_finished_run_resumes_to_nothing_or_trains_longer(tmp_path: Path) -> None:
     data = make_dataset(tmp_path / "data", {"train": 6, "valid": 4, "test": 4}, size=32)
     run_dir = tmp_path / "run"
@@ -175,6 +179,7 @@ def test_a_finished_run_resumes_to_nothing_or_trains_longer(tmp_path: Path) -> N
     )
 
 
+@pytest.mark.slow
 def test_a_run_early_stopping_ended_stays_ended(tmp_path: Path) -> None:
     data = make_dataset(tmp_path / "data", {"train": 6, "valid": 4, "test": 4}, size=32)
     run_dir = tmp_path / "run"
@@ -243,6 +248,7 @@ def test_resume_overrides_that_cannot_apply(tmp_path: Path, override: str, messa
         resumed_config(OmegaConf.create({"resume": str(run_dir)}), [override])
 
 
+@pytest.mark.slow
 def test_an_empty_resume_starts_a_new_run(tmp_path: Path) -> None:
     data = make_dataset(tmp_path / "data", {"train": 4, "valid": 2, "test": 2}, size=32)
     result = run_cli(
@@ -307,6 +313,7 @@ def signal_at_batch(monkeypatch, signum: int, epoch: int, batch: int) -> None:
     monkeypatch.setattr(BaseDetector, "training_step", training_step)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_a_stop_mid_first_epoch_saves_a_checkpoint_that_resumes_exactly(
     tmp_path: Path, monkeypatch, signum: int
@@ -345,6 +352,7 @@ def test_a_stop_mid_first_epoch_saves_a_checkpoint_that_resumes_exactly(
         assert resumed["history"][epoch] == pytest.approx(row, abs=1e-6), epoch
 
 
+@pytest.mark.slow
 def test_the_worker_count_does_not_change_the_result(tmp_path: Path) -> None:
     # Each image's augmentation has its own seed, whichever process decodes it.
     data = make_dataset(tmp_path / "data", {"train": 8, "valid": 4, "test": 4}, size=32)
@@ -366,6 +374,7 @@ def test_a_second_signal_stops_at_once(tmp_path: Path) -> None:
         raise KeyboardInterrupt
 
 
+@pytest.mark.slow
 def test_a_run_saved_before_the_display_keys_existed_resumes(tiny_run: Path, tmp_path: Path):
     from conftest import compose_train
     from deepfake_detection.commands import TRAIN

@@ -87,6 +87,7 @@ def test_bad_grids_are_one_line(tiny_run: Path, tmp_path: Path, grid: list, mess
     assert str(error.value).startswith(message)
 
 
+@pytest.mark.slow
 def test_the_command_runs_as_documented(tiny_run: Path, tmp_path: Path) -> None:
     result = run_cli(
         [f"ckpt_path={tiny_run}", *EMPTY[:1], *EMPTY[2:], "grid.blur=[1]", "threshold=0.5"],

@@ -94,6 +94,7 @@ def test_predict_scores_as_deepfake_predict_does(client, expected, tiny_run: Pat
     assert client.get("/info").json()["threshold"] == pytest.approx(metrics["val/threshold"])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("source", ["run", "model.onnx", "model.pt2"])
 def test_onnx_and_exported_backends_score_the_same(
     source: str, tiny_run: Path, expected, tmp_path: Path
@@ -377,6 +378,7 @@ def test_settings_come_from_the_config(tmp_path: Path, tiny_run: Path) -> None:
     assert settings_of(default).api_key is None  # unless DEEPFAKE_API_KEY is set
 
 
+@pytest.mark.slow
 def test_a_bad_checkpoint_stops_start_up_with_one_line(tmp_path: Path) -> None:
     bad = tmp_path / "bad.ckpt"
     bad.write_bytes(b"not a checkpoint")

@@ -17,6 +17,8 @@ from deepfake_detection.models.architectures.custom_cnn import CustomCNN
 
 train = TRAIN.run  # the command: its config checked, then run
 
+pytestmark = pytest.mark.slow
+
 FAST = ["data.image_size=32", "data.batch_size=4"]
 TEST_KEYS = {f"test/{m}" for m in ("loss", "acc", "precision", "recall", "f1", "auroc")}
 
