@@ -14,7 +14,7 @@ from omegaconf import OmegaConf
 
 from deepfake_detection.comparison import RunsNotFoundError, compare_runs, find_runs
 from deepfake_detection.comparison.hydra_callback import CompareOnMultirunEnd
-from deepfake_detection.comparison.report import HEADERS
+from deepfake_detection.comparison.table import HEADERS
 
 TARGETS = {
     "custom_cnn": "deepfake_detection.models.CustomCNNDetector",

@@ -116,6 +116,22 @@ def test_no_command_package_imports_another() -> None:
     assert across == []
 
 
+#: File names every package may have, for the same job in each: its settings (the config
+#: keys it reads), its figures.
+SHARED_ROLES = {"__init__", "__main__", "settings", "plots"}
+
+
+def test_one_name_one_job() -> None:
+    """No two modules share a file name (but for the roles above): a newcomer finds a concern
+    from its folder and file name alone, and no `pipeline.py` hides what it does."""
+    by_name: dict[str, list[str]] = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        by_name.setdefault(path.stem, []).append(str(path.relative_to(PACKAGE)))
+    shared = {n: p for n, p in by_name.items() if len(p) > 1 and n not in SHARED_ROLES}
+    assert shared == {}
+    assert "pipeline" not in by_name
+
+
 def test_the_check_sees_an_upward_import(tmp_path: Path) -> None:
     """The checker finds function-level and relative imports, the kinds easy to miss."""
     module = tmp_path / "deepfake_detection" / "models" / "bad.py"

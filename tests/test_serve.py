@@ -21,7 +21,7 @@ from deepfake_detection.detector.trained import load_detector
 from deepfake_detection.exporting.export import export
 from deepfake_detection.serving.app import ServiceSettings, _Gate, create_app
 from deepfake_detection.serving.batching import BatchScorer
-from deepfake_detection.serving.errors import ServiceError
+from deepfake_detection.serving.http_errors import ServiceError
 from deepfake_detection.serving.server import settings_of
 
 predict = PREDICT.run  # the command: its config checked, then run

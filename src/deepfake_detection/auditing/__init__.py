@@ -10,12 +10,12 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from deepfake_detection.auditing.audit_report import AuditReport
     from deepfake_detection.auditing.dataset_audit import audit, run_audit, write_reports
-    from deepfake_detection.auditing.report import AuditReport
     from deepfake_detection.auditing.settings import AuditSettings
 
 _EXPORTS = {
-    "AuditReport": "report",
+    "AuditReport": "audit_report",
     "AuditSettings": "settings",
     "audit": "dataset_audit",
     "run_audit": "dataset_audit",

@@ -8,11 +8,11 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
+from deepfake_detection.auditing.audit_report import AuditReport
 from deepfake_detection.auditing.duplicates import exact_groups, near_pairs
 from deepfake_detection.auditing.fingerprint import fingerprint_all
 from deepfake_detection.auditing.inventory import take_inventory
 from deepfake_detection.auditing.markdown import render
-from deepfake_detection.auditing.report import AuditReport
 from deepfake_detection.auditing.settings import LEAKAGE_EXIT, AuditSettings, dataset_root
 from deepfake_detection.auditing.stats import class_counts, histograms, imbalance
 from deepfake_detection.data.datamodule import auto_num_workers

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
+from deepfake_detection.auditing.audit_report import AuditReport
 from deepfake_detection.auditing.duplicates import ExactGroup, NearPair
 from deepfake_detection.auditing.inventory import LABELS, ImageFile
-from deepfake_detection.auditing.report import AuditReport
 from deepfake_detection.auditing.stats import IMBALANCE_THRESHOLD
 
 #: Rows shown per list; the rest are counted and left to audit.json.

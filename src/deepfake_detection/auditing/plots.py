@@ -14,8 +14,8 @@ import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
+from deepfake_detection.auditing.audit_report import AuditReport  # noqa: E402
 from deepfake_detection.auditing.inventory import LABELS  # noqa: E402
-from deepfake_detection.auditing.report import AuditReport  # noqa: E402
 from deepfake_detection.files import atomic_write_bytes  # noqa: E402
 
 CLASS_COUNTS_FILE = "class_counts.png"

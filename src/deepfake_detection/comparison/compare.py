@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from deepfake_detection.comparison.report import best_run, report_text, write_tables
 from deepfake_detection.comparison.runs import Run, RunsNotFoundError, find_runs
+from deepfake_detection.comparison.table import best_run, report_text, write_tables
 from deepfake_detection.errors import one_line
 
 #: Where a comparison of several paths goes, relative to the working directory.

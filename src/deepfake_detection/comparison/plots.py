@@ -20,13 +20,13 @@ import torch  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from torchmetrics.classification import BinaryROC  # noqa: E402
 
-from deepfake_detection.comparison.report import (  # noqa: E402
+from deepfake_detection.comparison.runs import Run, read_predictions  # noqa: E402
+from deepfake_detection.comparison.table import (  # noqa: E402
     BEST_MARKER,
     SELECTION_METRIC,
     format_value,
     setup_label,
 )
-from deepfake_detection.comparison.runs import Run, read_predictions  # noqa: E402
 from deepfake_detection.files import atomic_write_bytes  # noqa: E402
 
 log = logging.getLogger(__name__)

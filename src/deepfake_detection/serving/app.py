@@ -24,8 +24,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 import deepfake_detection
 from deepfake_detection.detector.trained import TrainedDetector
 from deepfake_detection.serving.batching import BatchScorer
-from deepfake_detection.serving.errors import ServiceError
 from deepfake_detection.serving.explain import grad_cam, overlay_png
+from deepfake_detection.serving.http_errors import ServiceError
 from deepfake_detection.serving.uploads import FILES_FIELD, BodyLimit, read_uploads
 
 log = logging.getLogger(__name__)

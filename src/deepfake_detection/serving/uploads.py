@@ -15,7 +15,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from deepfake_detection.data.images import BadImageError
 from deepfake_detection.data.preprocess import Preprocessing
-from deepfake_detection.serving.errors import BodyTooLarge, ServiceError
+from deepfake_detection.serving.http_errors import BodyTooLarge, ServiceError
 
 #: The multipart field that carries the images.
 FILES_FIELD = "files"
