@@ -32,7 +32,7 @@ from deepfake_detection.rules import (
     setting,
 )
 
-#: Storage types of `data.feature_cache_dtype` (`deepfake_detection.data.feature_cache`).
+#: Storage types of `data.feature_cache_dtype` (`deepfake_detection.data.feature_store`).
 FEATURE_CACHE_DTYPES = ("float32", "float16")
 
 #: Split names a command may ask for (`data.split`, `parity.split`), any case: each split and

@@ -1,1 +1,2 @@
-"""Running a training job: the pipeline, its callbacks and the artifacts it writes."""
+"""The `train` command: fitting (fit.py), its callbacks, stopping and resuming, the
+frozen-feature fit, testing the best checkpoint, and the artifacts a run writes."""
