@@ -49,6 +49,7 @@ def test_calibrated_calls_at_the_moved_threshold_are_the_same() -> None:
         assert bool((ranked[1:] >= ranked[:-1]).all())
 
 
+@pytest.mark.slow  # several scoring passes: over a second
 def test_evaluate_with_temperature_scaling(tiny_run: Path, tmp_path: Path) -> None:
     def metrics(*overrides: str) -> dict:
         out = tmp_path / str(len(list(tmp_path.iterdir())))

@@ -103,6 +103,7 @@ def test_evaluate_on_another_dataset_and_image_size(trained: Path, tmp_path: Pat
     assert metrics["data/root"] == str(other)
 
 
+@pytest.mark.slow  # several scoring passes: over a second
 def test_evaluate_on_the_validation_split(trained: Path, tmp_path: Path) -> None:
     metrics = run_evaluate([f"ckpt_path={trained}", "data.split=valid"], tmp_path / "eval")
     assert metrics["data/split"] == "val" and "val/auroc" in metrics
@@ -119,6 +120,7 @@ def test_threshold_val_uses_the_stored_validation_threshold(trained: Path, tmp_p
         assert trained_metrics[f"test/{name}@val"] == pytest.approx(metrics[f"test/{name}"]), name
 
 
+@pytest.mark.slow  # several scoring passes: over a second
 def test_threshold_val_is_chosen_on_validation_not_on_test(trained: Path, tmp_path: Path) -> None:
     # Shift the logit by +4: every score lands above 0.9, so at 0.5 everything is Fake, while
     # Youden's J on the validation split puts the threshold far above 0.5.
@@ -174,6 +176,7 @@ def test_evaluate_builds_nothing_a_checkpoint_config_names(trained: Path, tmp_pa
         assert not marker.exists()
 
 
+@pytest.mark.slow  # several scoring passes: over a second
 def test_evaluating_the_train_split_is_deterministic(trained: Path, tmp_path: Path) -> None:
     # Scoring never augments, so the train split gives the same numbers twice.
     first = run_evaluate([f"ckpt_path={trained}", "data.split=train"], tmp_path / "a")
