@@ -8,6 +8,7 @@ parts together in both directions, and a newcomer can no longer tell where a con
 from __future__ import annotations
 
 import ast
+from collections.abc import Iterator
 from pathlib import Path
 
 import deepfake_detection
@@ -88,31 +89,33 @@ def test_every_part_has_a_floor() -> None:
     assert parts - FLOORS.keys() == set(), "give each new module or package a floor here"
 
 
-def test_no_import_reaches_up() -> None:
-    upward = []
+def _package_imports() -> Iterator[tuple[Path, str, int, str, str]]:
+    """(file, its part, line, imported part, imported module) for every import of one of the
+    package's own modules."""
     for path in sorted(PACKAGE.rglob("*.py")):
         relative = path.relative_to(PACKAGE)
         own = relative.parts[0].removesuffix(".py")
         if own not in FLOORS:
-            continue  # __init__.py of the package itself
+            continue  # __init__.py and __main__.py of the package itself
         for line, module in _imports(path):
-            target = _part(module)
-            if FLOORS[target] > FLOORS[own]:
-                upward.append(f"{relative}:{line} ({own}, floor {FLOORS[own]}) imports {module}")
+            yield relative, own, line, _part(module), module
+
+
+def test_no_import_reaches_up() -> None:
+    upward = [
+        f"{relative}:{line} ({own}, floor {FLOORS[own]}) imports {module}"
+        for relative, own, line, target, module in _package_imports()
+        if FLOORS[target] > FLOORS[own]
+    ]
     assert upward == []
 
 
 def test_no_command_package_imports_another() -> None:
-    across = []
-    for path in sorted(PACKAGE.rglob("*.py")):
-        relative = path.relative_to(PACKAGE)
-        own = relative.parts[0].removesuffix(".py")
-        if own not in COMMAND_PACKAGES:
-            continue
-        for line, module in _imports(path):
-            target = _part(module)
-            if target in COMMAND_PACKAGES and target != own:
-                across.append(f"{relative}:{line} ({own}) imports {module}")
+    across = [
+        f"{relative}:{line} ({own}) imports {module}"
+        for relative, own, line, target, module in _package_imports()
+        if own in COMMAND_PACKAGES and target in COMMAND_PACKAGES and target != own
+    ]
     assert across == []
 
 

@@ -54,20 +54,20 @@ class ScoringPass(L.LightningModule):
         self.outputs: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
         self.results: dict[str, float] = {}
 
-    def probabilities(self, images: torch.Tensor) -> torch.Tensor:
-        logits = self.detector(images).float() / self.temperature
-        return torch.sigmoid(logits)  # in float32: fp16 would tie confident scores
+    def logits(self, images: torch.Tensor) -> torch.Tensor:
+        return self.detector(images) / self.temperature
 
     def test_step(self, batch, batch_idx: int) -> None:
         images, targets, indices = batch[0], batch[1], batch[2]
-        logits = self.detector(images) / self.temperature
+        logits = self.logits(images)
         loss = F.binary_cross_entropy_with_logits(logits, targets)
+        # P(Fake) in float32: fp16 would tie confident scores.
         self.store.update(torch.sigmoid(logits.detach().float()), targets, indices)
         self.loss.update(loss.detach(), weight=targets.numel())
 
     def predict_step(self, batch, batch_idx: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(P(Fake), dataset index) per image; labels, if any, are not looked at."""
-        return self.probabilities(batch[0]), batch[2]
+        return torch.sigmoid(self.detector(batch[0]).float() / self.temperature), batch[2]
 
     def on_test_epoch_end(self) -> None:
         probs, targets, indices = self.store.compute()
