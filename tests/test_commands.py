@@ -4,21 +4,23 @@ from __future__ import annotations
 
 import importlib
 import sys
-import tomllib
-from pathlib import Path
+from importlib.metadata import entry_points
 
 import pytest
 
 from deepfake_detection.commands import COMMANDS, table
-
-PYPROJECT = Path(__file__).resolve().parents[1] / "pyproject.toml"
 
 #: Config groups of training that a scoring command must not offer in its help.
 TRAINING_GROUPS = ("optimizer", "scheduler", "early_stopping", "augment", "freeze")
 
 
 def test_every_console_script_points_at_the_table() -> None:
-    scripts = tomllib.loads(PYPROJECT.read_text())["project"]["scripts"]
+    """As installed (pyproject.toml's `[project.scripts]`)."""
+    scripts = {
+        script.name: script.value
+        for script in entry_points(group="console_scripts")
+        if script.name.startswith("deepfake-")
+    }
     expected = {
         command.script: f"deepfake_detection.commands:{name.upper()}.cli"
         for name, command in COMMANDS.items()
