@@ -19,6 +19,7 @@ from __future__ import annotations
 import importlib.abc
 import importlib.machinery
 import importlib.util
+import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -28,7 +29,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from deepfake_detection.auditing.settings import AUDIT_RULES
-from deepfake_detection.cli import check_groups_or_fail, fail, run_task
+from deepfake_detection.cli import check_groups_or_fail, command_line_overrides, fail, run_task
 from deepfake_detection.config import config_dir, register_resolvers
 from deepfake_detection.console import setup_console
 from deepfake_detection.errors import UserInputError
@@ -84,7 +85,7 @@ class Command:
         if self.config is None:
             sys.exit(self.task(argv))
         if any(flag in argv for flag in HELP_FLAGS):
-            print(self.help_text())
+            _print_help(self.help_text(command_line_overrides(argv)))
             return
         check_groups_or_fail(argv)
         if self.prepare is not None:
@@ -110,9 +111,10 @@ class Command:
             version_base="1.3", config_path=str(config_dir()), config_name=self.config
         )(task)
 
-    def help_text(self) -> str:
-        """What the command does, an example, its config groups and its keys."""
-        groups, keys = _groups_and_keys(self.config or "")
+    def help_text(self, overrides: Sequence[str] = ()) -> str:
+        """What the command does, an example, its config groups and its keys (as `overrides`
+        set them: `deepfake-train model=mobilenet_v2 --help` shows MobileNetV2's keys)."""
+        groups, keys = _groups_and_keys(self.config or "", overrides)
         lines = [f"{self.script}: {self.summary}", "", "Example:", f"  {self.example}", ""]
         if groups:
             lines.append("Config groups (group=option; the chosen one first):")
@@ -126,13 +128,28 @@ class Command:
         return "\n".join(lines)
 
 
-def _groups_and_keys(config: str) -> tuple[dict[str, list[str]], str]:
-    """The config's groups ({group: [chosen, other options]}) and its keys as YAML."""
+def _print_help(text: str) -> None:
+    try:
+        print(text, flush=True)
+    except BrokenPipeError:  # `--help | head`: the reader has all it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
+def _groups_and_keys(
+    config: str, overrides: Sequence[str] = ()
+) -> tuple[dict[str, list[str]], str]:
+    """The config's groups ({group: [chosen, other options]}) and its keys as YAML, with the
+    overrides given (or, when they do not compose, without them)."""
     from hydra import compose, initialize_config_dir
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
 
     register_resolvers()
     with initialize_config_dir(version_base="1.3", config_dir=str(config_dir())):
-        cfg = compose(config, return_hydra_config=True)
+        try:
+            cfg = compose(config, overrides=list(overrides), return_hydra_config=True)
+        except (HydraException, OmegaConfBaseException):
+            cfg = compose(config, return_hydra_config=True)
     groups: dict[str, list[str]] = {}
     for group, chosen in reversed(cfg.hydra.runtime.choices.items()):
         if group.startswith("hydra"):
