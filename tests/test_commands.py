@@ -72,3 +72,11 @@ def test_help_runs_without_hydra_starting(
 def test_the_table_lists_every_command() -> None:
     text = table()
     assert all(f"`{command.script}`" in text for command in COMMANDS.values())
+
+
+def test_help_follows_the_overrides_given() -> None:
+    train = COMMANDS["train"]
+    assert "weights_path" not in train.help_text()
+    chosen = train.help_text(["model=mobilenet_v2"])
+    assert "weights_path" in chosen and "  model: mobilenet_v2, custom_cnn" in chosen
+    assert train.help_text(["model=no_such_model"]) == train.help_text()
