@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import subprocess
 import sys
 from importlib.metadata import entry_points
 
@@ -80,3 +81,21 @@ def test_help_follows_the_overrides_given() -> None:
     chosen = train.help_text(["model=mobilenet_v2"])
     assert "weights_path" in chosen and "  model: mobilenet_v2, custom_cnn" in chosen
     assert train.help_text(["model=no_such_model"]) == train.help_text()
+
+
+@pytest.mark.slow  # a subprocess: torch is imported in this one already
+def test_the_table_and_the_scoring_commands_rules_load_without_torch() -> None:
+    """A mistyped key of evaluate, predict, ... is answered before torch loads."""
+    code = (
+        "import sys\n"
+        "from omegaconf import OmegaConf\n"
+        "from deepfake_detection.commands import COMMANDS\n"
+        "for command in COMMANDS.values():\n"
+        "    if command.name != 'train' and command.rules is not None:\n"
+        "        rules = command.rules\n"
+        "        assert rules(OmegaConf.create()) if callable(rules) else rules\n"
+        "print(sorted(m for m in ('torch', 'lightning') if m in sys.modules))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"

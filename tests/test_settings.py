@@ -146,3 +146,50 @@ def test_the_model_rules_are_those_of_the_selected_architecture(detector: type) 
         {"model": {"_target_": f"deepfake_detection.models.{detector.__name__}"}}
     )
     assert model_rules(cfg) == rules_of(detector.settings, "model")
+
+
+@pytest.mark.parametrize(
+    ("command", "overrides", "first", "also"),
+    [
+        ("evaluate", ["data.split=nope", "threshold=2"], "data.split=nope", "threshold"),
+        ("robustness", ["calibration=platt", "data.split=nope"], "data.split=nope", "calibration"),
+        ("predict", ["threshold=2", "backend=tflite"], "backend=tflite", "threshold"),
+        ("export", ["calibration=platt", "format=tflite"], "format=tflite", "calibration"),
+        ("serve", ["threshold=2", "backend=tflite"], "backend=tflite", "threshold"),
+        ("audit", ["data.split_fractions=[1]", "seed=-1"], "seed=-1", "data.split_fractions"),
+        (
+            "train",
+            ["trainer.accelerator=abacus", "trainer.max_epochs=0"],
+            "trainer.max_epochs=0",
+            "trainer.min_epochs, trainer.accelerator",
+        ),
+        (
+            "train",
+            ["augment.blur_sigma=[2,1]", "augment.noise_p=2"],
+            "augment.noise_p=2",
+            "augment.blur_sigma",
+        ),
+    ],
+)
+def test_several_mistakes_are_named_in_the_tables_order(
+    command: str, overrides: list[str], first: str, also: str, tmp_path: Path
+) -> None:
+    """A command's table order decides which mistake is named first; it is the same as
+    when one table held every command's rules."""
+    from deepfake_detection.commands import COMMANDS
+    from deepfake_detection.errors import ConfigError
+    from deepfake_detection.rules import validate
+
+    given = {
+        "train": [],
+        "audit": [f"data.root={tmp_path}"],
+        "predict": [f"ckpt_path={tmp_path}", f"input={tmp_path}"],
+    }.get(command, [f"ckpt_path={tmp_path}"])
+    register_resolvers()
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        cfg = compose(command, overrides=[f"paths.output_dir={tmp_path}", *given, *overrides])
+    rules = COMMANDS[command].rules
+    with pytest.raises(ConfigError) as error:
+        validate(cfg, rules(cfg) if callable(rules) else rules)
+    message = str(error.value)
+    assert message.startswith(first) and message.endswith(f"(also invalid: {also})"), message

@@ -11,7 +11,9 @@ keys are checked against and the task it runs. From each row come:
 
 A command runs as: check `group=option` overrides (one line, before Hydra starts), compose
 the config, check every key once against the command's rules, then run the task. Tasks are
-imported only then: torch and Lightning take seconds to import, a mistyped key should not.
+imported only then: torch and Lightning take seconds to import, and a mistyped key should
+not wait for them (training's rules are the exception: its `model.*` keys are checked against
+the chosen architecture's module).
 """
 
 from __future__ import annotations
@@ -38,7 +40,6 @@ from deepfake_detection.exporting.settings import EXPORT_RULES
 from deepfake_detection.prediction.settings import PREDICT_RULES
 from deepfake_detection.rules import Rule, validate
 from deepfake_detection.serving.settings import SERVE_RULES
-from deepfake_detection.training.settings import train_rules
 
 HELP_FLAGS = ("-h", "--help")
 
@@ -214,6 +215,15 @@ def _compare(argv: Sequence[str]) -> int:
     return main(argv)
 
 
+def _train_rules(cfg: DictConfig) -> Mapping[str, Rule]:
+    # Imported when a training run starts: the `model.*` rules come from the architecture
+    # modules (torch); the other commands' rules are torch-free, so their mistakes are
+    # answered in a second.
+    from deepfake_detection.training.settings import train_rules
+
+    return train_rules(cfg)
+
+
 def _resume_command_line(argv: list[str]) -> list[str]:
     from deepfake_detection.training.resume import resume_command_line
 
@@ -228,7 +238,7 @@ TRAIN = Command(
     example="python -m train model=mobilenet_v2 freeze=last_n freeze.n=3 data.root=<dataset>",
     task=_train,
     config="train",
-    rules=train_rules,
+    rules=_train_rules,
     prepare=_resume_command_line,
 )
 EVALUATE = Command(

@@ -366,6 +366,12 @@ def rules_of(
     }
 
 
+def ordered(rules: Mapping[str, Rule], *first: str) -> dict[str, Rule]:
+    """`rules` with the keys `first` moved to the front, in that order, the rest after them
+    as they were: a command's table order is the order its config's problems are named in."""
+    return {**{key: rules[key] for key in first}, **rules}
+
+
 # --- running the checks -----------------------------------------------------------------------
 
 

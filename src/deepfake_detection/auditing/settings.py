@@ -23,6 +23,7 @@ from deepfake_detection.rules import (
     existing_dir,
     integer,
     one_of,
+    ordered,
     random_seed,
     rules_of,
     setting,
@@ -66,11 +67,19 @@ class AuditOptions:
 
 
 #: Keys of `deepfake-audit`, which checks a dataset folder and so needs one.
-AUDIT_RULES: dict[str, Rule] = {
-    **rules_of(AuditDataSettings, "data"),
-    **rules_of(AuditRootSettings),
-    **rules_of(AuditOptions, "audit"),
-}
+AUDIT_RULES: dict[str, Rule] = ordered(
+    {
+        **rules_of(AuditDataSettings, "data"),
+        **rules_of(AuditRootSettings),
+        **rules_of(AuditOptions, "audit"),
+    },
+    "data.root",
+    "data.max_image_pixels",
+    "seed",
+    "data.split_fractions",
+    "data.class_aliases",
+    "audit.fail_on_leakage",
+)
 
 
 def validate_audit_config(cfg: DictConfig) -> None:

@@ -22,7 +22,16 @@ import torch
 from torchvision.transforms import v2
 
 from deepfake_detection.errors import ConfigError
-from deepfake_detection.rules import Rule, boolean, number, number_range, rules_of, setting, text
+from deepfake_detection.rules import (
+    Rule,
+    boolean,
+    number,
+    number_range,
+    ordered,
+    rules_of,
+    setting,
+    text,
+)
 
 #: The random steps of the `augment` group; each has an `augment.<step>_p` probability.
 AUGMENT_STEPS = ("flip", "blur", "jpeg", "jitter", "downscale", "noise")
@@ -77,7 +86,12 @@ class AugmentSettings:
 
 
 #: Keys of the `augment` group, as a training run's config checks them.
-AUGMENT_RULES: dict[str, Rule] = rules_of(AugmentSettings, "augment")
+AUGMENT_RULES: dict[str, Rule] = ordered(
+    rules_of(AugmentSettings, "augment"),
+    "augment.name",
+    "augment.crop",
+    *(f"augment.{step}_p" for step in AUGMENT_STEPS),
+)
 
 
 class _UniformDraw(v2.Transform):

@@ -45,6 +45,9 @@ class ScoringPass(L.LightningModule):
         log_metrics: bool = True,
     ) -> None:
         super().__init__()
+        # The detector's hyperparameters are what the logger records for the pass
+        # (tensorboard/hparams.yaml), as when the detector itself ran the test loop.
+        self.save_hyperparameters(dict(detector.hparams_initial), logger=True)
         self.detector = detector
         self.split, self.threshold, self.temperature = split, threshold, temperature
         self.log_metrics = log_metrics
@@ -66,7 +69,8 @@ class ScoringPass(L.LightningModule):
         self.loss.update(loss.detach(), weight=targets.numel())
 
     def predict_step(self, batch, batch_idx: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """(P(Fake), dataset index) per image; labels, if any, are not looked at."""
+        """(P(Fake), dataset index) per image; labels, if any, are not looked at. The logit
+        goes to float32 before the temperature, as `predict` always scored."""
         return torch.sigmoid(self.detector(batch[0]).float() / self.temperature), batch[2]
 
     def on_test_epoch_end(self) -> None:

@@ -17,7 +17,16 @@ from deepfake_detection.detector.settings import (
     THRESHOLD,
     DetectorSettings,
 )
-from deepfake_detection.rules import Rule, number, one_of, rules_of, setting, validate, value_at
+from deepfake_detection.rules import (
+    Rule,
+    number,
+    one_of,
+    ordered,
+    rules_of,
+    setting,
+    validate,
+    value_at,
+)
 
 
 def _severity_fits(value: Any, cfg: DictConfig) -> str | None:
@@ -72,20 +81,37 @@ _DATASET_RULES: dict[str, Rule] = {
     **rules_of(ScoringDataSettings, "data"),
 }
 
+#: Which split of which dataset, how it is laid out: named first, before how to decide.
+_DATASET_FIRST = (
+    "data.split",
+    "data.root",
+    "data.split_fractions",
+    "data.split_lists",
+    "data.class_aliases",
+    "data.source_depth",
+)
+
 #: Keys of `deepfake-evaluate`.
-EVALUATE_RULES: dict[str, Rule] = {
-    **DETECTOR_RULES,
-    **_DATASET_RULES,
-    **rules_of(PerturbSettings, "perturb"),
-    **DEVICE_RULES,
-}
+EVALUATE_RULES: dict[str, Rule] = ordered(
+    {
+        **DETECTOR_RULES,
+        **_DATASET_RULES,
+        **rules_of(PerturbSettings, "perturb"),
+        **DEVICE_RULES,
+    },
+    "ckpt_path",
+    *_DATASET_FIRST,
+    "perturb.name",
+    "perturb.severity",
+)
 
 #: Keys of `deepfake-robustness`.
-ROBUSTNESS_RULES: dict[str, Rule] = {
-    **rules_of(RobustnessSettings),
-    **_DATASET_RULES,
-    **DEVICE_RULES,
-}
+ROBUSTNESS_RULES: dict[str, Rule] = ordered(
+    {**rules_of(RobustnessSettings), **_DATASET_RULES, **DEVICE_RULES},
+    "ckpt_path",
+    *_DATASET_FIRST,
+    "grid",
+)
 
 
 def validate_evaluate_config(cfg: DictConfig) -> None:

@@ -9,7 +9,7 @@ from omegaconf import DictConfig
 
 from deepfake_detection.data.settings import IMAGE_READING_KEYS, SPLIT, ScoringDataSettings
 from deepfake_detection.detector.settings import THRESHOLD, CPUDeviceSettings, DetectorSettings
-from deepfake_detection.rules import Rule, integer, one_of, rules_of, setting, validate
+from deepfake_detection.rules import Rule, integer, one_of, ordered, rules_of, setting, validate
 
 #: `deepfake-export` formats.
 EXPORT_FORMATS = ("onnx", "torch_export")
@@ -32,12 +32,16 @@ class ParitySettings:
 
 
 #: Keys of `deepfake-export`.
-EXPORT_RULES: dict[str, Rule] = {
-    **rules_of(ExportSettings),
-    **rules_of(ParitySettings, "parity"),
-    **rules_of(ScoringDataSettings, "data", only=IMAGE_READING_KEYS),
-    **rules_of(CPUDeviceSettings, "trainer"),
-}
+EXPORT_RULES: dict[str, Rule] = ordered(
+    {
+        **rules_of(ExportSettings),
+        **rules_of(ParitySettings, "parity"),
+        **rules_of(ScoringDataSettings, "data", only=IMAGE_READING_KEYS),
+        **rules_of(CPUDeviceSettings, "trainer"),
+    },
+    "ckpt_path",
+    "format",
+)
 
 
 def validate_export_config(cfg: DictConfig) -> None:

@@ -9,7 +9,15 @@ from omegaconf import DictConfig
 
 from deepfake_detection.data.settings import PREDICTION_KEYS, ScoringDataSettings
 from deepfake_detection.detector.settings import DEVICE_RULES, DetectorSettings
-from deepfake_detection.rules import Rule, existing_path, one_of, rules_of, setting, validate
+from deepfake_detection.rules import (
+    Rule,
+    existing_path,
+    one_of,
+    ordered,
+    rules_of,
+    setting,
+    validate,
+)
 
 #: How `deepfake-predict` scores: PyTorch, or an ONNX export run by ONNX Runtime.
 PREDICT_BACKENDS = ("torch", "onnx")
@@ -24,11 +32,16 @@ class PredictSettings(DetectorSettings):
 
 
 #: Keys of `deepfake-predict`.
-PREDICT_RULES: dict[str, Rule] = {
-    **rules_of(PredictSettings),
-    **rules_of(ScoringDataSettings, "data", only=PREDICTION_KEYS),
-    **DEVICE_RULES,
-}
+PREDICT_RULES: dict[str, Rule] = ordered(
+    {
+        **rules_of(PredictSettings),
+        **rules_of(ScoringDataSettings, "data", only=PREDICTION_KEYS),
+        **DEVICE_RULES,
+    },
+    "ckpt_path",
+    "input",
+    "backend",
+)
 
 
 def validate_predict_config(cfg: DictConfig) -> None:

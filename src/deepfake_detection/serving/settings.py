@@ -15,6 +15,7 @@ from deepfake_detection.rules import (
     integer,
     number,
     one_of,
+    ordered,
     rules_of,
     setting,
     text,
@@ -58,12 +59,16 @@ class LimitSettings:
 
 
 #: Keys of `deepfake-serve`.
-SERVE_RULES: dict[str, Rule] = {
-    **rules_of(ServeSettings),
-    **rules_of(LimitSettings, "limits"),
-    **rules_of(ScoringDataSettings, "data", only=IMAGE_READING_KEYS),
-    **rules_of(CPUDeviceSettings, "trainer"),
-}
+SERVE_RULES: dict[str, Rule] = ordered(
+    {
+        **rules_of(ServeSettings),
+        **rules_of(LimitSettings, "limits"),
+        **rules_of(ScoringDataSettings, "data", only=IMAGE_READING_KEYS),
+        **rules_of(CPUDeviceSettings, "trainer"),
+    },
+    "ckpt_path",
+    "backend",
+)
 
 
 def validate_serve_config(cfg: DictConfig) -> None:

@@ -97,6 +97,9 @@ def test_best_checkpoint(run: FittedRun) -> dict[str, Any]:
     started = time.perf_counter()
     with run.notice.guard():
         if best_path is not None:
+            # The first process writes checkpoints (in the background): the others wait for
+            # it to have finished before reading the best one.
+            trainer.strategy.barrier("best checkpoint on disk")
             model.load_state_dict(safe_torch_load(best_path)["state_dict"])
         threshold = 0.5
         test = score_split(trainer, model, datamodule, "test", threshold=threshold)
