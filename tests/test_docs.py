@@ -3,8 +3,9 @@
 Every fenced code block of README.md and docs/**/*.md is searched for command lines of the
 project (`python -m train`, `make train ARGS="..."`, `deepfake-<name>`, `python -m
 deepfake_detection.<name>`). Each is composed with the Hydra config of its command, with
-its overrides, so a renamed key, group or option fails here naming the file and line.
-Values are not checked (placeholders such as `<run>` or `path/to/x` stand for paths).
+its overrides, so a renamed key, group or option fails here naming the file and line. The
+values shown are then checked against the command's rules, as the command would check them;
+only a path's existence is not (placeholders such as `<run>` or `path/to/x` stand for paths).
 """
 
 from __future__ import annotations
@@ -18,8 +19,10 @@ import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
+from deepfake_detection.commands import COMMANDS as TABLE
 from deepfake_detection.comparison.compare import parse_args as compare_args
 from deepfake_detection.config import check_group_choices, config_dir, register_resolvers
+from deepfake_detection.rules import config_problems
 
 ROOT = Path(__file__).resolve().parents[1]
 README_MAX_LINES = 300
@@ -178,8 +181,26 @@ def compositions(overrides: list[str], multirun: bool) -> list[list[str]]:
     return runs
 
 
+#: What a rule says of a path that does not exist here: placeholders in the docs.
+PATH_PROBLEMS = ("no such", "not a directory", "not a file", "not a training run")
+
+
+def check_values(command: str, cfg, overrides: list[str]) -> None:
+    """The values `overrides` set must pass the command's rules (but for paths that do not
+    exist here); the keys the doc line leaves alone are the config's defaults."""
+    given = {o.split("=", 1)[0].lstrip("+~") for o in overrides if "=" in o}
+    rules = TABLE[command].rules
+    problems = [
+        problem.message
+        for problem in config_problems(cfg, rules(cfg) if callable(rules) else rules)
+        if problem.key in given and not any(text in problem.message for text in PATH_PROBLEMS)
+    ]
+    assert problems == [], problems
+
+
 def check(doc: DocCommand) -> None:
-    """Compose `doc` as its command would; raises on an unknown key, group or option."""
+    """Compose `doc` as its command would; raises on an unknown key, group or option, or a
+    value its rules refuse."""
     config = COMMANDS[doc.command]
     if config is None:  # compare: argparse, no Hydra config
         try:
@@ -191,7 +212,8 @@ def check(doc: DocCommand) -> None:
     for overrides in compositions(overrides_of(doc.args), doc.multirun):
         check_group_choices(overrides)
         with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
-            compose(config, overrides=overrides)
+            cfg = compose(config, overrides=[*overrides, "paths.output_dir=."])
+        check_values(doc.command, cfg, overrides)
 
 
 DOC_COMMANDS = [doc for path in doc_files() for doc in find_commands(path)]
@@ -259,3 +281,21 @@ def test_checker_catches_bad_overrides(tmp_path: Path):
         check(bad_key)
     with pytest.raises(Exception, match="unknown model option"):
         check(bad_option)
+
+
+def test_checker_catches_bad_values(tmp_path: Path):
+    page = tmp_path / "docs" / "page.md"
+    page.parent.mkdir()
+    page.write_text(
+        "```bash\n"
+        "deepfake-evaluate ckpt_path=outputs/train/<run> threshold=2\n"
+        "python -m train data.root=path/to/data trainer.max_epochs=0\n"
+        "deepfake-evaluate ckpt_path=outputs/train/<run> data.root=path/to/other\n"
+        "```\n"
+    )
+    threshold, epochs, placeholder = find_commands(page, root=tmp_path)
+    with pytest.raises(AssertionError, match="threshold=2: must be a number in"):
+        check(threshold)
+    with pytest.raises(AssertionError, match="trainer.max_epochs=0"):
+        check(epochs)
+    check(placeholder)  # a path that does not exist here stands for the reader's

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from conftest import (
@@ -264,3 +265,10 @@ def test_evaluate_error_policy_names_a_bad_file_before_scoring(
         run_evaluate([*args, "data.on_bad_image=error"], out)
     assert_names_a_bad_file(files, str(info.value))
     assert not (out / "metrics.json").exists()
+
+
+def test_the_evaluation_logs_the_detectors_hyperparameters(trained: Path, tmp_path: Path) -> None:
+    """TensorBoard's hparams.yaml of an evaluation holds the model's constructor arguments."""
+    run_evaluate([f"ckpt_path={trained}"], tmp_path / "eval")
+    logged = OmegaConf.load(tmp_path / "eval" / "tensorboard" / "hparams.yaml")
+    assert logged.widths == [4, 8] and logged.freeze.name == "none"

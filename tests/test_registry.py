@@ -104,6 +104,13 @@ def test_the_registry_knows_the_built_in_architectures() -> None:
     target = "deepfake_detection.models.CustomCNNDetector"
     assert registry.for_target(target).name == "custom_cnn"
     assert registry.for_target("pathlib.Path.touch") is None
+    # Where checkpoints written before the architectures' modules moved name their class.
+    legacy = "deepfake_detection.models.mobilenet_v2.MobileNetV2Detector"
+    assert registry.for_target(legacy).name == "mobilenet_v2"
+    assert registry.for_target("elsewhere.MobileNetV2Detector") is None
+    # An architecture from outside the package answers to its own path only.
+    assert registry.for_target(f"{__name__}.TinyDetector").name == NAME
+    assert registry.for_target("deepfake_detection.models.TinyDetector") is None
     assert registry.name_for_target("deepfake_detection.models.MobileNetV2Detector") == (
         "mobilenet_v2"
     )

@@ -63,7 +63,9 @@ def compare_runs(
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="deepfake-compare",
-        description="Compare training runs: a sweep folder, run folders, or folders of them.",
+        description="Compare training runs: one table, the best run on validation, figures. "
+        "PATH is a sweep folder, a run folder, or a folder of them.",
+        epilog="example: deepfake-compare multirun/<date>_<time>",
     )
     parser.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="where to look")
     parser.add_argument(

@@ -260,16 +260,16 @@ def _explainer_from(spec: ExportSpec) -> BaseDetector | None:
 
 def from_export(cfg: DictConfig, path: Path, backend: str | None) -> TrainedDetector:
     """An exported `model.onnx` / `model.pt2` with the spec written beside it."""
+    if cfg.get("calibration", "none") != "none":
+        raise ConfigError(
+            f"calibration={cfg.calibration}: an exported model has its temperature built in; "
+            "export it with calibration=temperature instead"
+        )
     fmt = EXPORT_FORMATS[path.suffix.lower()]
     if backend not in (None, "onnx" if fmt == "onnx" else "torch"):
         raise ConfigError(
             f"backend={backend}: ckpt_path={path} is a {fmt} file; "
             f"use backend={'onnx' if fmt == 'onnx' else 'torch'} or leave backend unset"
-        )
-    if cfg.get("calibration", "none") != "none":
-        raise ConfigError(
-            f"calibration={cfg.calibration}: an exported model has its temperature built in; "
-            "export it with calibration=temperature instead"
         )
     spec = ExportSpec.load(path)
     threshold, rule = spec.threshold, spec.threshold_rule

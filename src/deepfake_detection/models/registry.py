@@ -15,9 +15,10 @@ no torch: `compare` reads names without loading any model code.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import pkgutil
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
 #: The package path the built-in detectors are also importable from (`conf/model/*.yaml`
 #: and checkpoints written so far name them so).
 PACKAGE_TARGET = "deepfake_detection.models"
+ROOT_PACKAGE = "deepfake_detection"
 
 
 def last_feature_block(detector: BaseDetector) -> nn.Module:
@@ -61,12 +63,29 @@ class Architecture:
 
     @property
     def targets(self) -> tuple[str, ...]:
-        """The `_target_` values that build it: its own module's path, and the package's."""
+        """The `_target_` values that build it: its own module's path, and for an architecture
+        of this package also `deepfake_detection.models.<Class>` (what configs name)."""
         cls = self.detector
-        return (f"{cls.__module__}.{cls.__qualname__}", f"{PACKAGE_TARGET}.{cls.__qualname__}")
+        own = f"{cls.__module__}.{cls.__qualname__}"
+        return (own, f"{PACKAGE_TARGET}.{cls.__qualname__}") if self.built_in else (own,)
 
-    def feature_blocks(self, detector: BaseDetector) -> Sequence[nn.Module]:
-        return detector.feature_blocks()
+    @property
+    def built_in(self) -> bool:
+        return self.detector.__module__.startswith(f"{PACKAGE_TARGET}.")
+
+    def builds(self, target: Any) -> bool:
+        """Whether a config's `model._target_` names this architecture. A built-in one also
+        answers to any path inside this package ending in its class name, as checkpoints
+        written before its module moved name it (`deepfake_detection.models.mobilenet_v2.
+        MobileNetV2Detector`)."""
+        if target in self.targets:
+            return True
+        package, _, name = str(target).rpartition(".")
+        return (
+            self.built_in
+            and package.startswith(ROOT_PACKAGE)
+            and name == self.detector.__qualname__
+        )
 
 
 _REGISTRY: dict[str, Architecture] = {}
@@ -92,8 +111,9 @@ def register(
     return decorate
 
 
+@functools.cache
 def _load_builtins() -> None:
-    """Import every module of `models/architectures/`: each registers itself."""
+    """Import every module of `models/architectures/` (once): each registers itself."""
     from deepfake_detection.models import architectures
 
     for module in pkgutil.iter_modules(architectures.__path__):
@@ -115,7 +135,7 @@ def get(name: str) -> Architecture:
 
 def for_target(target: Any) -> Architecture | None:
     """The registered architecture a config's `model._target_` builds, or None."""
-    return next((a for a in architectures().values() if target in a.targets), None)
+    return next((a for a in architectures().values() if a.builds(target)), None)
 
 
 def of(detector: BaseDetector) -> Architecture:
@@ -128,7 +148,7 @@ def name_for_target(target: str, config_dir: Path | None = None) -> str:
     the architectures registered in this process, else from the shipped configs
     (`conf/model/<name>.yaml` names its class), else the class name itself."""
     for architecture in _REGISTRY.values():
-        if target in architecture.targets:
+        if architecture.builds(target):
             return architecture.name
     if config_dir is not None:
         for path in sorted((config_dir / "model").glob("*.yaml")):

@@ -1,4 +1,5 @@
-"""Config → datamodule/model → `trainer.fit`, for one run (the evaluation layer tests it)."""
+"""Config → datamodule/model → `trainer.fit`, for one run (`final_test` then tests its best
+checkpoint)."""
 
 from __future__ import annotations
 
