@@ -214,14 +214,12 @@ def _max_pixels(cfg: DictConfig, preprocessing: Preprocessing) -> Preprocessing:
     return preprocessing if given is None else replace(preprocessing, max_pixels=int(given))
 
 
-def from_checkpoint(
-    cfg: DictConfig, backend: str, preprocessing: Preprocessing | None = None
-) -> TrainedDetector:
+def from_checkpoint(cfg: DictConfig, backend: str) -> TrainedDetector:
     """`cfg.ckpt_path` (run dir or `.ckpt`) on `backend`: `torch`, or `onnx` (exported into
     the command's output dir and checked for parity first)."""
     trained = TrainedCheckpoint.load(cfg)
     model = trained.model.cpu().eval()
-    preprocessing = preprocessing or _max_pixels(cfg, Preprocessing.of_data(trained.data))
+    preprocessing = _max_pixels(cfg, Preprocessing.of_data(trained.data))
     if backend == "onnx":
         score = trained.onnx_runner(preprocessing, Path(cfg.paths.output_dir))
     else:
