@@ -274,3 +274,52 @@ def assert_names_a_bad_file(files: dict[str, Path], message: str) -> None:
     """An `on_bad_image=error` message starts with the path of one of the bad files."""
     bad = {str(path) for kind, path in files.items() if expected_kind(kind) == "bad"}
     assert any(message.startswith(path + ": ") for path in bad), message
+
+
+# --- real faces that ship offline: scikit-image's astronaut photo ----------------------------
+
+
+def astronaut() -> Image.Image:
+    """scikit-image's `data.astronaut()` (512 px, one face; public domain, NASA)."""
+    from skimage import data
+
+    return Image.fromarray(data.astronaut())
+
+
+def face_picture(
+    rng: np.random.Generator, label: int, size: int = 128, faces: int = 1
+) -> Image.Image:
+    """A `size` px picture with `faces` copies of the astronaut's head at random places and
+    scales on a random smooth background; Fake faces carry a checkerboard, as a generator's
+    upsampling would leave. Mirrored at random."""
+    background = rng.normal(128, 40, (4, 4, 3)).clip(0, 255).astype(np.uint8)
+    canvas = Image.fromarray(background).resize((size, size), Image.BILINEAR)
+    head = astronaut().crop((130, 10, 320, 220))
+    for i in range(faces):
+        side = int(size * rng.uniform(0.45, 0.6) / max(1, faces**0.5))
+        face = head.resize((side, side), Image.BILINEAR)
+        if rng.random() < 0.5:
+            face = face.transpose(Image.FLIP_LEFT_RIGHT)
+        pixels = np.asarray(face).astype(np.float32)
+        if label == 1:
+            pixels += 30 * (np.indices((side, side)).sum(0) % 2)[..., None]
+        face = Image.fromarray(pixels.clip(0, 255).astype(np.uint8))
+        column = (i % max(1, round(faces**0.5))) * (size // max(1, round(faces**0.5)))
+        x = min(size - side, column + int(rng.integers(0, max(1, size // 8))))
+        y = int(rng.integers(0, size - side)) if faces == 1 else min(size - side, (i // max(1, round(faces**0.5))) * side)
+        canvas.paste(face, (x, y))
+    return canvas
+
+
+def make_face_dataset(
+    root: Path, splits: dict[str, int] | None = None, size: int = 128, seed: int = 0
+) -> Path:
+    """`<root>/<split>/{Fake,Real}/*.png` of `face_picture`s."""
+    rng = np.random.default_rng(seed)
+    for split, per_class in (splits or {"Train": 6, "Validation": 3, "Test": 3}).items():
+        for class_name, label in (("Fake", 1), ("Real", 0)):
+            for i in range(per_class):
+                path = root / split / class_name / f"{i:03d}.png"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                face_picture(rng, label, size).save(path)
+    return root

@@ -29,6 +29,7 @@ from deepfake_detection.data.scan import BadFile, apply_bad_image_policy
 from deepfake_detection.data.splitting import check_fractions
 from deepfake_detection.data.transforms import eval_transform, train_transform
 from deepfake_detection.errors import ConfigError, DatasetError
+from deepfake_detection.faces.settings import FaceSettings
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +70,7 @@ class DeepfakeDataModule(L.LightningDataModule):
         class_aliases: Mapping[str, Sequence[str]] | None = None,
         source_depth: int = 1,
         split_lists: str | None = None,
+        face: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -84,6 +86,12 @@ class DeepfakeDataModule(L.LightningDataModule):
             )
         #: Training augmentation (`augment` group); None is `basic`, as in older runs.
         self.augment = AugmentSettings.from_config(augment)
+        #: The face stage (`face` group): None scores whole images.
+        self.face = FaceSettings.from_config(face)
+        #: Image path -> the file read in its place (its face crop), with the face stage.
+        self.read_from: dict[str, Any] = {}
+        #: Images in which the face stage found no face.
+        self.faceless: list[str] = []
         #: Test-time perturbation of every scored image (`deepfake-evaluate perturb=...`).
         self.perturbation = Perturbation.from_config(perturb)
         #: `data.feature_cache*`: stored frozen features, used by a fit (see `training`).
@@ -145,7 +153,8 @@ class DeepfakeDataModule(L.LightningDataModule):
             )
             if self.used_splits is not None:
                 index.splits = {s: index.splits[s] for s in self.used_splits if s in index.splits}
-            self._index = self._apply_bad_image_policy(index)
+            index = self._apply_bad_image_policy(index)
+            self._index = self._apply_face_stage(index) if self.face else index
         return self._index
 
     def _apply_bad_image_policy(self, index: DatasetIndex) -> DatasetIndex:
@@ -165,15 +174,51 @@ class DeepfakeDataModule(L.LightningDataModule):
                 split: [s for s in samples if str(s[0]) not in dropped]
                 for split, samples in index.splits.items()
             }
-            for split, samples in index.splits.items():
-                labels = {label for _, label in samples}
-                if labels != {0, 1}:
-                    raise DatasetError(
-                        f"data.root={index.root}: the {split} split has no readable "
-                        f"{'Fake' if 1 not in labels else 'Real'} image left after skipping "
-                        f"{len(bad)} bad file(s)"
-                    )
+            self._check_both_classes(index, f"skipping {len(bad)} bad file(s)")
         return index
+
+    def _apply_face_stage(self, index: DatasetIndex) -> DatasetIndex:
+        """Crop every image's largest face once (kept on disk), and apply `face.on_missing`
+        to the images without one: scored whole, left out and listed, or a stop."""
+        from deepfake_detection.faces.stage import FaceMissingError
+        from deepfake_detection.faces.store import FaceCropStore
+
+        assert self.face is not None
+        store = FaceCropStore(self.face)
+        paths = [path for samples in index.splits.values() for path, _ in samples]
+        prepared = store.prepare(paths, self.max_image_pixels, workers=self.num_workers)
+        self.read_from, self.faceless = prepared.read_from, prepared.missing
+        if not prepared.missing:
+            return index
+        share = f"{len(prepared.missing)} of {len(paths)} image(s)"
+        if self.face.on_missing == "error":
+            raise FaceMissingError(
+                f"{prepared.missing[0]}: {store.no_face_reason()}, and in {share} in all; "
+                "face.on_missing=error stops here (whole scores them uncropped, skip leaves "
+                "them out)"
+            )
+        if self.face.on_missing == "whole":
+            log.warning("face stage: no face in %s; they are used whole (face.on_missing=whole)",
+                        share)
+            return index
+        log.warning("face stage: no face in %s; left out (face.on_missing=skip)", share)
+        missing = set(prepared.missing)
+        self.skipped += [(path, store.no_face_reason()) for path in prepared.missing]
+        index.splits = {
+            split: [s for s in samples if str(s[0]) not in missing]
+            for split, samples in index.splits.items()
+        }
+        self._check_both_classes(index, f"leaving out {len(missing)} image(s) without a face")
+        return index
+
+    def _check_both_classes(self, index: DatasetIndex, after: str) -> None:
+        for split, samples in index.splits.items():
+            labels = {label for _, label in samples}
+            if labels != {0, 1}:
+                raise DatasetError(
+                    f"data.root={index.root}: the {split} split has no "
+                    f"{'Fake' if 1 not in labels else 'Real'} image left after {after}"
+                )
 
     def describe(self) -> str:
         counts = self.index.counts()
@@ -184,8 +229,11 @@ class DeepfakeDataModule(L.LightningDataModule):
         named = f"; {len(sources)} source(s): {', '.join(sources[:6])}" if sources else ""
         if len(sources) > 6:
             named += ", ..."
-        skipped = f"; {len(self.skipped)} unreadable file(s) skipped" if self.skipped else ""
-        return f"{index.root} -> " + "; ".join(parts) + derived + named + skipped
+        skipped = f"; {len(self.skipped)} file(s) skipped" if self.skipped else ""
+        faces = ""
+        if self.face is not None:
+            faces = f"; face crops ({len(self.faceless)} image(s) without a face)"
+        return f"{index.root} -> " + "; ".join(parts) + derived + named + skipped + faces
 
     def dataset(
         self,
@@ -216,6 +264,7 @@ class DeepfakeDataModule(L.LightningDataModule):
             # A perturbation's draws (noise) are fixed per image, whoever loads it.
             index_seeds=None if training or perturbation.name == "none" else self.seed,
             decoded=decoded,
+            read_from=self.read_from,
         )
 
     def dataloader(

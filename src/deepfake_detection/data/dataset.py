@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import torch
@@ -31,8 +31,11 @@ class ImageFileDataset(Dataset):
         skip_bad: bool = False,
         index_seeds: int | None = None,
         decoded: Sequence[Image.Image] | None = None,
+        read_from: Mapping[str, Path] | None = None,
     ) -> None:
         self.samples = list(samples)
+        #: Image path -> the file read in its place (its face crop, `deepfake_detection.faces`).
+        self.read_from = read_from or {}
         #: The split's images decoded already (`decode_all`), to score it many times over.
         self.decoded = decoded
         #: Unless None, an item asked for by its index alone draws from `index_seeds + index`.
@@ -70,7 +73,7 @@ class ImageFileDataset(Dataset):
                 decoded = (
                     self.decoded[position]
                     if self.decoded is not None
-                    else load_rgb(path, self.max_pixels)
+                    else load_rgb(self.read_from.get(str(path), path), self.max_pixels)
                 )
                 image = self._transform(decoded, seed)
             except BadImageError as err:
@@ -83,7 +86,11 @@ class ImageFileDataset(Dataset):
 
 
 def decode_all(
-    samples: Sequence[tuple[Path, int]], max_pixels: int = DEFAULT_MAX_PIXELS
+    samples: Sequence[tuple[Path, int]],
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    read_from: Mapping[str, Path] | None = None,
 ) -> list[Image.Image]:
-    """Every image of `samples`, decoded once, for a dataset that reads them many times."""
-    return [load_rgb(path, max_pixels) for path, _ in samples]
+    """Every image of `samples` (or the file read in its place), decoded once, for a dataset
+    that reads them many times."""
+    read_from = read_from or {}
+    return [load_rgb(read_from.get(str(path), path), max_pixels) for path, _ in samples]

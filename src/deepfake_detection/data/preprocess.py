@@ -1,6 +1,7 @@
 """One definition of how an image becomes a model input when scoring.
 
-Decode (upright RGB, any mode), resize so the centre `crop_fraction` becomes `image_size`,
+Decode (upright RGB, any mode), with the face stage crop the largest face (`face=crop`),
+resize so the centre `crop_fraction` becomes `image_size`,
 centre-crop, scale to [0, 1] and normalise with the ImageNet statistics. `evaluate`, `predict`,
 export's parity check and the service all go through it, so the same file gets the same
 score everywhere, and an exported model's metadata describes exactly this.
@@ -9,10 +10,10 @@ score everywhere, and an exported model's metadata describes exactly this.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from PIL import Image
@@ -30,6 +31,17 @@ from deepfake_detection.data.transforms import (
     eval_transform,
     resize_and_crop,
 )
+from deepfake_detection.faces.settings import FaceSettings
+
+if TYPE_CHECKING:
+    from deepfake_detection.faces.stage import FaceStage
+
+
+@cache
+def _face_stage(settings: FaceSettings) -> FaceStage:
+    from deepfake_detection.faces.stage import FaceStage
+
+    return FaceStage(settings)
 
 
 @cache
@@ -44,6 +56,8 @@ class Preprocessing:
     image_size: int
     crop_fraction: float = 0.875
     max_pixels: int = DEFAULT_MAX_PIXELS
+    #: The face stage of the training run (`face=crop`), or None for whole images.
+    face: FaceSettings | None = None
 
     @classmethod
     def of_data(cls, data: Mapping[str, Any]) -> Preprocessing:
@@ -52,16 +66,31 @@ class Preprocessing:
             image_size=int(data["image_size"]),
             crop_fraction=float(data.get("eval_crop_fraction") or 0.875),
             max_pixels=int(data.get("max_image_pixels") or DEFAULT_MAX_PIXELS),
+            face=FaceSettings.from_config(data.get("face")),
         )
 
     @classmethod
     def from_description(cls, description: Mapping[str, Any]) -> Preprocessing:
         """The inverse of `describe`, for an exported model's metadata."""
+        face = dict(description.get("face") or {})
+        face.pop("stage_version", None)
         return cls(
             image_size=int(description["image_size"]),
             crop_fraction=float(description["crop_fraction"]),
             max_pixels=int(description.get("max_pixels") or DEFAULT_MAX_PIXELS),
+            face=FaceSettings.from_config(face or None),
         )
+
+    def with_face(self, overrides: Mapping[str, Any] | None) -> Preprocessing:
+        """With the scoring command's `face.*` overrides (which faces; never their framing)."""
+        if self.face is None or not overrides:
+            return self
+        return replace(self, face=self.face.with_overrides(overrides))
+
+    @property
+    def face_stage(self) -> FaceStage | None:
+        """The stage that finds and crops faces, or None without one."""
+        return None if self.face is None else _face_stage(self.face)
 
     @property
     def resize_to(self) -> int:
@@ -90,8 +119,16 @@ class Preprocessing:
                 f"make {resized} pixels, over data.max_image_pixels={self.max_pixels}",
             )
 
+    def model_image(self, image: Image.Image, name: str | Path) -> Image.Image:
+        """The image the model scores for a decoded one: its largest face's crop with the
+        face stage, else itself."""
+        stage = self.face_stage
+        return image if stage is None else stage.model_image(image, name)
+
     def model_input(self, image: Image.Image, name: str | Path) -> torch.Tensor:
-        """A decoded image as the model's input; `BadImageError` names it when unusable."""
+        """A decoded image as the model's input; `BadImageError` names it when unusable
+        (and, with the face stage under `face.on_missing=skip`, when it has no face)."""
+        image = self.model_image(image, name)
         self.check_shape(image, name)
         return self.transform()(image)
 
@@ -107,12 +144,27 @@ class Preprocessing:
 
     def describe(self) -> dict[str, Any]:
         """What a user of an exported model needs to reproduce this exactly."""
+        stage = self.face_stage
+        face_steps = []
+        if stage is not None:
+            f = stage.settings
+            face_steps = [
+                f"find faces ({f.detector}, score >= {f.score_threshold:g}, searched at most "
+                f"{f.detect_size} px on the longer side, faces narrower than {f.min_size} px "
+                "ignored)",
+                f"crop each face: its box enlarged {f.margin:g}x"
+                + (", squared" if f.square else "")
+                + (", rotated so the eyes are level" if f.align else "")
+                + f", border pixels repeated outside the image, to {f.crop_size} px",
+            ]
         return {
             "image_size": self.image_size,
             "resize_to": self.resize_to,
             "crop_fraction": self.crop_fraction,
+            "face": stage.describe() if stage is not None else None,
             "steps": [
                 "decode to upright RGB (EXIF rotation applied; alpha composited on black)",
+                *face_steps,
                 f"resize the shorter side to {self.resize_to} px (bilinear, antialiased)",
                 f"centre-crop {self.image_size}x{self.image_size}",
                 "scale to [0, 1] (float32)",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,7 @@ from deepfake_detection.data.splitting import SPLIT_LISTS_DIR, read_split_lists
 from deepfake_detection.detector.decision import READING_OVERRIDES, given
 from deepfake_detection.detector.scoring import ScoredSplit, score_split
 from deepfake_detection.detector.trained import TrainedCheckpoint
+from deepfake_detection.faces.settings import scoring_face
 from deepfake_detection.files import METRICS_FILE, write_json
 from deepfake_detection.reports.figures import (
     dataset_distribution_figure,
@@ -44,10 +45,18 @@ DATA_OVERRIDES = (
 
 
 def scoring_datamodule(
-    train_data: dict[str, Any], overrides: DictConfig, split: str, perturb: Any = None
+    train_data: dict[str, Any],
+    overrides: DictConfig,
+    split: str,
+    perturb: Any = None,
+    face: Any = None,
 ) -> DeepfakeDataModule:
-    """The training run's data settings, with the given overrides, reading only `split`."""
+    """The training run's data settings, with the given overrides, reading only `split`,
+    through the training run's face stage as the command's `face.*` (`face`) adjusts it."""
     data = {**train_data, **given(overrides, DATA_OVERRIDES + READING_OVERRIDES)}
+    face = OmegaConf.to_container(face) if OmegaConf.is_config(face) else face
+    stage = scoring_face(train_data.get("face"), face)
+    data["face"] = asdict(stage) if stage is not None else None
     required = [split]
     if same_folder(overrides.get("root"), train_data.get("root")):
         if is_flat_root(train_data.get("root")):
@@ -139,7 +148,9 @@ class ScoringJob:
         split = split_name(cfg.data.split)
         logger = TensorBoardLogger(str(output_dir), name="tensorboard", version="")
         trained = TrainedCheckpoint.load(cfg, logger, decide=False)
-        datamodule = scoring_datamodule(trained.data, cfg.data, split, cfg.get("perturb"))
+        datamodule = scoring_datamodule(
+            trained.data, cfg.data, split, cfg.get("perturb"), cfg.get("face")
+        )
         log.info("checkpoint: %s (%s)", trained.ckpt_file, trained.model.model_name)
         log.info("data: %s", datamodule.describe())  # indexes and checks every image
         warn_about_training_files(trained.run_dir, datamodule, split)
@@ -183,6 +194,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         "data/images": len(predictions),
         "data/image_size": datamodule.image_size,
         "data/skipped": len(datamodule.skipped),
+        "face": asdict(datamodule.face) if datamodule.face else None,
+        "face/missing": len(datamodule.faceless) if datamodule.face else None,
     }
     if per_source is not None:
         metrics["per_source"] = per_source

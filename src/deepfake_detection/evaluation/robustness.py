@@ -99,7 +99,9 @@ def robustness(cfg: DictConfig) -> list[dict[str, Any]]:
     job = ScoringJob.start(cfg)
     datamodule, split = job.datamodule, job.split
     threshold, rule = job.trained.threshold, job.trained.rule
-    decoded = decode_all(datamodule.index.splits[split], datamodule.max_image_pixels)
+    decoded = decode_all(
+        datamodule.index.splits[split], datamodule.max_image_pixels, datamodule.read_from
+    )
     rows, by_condition = [], []
     for perturbation in grid:
         predictions = job.score(

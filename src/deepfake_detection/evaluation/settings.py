@@ -11,6 +11,7 @@ from omegaconf import DictConfig
 
 from deepfake_detection.data.perturb import PERTURB_SEVERITIES, perturb_problem
 from deepfake_detection.data.settings import SPLIT, ScoringDataSettings
+from deepfake_detection.faces.settings import SCORING_FACE_RULES
 from deepfake_detection.detector.settings import (
     DETECTOR_RULES,
     DEVICE_RULES,
@@ -79,6 +80,7 @@ class RobustnessSettings(DetectorSettings):
 _DATASET_RULES: dict[str, Rule] = {
     **rules_of(SplitSettings, "data"),
     **rules_of(ScoringDataSettings, "data"),
+    **SCORING_FACE_RULES,
 }
 
 #: Which split of which dataset, how it is laid out: named first, before how to decide.

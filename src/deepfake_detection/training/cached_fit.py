@@ -218,6 +218,8 @@ def attach_feature_cache(model: BaseDetector, datamodule: DeepfakeDataModule) ->
             "seed": seed,
             "files": files_fingerprint(samples, datamodule.index.root),
             "count": len(samples),
+            # The images read are the face crops, which the face settings shape.
+            **({"face": datamodule.face.geometry_key()} if datamodule.face else {}),
         }
         split_started = time.perf_counter()
         fill = _Filler(prefix, datamodule, dataset, seed, split, model.channels_last)

@@ -10,6 +10,7 @@ from omegaconf import DictConfig
 
 from deepfake_detection.config import metric_mode
 from deepfake_detection.data.augment import AUGMENT_RULES
+from deepfake_detection.faces.settings import FACE_RULES
 from deepfake_detection.data.settings import DATA_RULES
 from deepfake_detection.detector.settings import (
     ACCELERATOR,
@@ -224,6 +225,7 @@ def _train_rules(model: dict[str, Rule]) -> dict[str, Rule]:
         **rules_of(CheckpointCallbackSettings, "checkpoint"),
         **ordered(rules_of(TrainerSettings, "trainer"), "trainer.max_epochs", "trainer.min_epochs"),
         **AUGMENT_RULES,
+        **FACE_RULES,
         **rules_of(LoggerSettings, "logger"),
         **rules_of(ProgressSettings, "progress"),
     }
