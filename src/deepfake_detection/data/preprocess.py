@@ -10,7 +10,7 @@ score everywhere, and an exported model's metadata describes exactly this.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,7 +31,7 @@ from deepfake_detection.data.transforms import (
     eval_transform,
     resize_and_crop,
 )
-from deepfake_detection.faces.settings import FaceSettings
+from deepfake_detection.faces.settings import FaceSettings, scoring_face
 
 if TYPE_CHECKING:
     from deepfake_detection.faces.stage import FaceStage
@@ -81,11 +81,11 @@ class Preprocessing:
             face=FaceSettings.from_config(face or None),
         )
 
-    def with_face(self, overrides: Mapping[str, Any] | None) -> Preprocessing:
-        """With the scoring command's `face.*` overrides (which faces; never their framing)."""
-        if self.face is None or not overrides:
-            return self
-        return replace(self, face=self.face.with_overrides(overrides))
+    def with_face(self, given: Mapping[str, Any] | None) -> Preprocessing:
+        """With a scoring command's `face.*` applied to the training run's stage
+        (`deepfake_detection.faces.settings.scoring_face`)."""
+        trained = asdict(self.face) if self.face is not None else None
+        return replace(self, face=scoring_face(trained, given))
 
     @property
     def face_stage(self) -> FaceStage | None:

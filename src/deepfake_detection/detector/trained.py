@@ -15,7 +15,7 @@ from typing import Any
 
 import lightning as L
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader, Dataset
 
 import deepfake_detection
@@ -25,6 +25,13 @@ from deepfake_detection.data.scan import BadFile, stop_on_bad_image
 from deepfake_detection.detector.decision import CheckpointSource, Decision
 from deepfake_detection.detector.decision import decide as decide_on
 from deepfake_detection.detector.formats import Runner, load_runner, torch_runner
+from deepfake_detection.detector.image_scoring import (
+    DEFAULT_WARN_SMALL_FACE,
+    ImageInputs,
+    ScoredImage,
+    image_inputs,
+    verdict_rule,
+)
 from deepfake_detection.detector.loading import (
     load_checkpoint,
     rebuild_detector,
@@ -152,27 +159,33 @@ class TrainedDetector:
         }
 
 
-class _DecodedOrReason(Dataset):
-    """Each file as a model input, or the reason it is not an image: one decoding pass."""
+class _InputsOrReason(Dataset):
+    """Each file's model inputs (one per face with the face stage), or the reason it gives
+    none: one decoding pass, in the DataLoader's workers."""
 
-    def __init__(self, files: list[Path], preprocessing: Preprocessing) -> None:
+    def __init__(
+        self, files: list[Path], preprocessing: Preprocessing, warn_small_face: float | None
+    ) -> None:
         self.files, self.preprocessing = files, preprocessing
+        self.warn_small_face = warn_small_face
 
     def __len__(self) -> int:
         return len(self.files)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int, str]:
+    def __getitem__(self, index: int) -> tuple[ImageInputs | None, int, str]:
+        path = self.files[index]
         try:
-            return self.preprocessing.file(self.files[index]), index, ""
+            image = self.preprocessing.decode_file(path)
+            return image_inputs(self.preprocessing, image, path, self.warn_small_face), index, ""
         except BadImageError as err:
-            return torch.empty(0), index, err.reason
+            return None, index, err.reason
 
 
-def _collate(items: list[tuple[torch.Tensor, int, str]]):
-    good = [(tensor, index) for tensor, index, reason in items if not reason]
-    bad = [(index, reason) for _, index, reason in items if reason]
-    batch = torch.stack([tensor for tensor, _ in good]) if good else None
-    return batch, [index for _, index in good], bad
+def _collate(items: list[tuple[ImageInputs | None, int, str]]):
+    good = [(given, index) for given, index, reason in items if given is not None]
+    bad = [(index, reason) for given, index, reason in items if given is None]
+    tensors = [tensor for given, _ in good for tensor in given.inputs]
+    return (torch.stack(tensors) if tensors else None), good, bad
 
 
 def score_files(
@@ -182,36 +195,58 @@ def score_files(
     batch_size: int,
     num_workers: int,
     on_bad_image: str,
-) -> tuple[list[Path], torch.Tensor, list[BadFile]]:
-    """(the files scored, their P(Fake), the files skipped) by `score`: decoded and scored
-    in one pass, DataLoader workers decoding while the model scores; bad files are counted as
-    they turn up, or stop the pass under `on_bad_image=error`."""
+    warn_small_face: float | None = DEFAULT_WARN_SMALL_FACE,
+) -> tuple[list[ScoredImage], list[BadFile]]:
+    """(each scored file's verdict and faces, the files skipped) by `score`: decoded, face
+    cropped and scored in one pass, DataLoader workers preparing while the model scores;
+    bad files (and, under `face.on_missing=skip`, faceless ones) are counted as they turn
+    up, or stop the pass under `on_bad_image=error`."""
     loader = DataLoader(
-        _DecodedOrReason(files, preprocessing),
+        _InputsOrReason(files, preprocessing, warn_small_face),
         batch_size=batch_size,
         num_workers=num_workers,
         collate_fn=_collate,
     )
-    kept: list[int] = []
-    scores: list[torch.Tensor] = []
+    verdict = verdict_rule(preprocessing)
+    scored: list[ScoredImage] = []
     skipped: list[BadFile] = []
-    for batch, indices, bad in loader:
+    for batch, good, bad in loader:
         for index, reason in bad:
             if on_bad_image == "error":
                 raise stop_on_bad_image(files[index], reason)
             skipped.append((str(files[index]), reason))
-        if batch is not None:
-            scores.append(score(batch))
-            kept += indices
+        probs = score(batch).tolist() if batch is not None else []
+        start = 0
+        for given, index in good:
+            own = probs[start : start + len(given.inputs)]
+            start += len(given.inputs)
+            scored.append(ScoredImage.of(str(files[index]), given, own, verdict))
     if skipped:
-        log.warning("skipped %d unreadable file(s), e.g. %s: %s", len(skipped), *skipped[0])
-    probs = torch.cat(scores) if scores else torch.empty(0)
-    return [files[i] for i in kept], probs, skipped
+        log.warning("skipped %d file(s), e.g. %s: %s", len(skipped), *skipped[0])
+    return scored, skipped
 
 
-def _max_pixels(cfg: DictConfig, preprocessing: Preprocessing) -> Preprocessing:
+def device_runner(model: BaseDetector, temperature: float, trainer: L.Trainer) -> Runner:
+    """The detector's forward on the device and precision the command's `trainer.*` chose:
+    P(Fake) in float32 on the CPU."""
+    device = trainer.strategy.root_device
+    model = model.to(device).eval()
+
+    def run(batch: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode(), trainer.precision_plugin.forward_context():
+            logits = model(batch.to(device))
+        return torch.sigmoid(logits.float() / temperature).cpu()
+
+    return run
+
+
+def _for_command(cfg: DictConfig, preprocessing: Preprocessing) -> Preprocessing:
+    """The model's preprocessing with the command's `data.max_image_pixels` and `face.*`."""
     given = cfg.get("data", {}).get("max_image_pixels")
-    return preprocessing if given is None else replace(preprocessing, max_pixels=int(given))
+    if given is not None:
+        preprocessing = replace(preprocessing, max_pixels=int(given))
+    face = cfg.get("face")
+    return preprocessing.with_face(OmegaConf.to_container(face) if face is not None else None)
 
 
 def from_checkpoint(cfg: DictConfig, backend: str) -> TrainedDetector:
@@ -219,7 +254,7 @@ def from_checkpoint(cfg: DictConfig, backend: str) -> TrainedDetector:
     the command's output dir and checked for parity first)."""
     trained = TrainedCheckpoint.load(cfg)
     model = trained.model.cpu().eval()
-    preprocessing = _max_pixels(cfg, Preprocessing.of_data(trained.data))
+    preprocessing = _for_command(cfg, Preprocessing.of_data(trained.data))
     if backend == "onnx":
         score = trained.onnx_runner(preprocessing, Path(cfg.paths.output_dir))
     else:
@@ -277,7 +312,7 @@ def from_export(cfg: DictConfig, path: Path, backend: str | None) -> TrainedDete
         model_name=spec.model,
         backend=fmt,
         source=str(path),
-        preprocessing=_max_pixels(cfg, Preprocessing.from_description(spec.preprocessing)),
+        preprocessing=_for_command(cfg, Preprocessing.from_description(spec.preprocessing)),
         threshold=threshold,
         threshold_rule=rule,
         temperature=spec.temperature,

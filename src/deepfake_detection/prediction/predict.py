@@ -6,30 +6,27 @@ import csv
 import io
 import logging
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-import torch
-from omegaconf import DictConfig
-from torch.utils.data import DataLoader
+from omegaconf import DictConfig, OmegaConf
 
-from deepfake_detection.data.dataset import ImageFileDataset
 from deepfake_detection.data.discovery import IMAGE_EXTENSIONS, list_images
-from deepfake_detection.data.images import BadImageError
 from deepfake_detection.data.preprocess import Preprocessing
-from deepfake_detection.data.scan import BadFile, apply_bad_image_policy, write_skipped_files
-from deepfake_detection.detector.scoring import ScoringPass
-from deepfake_detection.detector.trained import TrainedCheckpoint, score_files
+from deepfake_detection.data.scan import write_skipped_files
+from deepfake_detection.detector.image_scoring import DEFAULT_WARN_SMALL_FACE, ScoredImage
+from deepfake_detection.detector.trained import TrainedCheckpoint, device_runner, score_files
 from deepfake_detection.errors import DatasetError
 from deepfake_detection.files import atomic_write_bytes, write_json
 
 log = logging.getLogger(__name__)
 
 PREDICTIONS_FILE = "predictions.csv"
+FACES_FILE = "faces.csv"
 SUMMARY_FILE = "predict.json"
 #: At most this many predictions are printed; all of them are in `predictions.csv`.
 MAX_PRINTED = 50
-UNKNOWN_LABEL = -1
 
 
 def input_images(value: str) -> list[Path]:
@@ -50,43 +47,44 @@ def _settings(train_data: dict[str, Any], overrides: DictConfig) -> dict[str, An
     return {**train_data, **{k: v for k, v in overrides.items() if v is not None}}
 
 
-def _save_csv(path: Path, files: list[Path], probs: torch.Tensor, threshold: float) -> None:
+def _save_csv(path: Path, rows: list[tuple], header: tuple[str, ...]) -> None:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(("path", "prob_fake", "prediction"))
-    for file, prob in zip(files, probs.tolist(), strict=True):
-        writer.writerow((str(file), f"{prob:.9g}", "Fake" if prob > threshold else "Real"))
+    writer.writerow(header)
+    writer.writerows(rows)
     atomic_write_bytes(path, buffer.getvalue().encode())
 
 
-def _score_with_torch(
-    trained: TrainedCheckpoint, files: list[Path], data: dict[str, Any]
-) -> tuple[list[Path], torch.Tensor, list[BadFile]]:
-    """Check every image first (decoding it), then score the readable ones through
-    Lightning's predict loop, on whichever device the config asks for."""
-    skipped = apply_bad_image_policy(
-        files, data["on_bad_image"], data["max_image_pixels"], workers=data["num_workers"] or 0
+def _call(prob: float, threshold: float) -> str:
+    return "Fake" if prob > threshold else "Real"
+
+
+def save_predictions(output_dir: Path, scored: list[ScoredImage], threshold: float) -> None:
+    """`predictions.csv`, one row per image (its verdict, face count and note), and
+    `faces.csv`, one row per face found (box, detection score, share, P(Fake), call)."""
+    images = [
+        (s.name, f"{s.prob:.9g}", _call(s.prob, threshold), len(s.faces), s.note)
+        for s in scored
+    ]
+    _save_csv(
+        output_dir / PREDICTIONS_FILE, images, ("path", "prob_fake", "prediction", "faces", "note")
     )
-    left_out = {path for path, _ in skipped}
-    files = [f for f in files if str(f) not in left_out]
-    if not files:
-        return files, torch.empty(0), skipped
-    dataset = ImageFileDataset(
-        [(f, UNKNOWN_LABEL) for f in files],
-        Preprocessing.of_data(data).transform(),
-        max_pixels=data["max_image_pixels"],
-    )
-    loader = DataLoader(
-        dataset, batch_size=data["batch_size"], num_workers=data["num_workers"] or 0
-    )
-    try:
-        scoring = ScoringPass(trained.model, "predict", temperature=trained.decided.divisor)
-        batches = trained.trainer.predict(scoring, dataloaders=loader)
-    except BadImageError as err:  # changed on disk after the check
-        raise DatasetError(f"{err}; it changed after the image check") from None
-    probs = torch.cat([p for p, _ in batches]).cpu()
-    order = torch.argsort(torch.cat([i for _, i in batches]).cpu())
-    return files, probs[order], skipped
+    faces = [
+        (
+            s.name,
+            number,
+            *face["box"],
+            face["score"],
+            face["area"],
+            f"{face['prob_fake']:.9g}",
+            _call(face["prob_fake"], threshold),
+        )
+        for s in scored
+        for number, face in enumerate(s.faces)
+    ]
+    header = ("path", "face", "x", "y", "width", "height", "detection_score", "area",
+              "prob_fake", "prediction")
+    _save_csv(output_dir / FACES_FILE, faces, header)
 
 
 def predict(cfg: DictConfig) -> dict[str, Any]:
@@ -97,37 +95,46 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
     ckpt_file, model = trained.ckpt_file, trained.model
     threshold, rule, temperature = trained.threshold, trained.rule, trained.temperature
     data = _settings(trained.data, cfg.data)
+    face = cfg.get("face")
+    preprocessing = Preprocessing.of_data(data).with_face(
+        OmegaConf.to_container(face) if face is not None else None
+    )
+    if preprocessing.face is not None:
+        log.info("face stage: %s", preprocessing.describe()["steps"][1])
 
     if cfg.get("backend", "torch") == "onnx":
-        preprocessing = Preprocessing.of_data(data)
         runner = trained.onnx_runner(preprocessing, output_dir)
-        started = time.perf_counter()  # reading and scoring, not the export
-        files, probs, skipped = score_files(
-            runner,
-            preprocessing,
-            files,
-            data["batch_size"],
-            data["num_workers"] or 0,
-            data["on_bad_image"],
-        )
     else:
-        started = time.perf_counter()
-        files, probs, skipped = _score_with_torch(trained, files, data)
+        runner = device_runner(model, trained.decided.divisor, trained.trainer)
+    started = time.perf_counter()  # reading and scoring, not loading or exporting
+    scored, skipped = score_files(
+        runner,
+        preprocessing,
+        files,
+        data["batch_size"],
+        data["num_workers"] or 0,
+        data["on_bad_image"],
+        cfg.get("warn_small_face", DEFAULT_WARN_SMALL_FACE),
+    )
     seconds = time.perf_counter() - started
     write_skipped_files(output_dir, skipped)
-    if not files:
+    if not scored:
         raise DatasetError(f"input={cfg.input}: no readable image ({len(skipped)} skipped)")
 
-    _save_csv(output_dir / PREDICTIONS_FILE, files, probs, threshold)
-    fake = int((probs > threshold).sum())
+    save_predictions(output_dir, scored, threshold)
+    fake = sum(1 for s in scored if s.prob > threshold)
+    noted = [s for s in scored if s.note]
     summary = {
         "checkpoint": str(ckpt_file),
         "model": model.model_name,
         "input": str(cfg.input),
-        "images": len(files),
+        "images": len(scored),
         "fake": fake,
-        "real": len(files) - fake,
+        "real": len(scored) - fake,
         "skipped": len(skipped),
+        "faces": sum(len(s.faces) for s in scored),
+        "face": asdict(preprocessing.face) if preprocessing.face else None,
+        "notes": len(noted),
         "threshold": threshold,
         "threshold/rule": rule,
         "calibration": cfg.get("calibration", "none"),
@@ -135,15 +142,20 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
         "image_size": data["image_size"],
         "backend": cfg.get("backend", "torch"),
         "seconds": round(seconds, 3),
-        "images_per_s": round(len(files) / seconds, 2) if seconds > 0 else None,
+        "images_per_s": round(len(scored) / seconds, 2) if seconds > 0 else None,
     }
     write_json(output_dir / SUMMARY_FILE, summary)
-    for file, prob in list(zip(files, probs.tolist(), strict=True))[:MAX_PRINTED]:
-        print(f"{'Fake' if prob > threshold else 'Real'}\t{prob:.4f}\t{file}")
-    if len(files) > MAX_PRINTED:
-        print(f"... and {len(files) - MAX_PRINTED} more")
+    for s in scored[:MAX_PRINTED]:
+        faces = f"\t{len(s.faces)} face(s)" if preprocessing.face is not None else ""
+        note = f"\t({s.note})" if s.note else ""
+        print(f"{_call(s.prob, threshold)}\t{s.prob:.4f}\t{s.name}{faces}{note}")
+    if len(scored) > MAX_PRINTED:
+        print(f"... and {len(scored) - MAX_PRINTED} more")
+    if noted:
+        log.warning("%d image(s) have a note in %s, e.g. %s: %s", len(noted), PREDICTIONS_FILE,
+                    noted[0].name, noted[0].note)
     print(
-        f"{len(files)} image(s): {fake} Fake, {len(files) - fake} Real "
+        f"{len(scored)} image(s): {fake} Fake, {len(scored) - fake} Real "
         f"(P(Fake) > {threshold:.4g}); {len(skipped)} skipped; see {output_dir / PREDICTIONS_FILE}"
     )
     return summary

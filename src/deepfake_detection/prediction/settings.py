@@ -9,10 +9,13 @@ from omegaconf import DictConfig
 
 from deepfake_detection.data.settings import PREDICTION_KEYS, ScoringDataSettings
 from deepfake_detection.detector.settings import DEVICE_RULES, DetectorSettings
+from deepfake_detection.faces.settings import SCORING_FACE_RULES
 from deepfake_detection.rules import (
     Rule,
     existing_path,
+    number,
     one_of,
+    or_null,
     ordered,
     rules_of,
     setting,
@@ -29,6 +32,9 @@ class PredictSettings(DetectorSettings):
 
     input: str = setting(existing_path("an image file or a folder of images", required=True))
     backend: str = setting(one_of(*PREDICT_BACKENDS), "torch")
+    #: A model trained without the face stage: note images whose largest face covers less
+    #: than this share (null: never look for faces).
+    warn_small_face: float | None = setting(or_null(number(0, 1)), 0.1)
 
 
 #: Keys of `deepfake-predict`.
@@ -36,6 +42,7 @@ PREDICT_RULES: dict[str, Rule] = ordered(
     {
         **rules_of(PredictSettings),
         **rules_of(ScoringDataSettings, "data", only=PREDICTION_KEYS),
+        **SCORING_FACE_RULES,
         **DEVICE_RULES,
     },
     "ckpt_path",

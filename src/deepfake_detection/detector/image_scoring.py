@@ -1,0 +1,121 @@
+"""An image in, the model inputs of its faces out; the faces' scores back, one verdict out.
+
+`predict` and the service score pictures, not dataset crops: a picture may hold several
+faces, or none, or one face so small that a model trained on tight crops cannot judge it.
+`image_inputs` gives the inputs to score for one decoded image (one per face with the face
+stage, else the whole image) and what the user should know about them; `ScoredImage` puts
+the faces' scores together into the image's verdict.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cache
+from typing import Any
+
+import torch
+from PIL import Image
+
+from deepfake_detection.data.preprocess import Preprocessing
+from deepfake_detection.faces.settings import FaceSettings
+
+#: Share of the image below which a face is too small for a model trained on whole images.
+DEFAULT_WARN_SMALL_FACE = 0.1
+
+
+@cache
+def _finder():
+    """The default detector, for models trained without the face stage: only to warn."""
+    from deepfake_detection.faces.stage import FaceStage
+
+    return FaceStage(FaceSettings())
+
+
+def framing_note(image: Image.Image, warn_below: float | None) -> str:
+    """For a model trained on whole images (face=none): a note when the picture's largest
+    face covers less than `warn_below` of it, or when it has no face at all."""
+    if warn_below is None:
+        return ""
+    faces = _finder().find(image)
+    if not faces:
+        return "no face found in this image; the model scored it whole"
+    share = faces[0].area / (image.size[0] * image.size[1])
+    if share >= warn_below:
+        return ""
+    return (
+        "this model was trained on tight face crops; the face here covers "
+        f"{share:.0%} of the image: use a model trained with face=crop"
+    )
+
+
+@dataclass
+class ImageInputs:
+    """What one image gives the model: one input per face (or the whole image), the faces'
+    descriptions (box, detection score, share of the image; empty when scored whole), and a
+    note for the user."""
+
+    inputs: list[torch.Tensor]
+    faces: list[dict[str, Any]]
+    note: str = ""
+    size: tuple[int, int] = (0, 0)
+
+
+def image_inputs(
+    preprocessing: Preprocessing,
+    image: Image.Image,
+    name: Any,
+    warn_small_face: float | None = DEFAULT_WARN_SMALL_FACE,
+) -> ImageInputs:
+    """The model inputs of a decoded image. `BadImageError` names it when unusable, and
+    `NoFaceError` (a `BadImageError`) when it has no face under `face.on_missing=skip`."""
+    stage = preprocessing.face_stage
+    if stage is None:
+        note = framing_note(image, warn_small_face)
+        return ImageInputs([preprocessing.model_input(image, name)], [], note, image.size)
+    crops = stage.crops(image)
+    if not crops:
+        whole = preprocessing.model_input(image, name)  # applies face.on_missing
+        return ImageInputs([whole], [], "no face found: scored as a whole image", image.size)
+    inputs = [preprocessing.transform()(crop.image) for crop in crops]
+    return ImageInputs(inputs, [crop.describe(image.size) for crop in crops], "", image.size)
+
+
+def verdict_of(probs: list[float], how: str) -> float:
+    """An image's P(Fake) from its faces' (largest first): the highest, the mean, or the
+    largest face's."""
+    if how == "mean":
+        return sum(probs) / len(probs)
+    if how == "largest":
+        return probs[0]
+    return max(probs)
+
+
+@dataclass
+class ScoredImage:
+    """One image's verdict and the score of each of its faces."""
+
+    name: str
+    prob: float
+    faces: list[dict[str, Any]] = field(default_factory=list)
+    note: str = ""
+
+    @classmethod
+    def of(
+        cls, name: str, given: ImageInputs, probs: list[float], verdict: str
+    ) -> ScoredImage:
+        faces = [{**face, "prob_fake": prob} for face, prob in zip(given.faces, probs, strict=False)]
+        return cls(name, verdict_of(probs, verdict), faces, given.note)
+
+    def as_json(self, label: Any) -> dict[str, Any]:
+        """The image's entry in an answer: its score, call, faces (each with its own call)."""
+        return {
+            "prob_fake": self.prob,
+            "label": label(self.prob),
+            "faces": [{**face, "label": label(face["prob_fake"])} for face in self.faces],
+            "note": self.note,
+        }
+
+
+def verdict_rule(preprocessing: Preprocessing) -> str:
+    """How an image's score follows from its faces' (`face.verdict`)."""
+    return preprocessing.face.verdict if preprocessing.face is not None else "max"
