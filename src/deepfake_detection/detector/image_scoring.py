@@ -58,6 +58,8 @@ class ImageInputs:
     faces: list[dict[str, Any]]
     note: str = ""
     size: tuple[int, int] = (0, 0)
+    #: Each face's crop, as the model saw it before its resize (`keep_crops`; for Grad-CAM).
+    crops: list[Image.Image] = field(default_factory=list)
 
 
 def image_inputs(
@@ -65,6 +67,7 @@ def image_inputs(
     image: Image.Image,
     name: Any,
     warn_small_face: float | None = DEFAULT_WARN_SMALL_FACE,
+    keep_crops: bool = False,
 ) -> ImageInputs:
     """The model inputs of a decoded image. `BadImageError` names it when unusable, and
     `NoFaceError` (a `BadImageError`) when it has no face under `face.on_missing=skip`."""
@@ -77,7 +80,9 @@ def image_inputs(
         whole = preprocessing.model_input(image, name)  # applies face.on_missing
         return ImageInputs([whole], [], "no face found: scored as a whole image", image.size)
     inputs = [preprocessing.transform()(crop.image) for crop in crops]
-    return ImageInputs(inputs, [crop.describe(image.size) for crop in crops], "", image.size)
+    faces = [crop.describe(image.size) for crop in crops]
+    kept = [crop.image for crop in crops] if keep_crops else []
+    return ImageInputs(inputs, faces, "", image.size, kept)
 
 
 def verdict_of(probs: list[float], how: str) -> float:
@@ -114,6 +119,10 @@ class ScoredImage:
             "faces": [{**face, "label": label(face["prob_fake"])} for face in self.faces],
             "note": self.note,
         }
+
+
+def no_face_note(reason: str) -> str:
+    return f"{reason}: not scored (face.on_missing=skip)"
 
 
 def verdict_rule(preprocessing: Preprocessing) -> str:

@@ -22,11 +22,12 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import deepfake_detection
+from deepfake_detection.detector.image_scoring import ScoredImage, verdict_rule
 from deepfake_detection.detector.trained import TrainedDetector
 from deepfake_detection.serving.batching import BatchScorer
 from deepfake_detection.serving.explain import grad_cam, overlay_png
 from deepfake_detection.serving.http_errors import ServiceError
-from deepfake_detection.serving.uploads import FILES_FIELD, BodyLimit, read_uploads
+from deepfake_detection.serving.uploads import FILES_FIELD, BodyLimit, Upload, read_uploads
 
 log = logging.getLogger(__name__)
 STATIC_DIR = Path(__file__).parent / "static"
@@ -66,6 +67,9 @@ class ServiceSettings:
     max_concurrent: int = 16
     request_timeout_s: float = 30.0
     max_batch: int = 32
+    #: A model trained without the face stage: note pictures whose largest face covers less
+    #: than this share (None: never look for faces).
+    warn_small_face: float | None = 0.1
 
     def limits(self) -> dict[str, Any]:
         return {
@@ -103,8 +107,32 @@ def _json_error(status_code: int, body: dict[str, Any], headers=None) -> JSONRes
     return JSONResponse(body, status_code=status_code, headers=headers)
 
 
+def _result(served: TrainedDetector, upload: Upload, probs: list[float]) -> dict[str, Any]:
+    """One image's answer: its verdict, each face's box and score, and any note."""
+    width, height = upload.given.size
+    common = {"file": upload.name, "threshold": served.threshold, "width": width, "height": height}
+    if not probs:  # no face, and face.on_missing=skip
+        return {**common, "prob_fake": None, "label": "No face", "faces": [],
+                "note": upload.given.note}
+    scored = ScoredImage.of(upload.name, upload.given, probs, verdict_rule(served.preprocessing))
+    return {**common, **scored.as_json(served.label)}
+
+
+def _face_number(value: str, upload: Upload) -> int:
+    """The `face` field of /explain: which face of the image (0, the largest, by default)."""
+    count = len(upload.inputs)
+    if not count:
+        raise ServiceError(422, f"{upload.name}: {upload.given.note}")
+    if not value.strip().isdigit() or int(value) >= count:
+        raise ServiceError(
+            422, f"face={value!r}: this image has {count} face(s), numbered 0 to {count - 1}"
+        )
+    return int(value)
+
+
 def create_app(served: TrainedDetector, settings: ServiceSettings) -> FastAPI:
     scorer = BatchScorer(served.score, settings.max_batch)
+    reading = {"warn_small_face": settings.warn_small_face}
     gate = _Gate(settings.max_concurrent)
 
     @asynccontextmanager
@@ -189,24 +217,26 @@ def create_app(served: TrainedDetector, settings: ServiceSettings) -> FastAPI:
         openapi_extra=_UPLOAD_BODY,
     )
     async def predict(request: Request) -> dict[str, Any]:
-        """P(Fake) and a Real/Fake label for each image of the `files` field."""
+        """P(Fake) and a Real/Fake label for each image of the `files` field; with the face
+        stage, also each face's box, P(Fake) and label (the image's verdict follows
+        `face.verdict`), and a note when an image has no face or one too small."""
 
         async def work() -> dict[str, Any]:
-            uploads = await read_uploads(request, served.preprocessing, settings.max_files)
-            probs = await scorer.score(torch.stack([u.model_input for u in uploads]))
+            uploads, _ = await read_uploads(
+                request, served.preprocessing, settings.max_files, **reading
+            )
+            inputs = [tensor for upload in uploads for tensor in upload.inputs]
+            probs = (await scorer.score(torch.stack(inputs))).tolist() if inputs else []
+            results, start = [], 0
+            for upload in uploads:
+                own = probs[start : start + len(upload.inputs)]
+                start += len(upload.inputs)
+                results.append(_result(served, upload, own))
             return {
                 "model": served.model_name,
                 "backend": served.backend,
                 "threshold": served.threshold,
-                "results": [
-                    {
-                        "file": upload.name,
-                        "prob_fake": prob,
-                        "label": served.label(prob),
-                        "threshold": served.threshold,
-                    }
-                    for upload, prob in zip(uploads, probs.tolist(), strict=True)
-                ],
+                "results": results,
             }
 
         return await limited(work)
@@ -221,7 +251,8 @@ def create_app(served: TrainedDetector, settings: ServiceSettings) -> FastAPI:
     )
     async def explain(request: Request) -> Response:
         """One image → its Grad-CAM overlay as PNG; the score is in the X-Prob-Fake,
-        X-Label and X-Threshold headers."""
+        X-Label and X-Threshold headers. With the face stage, the form field `face` picks
+        the face (0, the largest, by default) and the overlay is that face's crop."""
         if served.detector is None:
             raise ServiceError(
                 501,
@@ -231,14 +262,22 @@ def create_app(served: TrainedDetector, settings: ServiceSettings) -> FastAPI:
         detector = served.detector
 
         async def work() -> Response:
-            uploads = await read_uploads(
-                request, served.preprocessing, max_files=1, limit_name="/explain takes "
+            uploads, fields = await read_uploads(
+                request,
+                served.preprocessing,
+                max_files=1,
+                limit_name="/explain takes ",
+                fields=("face",),
+                **reading,
             )
             upload = uploads[0]
-            prob = float((await scorer.score(upload.model_input.unsqueeze(0)))[0])
-            heatmap = await scorer.run_exclusive(grad_cam, detector, upload.model_input)
+            number = _face_number(fields.get("face", "0"), upload)
+            model_input = upload.inputs[number]
+            seen = upload.given.crops[number] if upload.given.crops else upload.image
+            prob = float((await scorer.score(model_input.unsqueeze(0)))[0])
+            heatmap = await scorer.run_exclusive(grad_cam, detector, model_input)
             png = await anyio.to_thread.run_sync(
-                overlay_png, upload.image, served.preprocessing, heatmap
+                overlay_png, seen, served.preprocessing, heatmap
             )
             return Response(
                 png,
@@ -247,6 +286,7 @@ def create_app(served: TrainedDetector, settings: ServiceSettings) -> FastAPI:
                     "X-Prob-Fake": repr(prob),
                     "X-Label": served.label(prob),
                     "X-Threshold": repr(served.threshold),
+                    "X-Face": str(number) if upload.given.faces else "",
                 },
             )
 

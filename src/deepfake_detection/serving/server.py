@@ -25,6 +25,7 @@ def settings_of(cfg: DictConfig) -> ServiceSettings:
         max_concurrent=int(limits.max_concurrent),
         request_timeout_s=float(limits.request_timeout_s),
         max_batch=int(limits.max_batch),
+        warn_small_face=cfg.get("warn_small_face", 0.1),
     )
 
 
@@ -48,6 +49,9 @@ def serve(cfg: DictConfig) -> dict[str, Any]:
         served.threshold_rule,
         served.source,
     )
+    steps = served.preprocessing.describe()["steps"]
+    if served.preprocessing.face is not None:
+        log.info("face stage: %s; %s", steps[1], steps[2])
     log.info(
         "page: %s/   API docs: %s/docs   %s",
         url,

@@ -10,11 +10,13 @@ from omegaconf import DictConfig
 
 from deepfake_detection.data.settings import IMAGE_READING_KEYS, ScoringDataSettings
 from deepfake_detection.detector.settings import THRESHOLD, CPUDeviceSettings, DetectorSettings
+from deepfake_detection.faces.settings import SCORING_FACE_RULES
 from deepfake_detection.rules import (
     Rule,
     integer,
     number,
     one_of,
+    or_null,
     ordered,
     rules_of,
     setting,
@@ -45,6 +47,9 @@ class ServeSettings(DetectorSettings):
         Rule(expected="a list of origins, e.g. [http://localhost:3000]", accepts=_is_origin_list),
         [],
     )
+    #: A model trained without the face stage: note pictures whose largest face covers less
+    #: than this share of them (null: never look for faces).
+    warn_small_face: float | None = setting(or_null(number(0, 1)), 0.1)
 
 
 @dataclass(frozen=True)
@@ -64,6 +69,7 @@ SERVE_RULES: dict[str, Rule] = ordered(
         **rules_of(ServeSettings),
         **rules_of(LimitSettings, "limits"),
         **rules_of(ScoringDataSettings, "data", only=IMAGE_READING_KEYS),
+        **SCORING_FACE_RULES,
         **rules_of(CPUDeviceSettings, "trainer"),
     },
     "ckpt_path",

@@ -15,6 +15,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from deepfake_detection.data.images import BadImageError
 from deepfake_detection.data.preprocess import Preprocessing
+from deepfake_detection.detector.image_scoring import ImageInputs, image_inputs, no_face_note
+from deepfake_detection.faces.stage import FaceMissingError, NoFaceError
 from deepfake_detection.serving.http_errors import BodyTooLarge, ServiceError
 
 #: The multipart field that carries the images.
@@ -23,11 +25,16 @@ FILES_FIELD = "files"
 
 @dataclass
 class Upload:
-    """One decoded upload: its name, the image, and the model input made from it."""
+    """One decoded upload: its name, the image, and the model inputs made from it (one per
+    face with the face stage; none for a picture without a face under `on_missing=skip`)."""
 
     name: str
     image: Image.Image
-    model_input: torch.Tensor
+    given: ImageInputs
+
+    @property
+    def inputs(self) -> list[torch.Tensor]:
+        return self.given.inputs
 
 
 class BodyLimit:
@@ -81,8 +88,11 @@ async def read_uploads(
     preprocessing: Preprocessing,
     max_files: int,
     limit_name: str = "limits.max_files=",
-) -> list[Upload]:
-    """Every file of the `files` field, decoded and preprocessed (in worker threads).
+    warn_small_face: float | None = None,
+    fields: tuple[str, ...] = (),
+) -> tuple[list[Upload], dict[str, str]]:
+    """Every file of the `files` field, decoded and preprocessed (in worker threads), and
+    the text `fields` asked for.
 
     Refusals: 415 for a body that is not multipart/form-data, 400 for an empty form or too
     many files, 422 naming each file that is not a usable image.
@@ -113,20 +123,31 @@ async def read_uploads(
         if len(files) > max_files:
             raise ServiceError(400, too_many)
         contents = [(f.filename or f"upload {i + 1}", await f.read()) for i, f in enumerate(files)]
+        given = {name: str(form[name]) for name in fields if isinstance(form.get(name), str)}
     finally:
         await form.close()
-    return await decode_uploads(contents, preprocessing)
+    return await decode_uploads(contents, preprocessing, warn_small_face), given
 
 
 async def decode_uploads(
-    contents: list[tuple[str, bytes]], preprocessing: Preprocessing
+    contents: list[tuple[str, bytes]],
+    preprocessing: Preprocessing,
+    warn_small_face: float | None = None,
 ) -> list[Upload]:
     def decode(name: str, data: bytes) -> Upload | str:
         try:
             image = preprocessing.decode_bytes(data, name)
-            return Upload(name, image, preprocessing.model_input(image, name))
         except BadImageError as err:
             return err.reason
+        try:
+            given = image_inputs(preprocessing, image, name, warn_small_face, keep_crops=True)
+        except NoFaceError as err:  # face.on_missing=skip: an answer, not a refusal
+            return Upload(name, image, ImageInputs([], [], no_face_note(err.reason), image.size))
+        except BadImageError as err:
+            return err.reason
+        except FaceMissingError as err:
+            return str(err).removeprefix(f"{name}: ")
+        return Upload(name, image, given)
 
     decoded = [await anyio.to_thread.run_sync(decode, name, data) for name, data in contents]
     problems = [
