@@ -35,6 +35,7 @@ TRAIN_VARIANTS: dict[str, list[str]] = {
     "plateau": ["scheduler=plateau"],
     "preset": ["experiment=seed_mobilenet_finetune"],  # variant=mobilenet_last3 and more
     "ddp": ["trainer=ddp", "trainer.accelerator=cpu"],
+    "faces": ["face=crop"],
 }
 
 # Stand-ins for paths that only exist under the test's tmp dir.
@@ -237,6 +238,42 @@ TRAIN_BAD_VALUES: list[tuple[str, Any, str]] = [
     ("trainer.sync_batchnorm", "yes", "default"),
     ("trainer.sync_batchnorm", True, "ddp"),
     ("trainer.use_distributed_sampler", True, "default"),
+    ("face.name", "detect", "default"),
+    ("face.name", None, "faces"),
+    ("face.detector", "retinaface", "faces"),
+    ("face.detector", 3, "faces"),
+    ("face.model_path", "no/such/model.onnx", "faces"),
+    ("face.score_threshold", 1.5, "faces"),
+    ("face.detect_size", 32, "faces"),
+    ("face.min_size", 0, "faces"),
+    ("face.margin", 0.9, "faces"),
+    ("face.square", "yes", "faces"),
+    ("face.align", 1, "faces"),
+    ("face.crop_size", 16, "faces"),
+    ("face.on_missing", "drop", "faces"),
+    ("face.select", "first", "faces"),
+    ("face.verdict", "min", "faces"),
+    ("face.cache", "true", "faces"),
+    ("face.cache_dir", A_FILE, "faces"),
+]
+
+#: (key, bad value) of `face.*` for every command that scores with a trained detector.
+SCORING_FACE_BAD_VALUES: list[tuple[str, Any]] = [
+    ("face.name", "detect"),
+    ("face.detector", "retinaface"),
+    ("face.model_path", "no/such/model.onnx"),
+    ("face.score_threshold", -1),
+    ("face.detect_size", 10),
+    ("face.min_size", 0),
+    ("face.margin", 5),
+    ("face.square", "no"),
+    ("face.align", "no"),
+    ("face.crop_size", 4096),
+    ("face.on_missing", "drop"),
+    ("face.select", "first"),
+    ("face.verdict", "min"),
+    ("face.cache", 1),
+    ("face.cache_dir", A_FILE),
 ]
 
 #: (key, bad value) for `deepfake-evaluate`, on its config with an existing `ckpt_path`.
@@ -274,6 +311,7 @@ EVALUATE_BAD_VALUES: list[tuple[str, Any]] = [
     ("trainer.accelerator", "npu"),
     ("trainer.devices", 0),
     ("trainer.precision", "half"),
+    *SCORING_FACE_BAD_VALUES,
 ]
 
 #: (key, bad value) for `deepfake-predict`.
@@ -296,6 +334,9 @@ PREDICT_BAD_VALUES: list[tuple[str, Any]] = [
     ("trainer.accelerator", "npu"),
     ("trainer.devices", 0),
     ("trainer.precision", "half"),
+    ("warn_small_face", 1.5),
+    ("warn_small_face", "small"),
+    *SCORING_FACE_BAD_VALUES,
 ]
 
 #: (key, bad value) for `deepfake-export`.
@@ -333,6 +374,8 @@ SERVE_BAD_VALUES: list[tuple[str, Any]] = [
     ("api_key", 1234),
     ("cors_origins", "http://a"),
     ("cors_origins", [1]),
+    ("warn_small_face", -0.1),
+    *SCORING_FACE_BAD_VALUES,
     ("limits.max_upload_mb", 0),
     ("limits.max_files", 0),
     ("limits.max_concurrent", 0),

@@ -216,7 +216,7 @@ class DeepfakeDataModule(L.LightningDataModule):
             labels = {label for _, label in samples}
             if labels != {0, 1}:
                 raise DatasetError(
-                    f"data.root={index.root}: the {split} split has no "
+                    f"data.root={index.root}: the {split} split has no readable "
                     f"{'Fake' if 1 not in labels else 'Real'} image left after {after}"
                 )
 

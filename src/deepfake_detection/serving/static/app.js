@@ -1,4 +1,5 @@
-// The page of deepfake-serve: upload images, show each verdict, P(Fake) and a Grad-CAM toggle.
+// The page of deepfake-serve: upload images, show each verdict, P(Fake), the faces found (a box
+// and a score each) and a Grad-CAM toggle for the selected face.
 "use strict";
 
 const state = { auth: false, info: null };
@@ -63,10 +64,67 @@ function showError(card, text) {
   message.hidden = false;
 }
 
-function showResult(card, result) {
+function showNote(card, text) {
+  const note = card.querySelector(".note");
+  note.textContent = text || "";
+  note.hidden = !text;
+}
+
+function selectFace(card, file, number) {
+  card.dataset.face = String(number);
+  for (const element of card.querySelectorAll(".box, .faces li")) {
+    element.classList.toggle("selected", element.dataset.face === String(number));
+  }
+  if (card.querySelector(".cam-toggle").checked) {
+    delete card.dataset.heatmap;
+    toggleHeatmap(card, file, true);
+  }
+}
+
+function showFaces(card, file, result) {
+  const boxes = card.querySelector(".boxes");
+  const list = card.querySelector(".faces");
+  boxes.replaceChildren();
+  list.replaceChildren();
+  result.faces.forEach((face, number) => {
+    const [x, y, w, h] = face.box;
+    const text = `${face.label} ${face.prob_fake.toFixed(3)}`;
+    const box = document.createElement("div");
+    box.className = "box";
+    box.dataset.face = String(number);
+    box.dataset.label = face.label;
+    box.title = `face ${number + 1}: P(Fake) = ${face.prob_fake.toFixed(4)}`;
+    box.style.left = `${(100 * x) / result.width}%`;
+    box.style.top = `${(100 * y) / result.height}%`;
+    box.style.width = `${(100 * w) / result.width}%`;
+    box.style.height = `${(100 * h) / result.height}%`;
+    const tag = document.createElement("span");
+    tag.textContent = `${number + 1}: ${text}`;
+    box.append(tag);
+    box.addEventListener("click", () => selectFace(card, file, number));
+    boxes.append(box);
+    const item = document.createElement("li");
+    item.dataset.face = String(number);
+    item.dataset.label = face.label;
+    item.textContent = `${text} (${(100 * face.area).toFixed(1)} % of the image)`;
+    item.addEventListener("click", () => selectFace(card, file, number));
+    list.append(item);
+  });
+  list.hidden = result.faces.length === 0;
+  if (result.faces.length) selectFace(card, file, 0);
+}
+
+function showResult(card, file, result) {
   card.dataset.state = result.label;
+  showNote(card, result.note);
+  if (result.prob_fake === null) {  // no face, and the service leaves such pictures out
+    card.querySelector(".verdict").textContent = "No face";
+    return;
+  }
   card.dataset.prob = String(result.prob_fake);
-  card.querySelector(".verdict").textContent = result.label;
+  showFaces(card, file, result);
+  card.querySelector(".verdict").textContent =
+    result.faces.length > 1 ? `${result.label} (${result.faces.length} faces)` : result.label;
   card.querySelector(".bar-fill").style.width = `${(100 * result.prob_fake).toFixed(1)}%`;
   card.querySelector(".bar-mark").style.left = `${(100 * result.threshold).toFixed(1)}%`;
   card.querySelector(".prob").textContent =
@@ -80,11 +138,13 @@ async function toggleHeatmap(card, file, checked) {
   const thumb = card.querySelector(".thumb");
   if (!checked) {
     thumb.src = card.dataset.original;
+    card.dataset.cam = "off";
     return;
   }
   if (!card.dataset.heatmap) {
     const form = new FormData();
     form.append("files", file, file.name);
+    if (card.dataset.face) form.append("face", card.dataset.face);
     const response = await fetch("/explain", { method: "POST", body: form, headers: headers() });
     if (!response.ok) {
       card.querySelector(".cam-toggle").checked = false;
@@ -117,7 +177,7 @@ async function score(file) {
       return;
     }
     const body = await response.json();
-    showResult(card, body.results[0]);
+    showResult(card, file, body.results[0]);
   } catch (error) {
     showError(card, `the service did not answer (${error})`);
   }
