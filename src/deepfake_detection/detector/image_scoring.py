@@ -44,7 +44,7 @@ def framing_note(image: Image.Image, warn_below: float | None) -> str:
         return ""
     return (
         "this model was trained on tight face crops; the face here covers "
-        f"{share:.0%} of the image: use a model trained with face=crop"
+        f"{share:.1%} of the image: use a model trained with face=crop"
     )
 
 
