@@ -323,3 +323,15 @@ def make_face_dataset(
                 path.parent.mkdir(parents=True, exist_ok=True)
                 face_picture(rng, label, size).save(path)
     return root
+
+
+def train_face_run(root: Path, run_dir: Path, *overrides: str) -> Path:
+    """One epoch of a tiny custom CNN with face=crop (64 px crops, 32 px input) on `root`;
+    crops are kept in `<run dir>/../face-cache`."""
+    from deepfake_detection.commands import TRAIN
+
+    base = [f"data.root={root}", "data.image_size=32", "data.batch_size=4"]
+    model = ["model.widths=[4,8]", "trainer.max_epochs=1", "early_stopping=none"]
+    face = ["face=crop", "face.crop_size=64", f"face.cache_dir={run_dir.parent / 'face-cache'}"]
+    TRAIN.run(compose_train([*base, *model, *face, *overrides], run_dir))
+    return run_dir

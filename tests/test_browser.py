@@ -12,10 +12,15 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
+
+from conftest import face_picture, make_face_dataset, train_face_run
 
 pytestmark = pytest.mark.slow
 
@@ -52,8 +57,9 @@ def chromium() -> str:
     return found
 
 
-@pytest.fixture
-def server(tiny_run: Path, tmp_path: Path, chromium: str):
+@contextmanager
+def serving(run_dir: Path, tmp_path: Path) -> Iterator[str]:
+    """`deepfake-serve` of `run_dir` on a free loopback port; yields its URL."""
     port = free_port()
     log_file = open(tmp_path / "serve-output.txt", "w")  # noqa: SIM115  (closed below)
     process = subprocess.Popen(
@@ -61,7 +67,7 @@ def server(tiny_run: Path, tmp_path: Path, chromium: str):
             sys.executable,
             "-m",
             "deepfake_detection.serve",
-            f"ckpt_path={tiny_run}",
+            f"ckpt_path={run_dir}",
             f"port={port}",
             f"hydra.run.dir={tmp_path / 'serve'}",
         ],
@@ -82,13 +88,21 @@ def server(tiny_run: Path, tmp_path: Path, chromium: str):
     else:
         process.kill()
         pytest.fail("deepfake-serve did not answer /health within 120 s")
-    yield url
-    process.terminate()
     try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        process.kill()
-    log_file.close()
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        log_file.close()
+
+
+@pytest.fixture
+def server(tiny_run: Path, tmp_path: Path, chromium: str) -> Iterator[str]:
+    with serving(tiny_run, tmp_path) as url:
+        yield url
 
 
 def test_page_shows_the_apis_verdict_and_a_heatmap(
@@ -151,3 +165,43 @@ def test_page_shows_the_apis_verdict_and_a_heatmap(
         page.screenshot(path=str(tmp_path / "page.png"), full_page=True)
         browser.close()
     assert (tmp_path / "page.png").stat().st_size > 5000
+
+
+def test_page_draws_each_face_with_its_score_and_heatmap(chromium: str, tmp_path: Path) -> None:
+    from playwright.sync_api import sync_playwright
+
+    run = train_face_run(make_face_dataset(tmp_path / "data"), tmp_path / "run")
+    group = tmp_path / "group.png"
+    face_picture(np.random.default_rng(5), 1, size=400, faces=4).save(group)
+    with serving(run, tmp_path) as url:
+        api = httpx.post(
+            f"{url}/predict", files=[("files", (group.name, group.read_bytes(), "image/png"))]
+        ).json()["results"][0]
+        assert len(api["faces"]) == 4
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_FLAGS)
+            page = browser.new_page(viewport={"width": 1000, "height": 900})
+            page.goto(url)
+            page.wait_for_selector("#model-info:has-text('custom_cnn')")
+            page.set_input_files("#file-input", str(group))
+            card = page.locator(".result").first
+            page.wait_for_selector(".result[data-prob]")
+            assert card.locator(".verdict").inner_text() == f"{api['label']} (4 faces)"
+            boxes = card.locator(".box")
+            assert boxes.count() == 4 and card.locator(".faces li").count() == 4
+            # Each box sits where the API says the face is, in % of the picture.
+            x, y, w, h = api["faces"][1]["box"]
+            left = boxes.nth(1).evaluate("e => e.style.left")
+            assert left == f"{100 * x / api['width']}%"
+            tag = boxes.nth(1).locator("span").inner_text()
+            assert tag == f"2: {api['faces'][1]['label']} {api['faces'][1]['prob_fake']:.3f}"
+            # A click picks the face whose Grad-CAM the toggle shows.
+            boxes.nth(2).click()
+            assert card.get_attribute("data-face") == "2"
+            card.locator(".cam-toggle").check()
+            page.wait_for_selector(".result[data-cam='on']")
+            thumb = card.locator(".thumb")
+            page.wait_for_function("e => e.src.startsWith('blob:') && e.complete", arg=thumb.element_handle())
+            assert not card.locator(".boxes").is_visible()
+            page.screenshot(path=str(tmp_path / "faces.png"), full_page=True)
+            browser.close()

@@ -14,28 +14,25 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from conftest import astronaut, compose_config, compose_train, face_picture, make_face_dataset
-from deepfake_detection.commands import EVALUATE, EXPORT, PREDICT, ROBUSTNESS, TRAIN
+from conftest import (
+    astronaut,
+    compose_config,
+    face_picture,
+    make_face_dataset,
+    train_face_run,
+)
+from deepfake_detection.commands import EVALUATE, EXPORT, PREDICT, ROBUSTNESS
 from deepfake_detection.detector.trained import load_detector
 from deepfake_detection.errors import DatasetError
 from deepfake_detection.serving.app import ServiceSettings, create_app
 
-FACE_ARGS = ["face=crop", "face.crop_size=64"]
 ONE_JPEG = ["~grid.blur", "~grid.resize", "~grid.noise", "grid.jpeg=[50]"]
-
-
-def train_faces(root: Path, run_dir: Path, *overrides: str) -> Path:
-    base = [f"data.root={root}", "data.image_size=32", "data.batch_size=4"]
-    model = ["model.widths=[4,8]", "trainer.max_epochs=1", "early_stopping=none"]
-    cache = f"face.cache_dir={run_dir.parent / 'face-cache'}"
-    TRAIN.run(compose_train([*base, *model, *FACE_ARGS, cache, *overrides], run_dir))
-    return run_dir
 
 
 @pytest.fixture(scope="module")
 def face_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("face_run")
-    return train_faces(make_face_dataset(root / "data"), root / "run")
+    return train_face_run(make_face_dataset(root / "data"), root / "run")
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +67,7 @@ def test_training_crops_once_and_records_the_stage(face_run: Path, tmp_path: Pat
     assert len(crops) == 24  # every image of the 6/3/3 per class dataset, once
     assert all(Image.open(c).size == (64, 64) for c in crops[:3])
     before = {c: c.stat().st_mtime_ns for c in crops}
-    train_faces(face_run.parent / "data", tmp_path / "again")  # a second run reuses them
+    train_face_run(face_run.parent / "data", tmp_path / "again")  # a second run reuses them
     assert {c: c.stat().st_mtime_ns for c in store.rglob("*.png")} == before
     assert hparams is not None
 
@@ -78,11 +75,11 @@ def test_training_crops_once_and_records_the_stage(face_run: Path, tmp_path: Pat
 def test_faceless_images_are_counted_skipped_or_stop(tmp_path: Path) -> None:
     root = make_face_dataset(tmp_path / "data")
     Image.new("RGB", (128, 128), (20, 120, 40)).save(root / "Train" / "Real" / "plain.png")
-    run = train_faces(root, tmp_path / "skip", "face.on_missing=skip")
+    run = train_face_run(root, tmp_path / "skip", "face.on_missing=skip")
     skipped = (run / "skipped_files.txt").read_text()
     assert "plain.png" in skipped and "no face found" in skipped
     with pytest.raises(DatasetError, match=r"plain.png: no face found.*face.on_missing=error"):
-        train_faces(root, tmp_path / "error", "face.on_missing=error")
+        train_face_run(root, tmp_path / "error", "face.on_missing=error")
 
 
 def test_evaluate_and_robustness_crop_as_trained(face_run: Path, tmp_path: Path) -> None:

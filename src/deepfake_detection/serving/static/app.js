@@ -106,7 +106,7 @@ function showFaces(card, file, result) {
     const item = document.createElement("li");
     item.dataset.face = String(number);
     item.dataset.label = face.label;
-    item.textContent = `${text} (${(100 * face.area).toFixed(1)} % of the image)`;
+    item.textContent = `Face ${number + 1}: ${text} (${(100 * face.area).toFixed(1)} % of the image)`;
     item.addEventListener("click", () => selectFace(card, file, number));
     list.append(item);
   });
