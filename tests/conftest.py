@@ -306,7 +306,11 @@ def face_picture(
         face = Image.fromarray(pixels.clip(0, 255).astype(np.uint8))
         column = (i % max(1, round(faces**0.5))) * (size // max(1, round(faces**0.5)))
         x = min(size - side, column + int(rng.integers(0, max(1, size // 8))))
-        y = int(rng.integers(0, size - side)) if faces == 1 else min(size - side, (i // max(1, round(faces**0.5))) * side)
+        y = (
+            int(rng.integers(0, size - side))
+            if faces == 1
+            else min(size - side, (i // max(1, round(faces**0.5))) * side)
+        )
         canvas.paste(face, (x, y))
     return canvas
 

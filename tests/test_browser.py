@@ -201,7 +201,9 @@ def test_page_draws_each_face_with_its_score_and_heatmap(chromium: str, tmp_path
             card.locator(".cam-toggle").check()
             page.wait_for_selector(".result[data-cam='on']")
             thumb = card.locator(".thumb")
-            page.wait_for_function("e => e.src.startsWith('blob:') && e.complete", arg=thumb.element_handle())
+            page.wait_for_function(
+                "e => e.src.startsWith('blob:') && e.complete", arg=thumb.element_handle()
+            )
             assert not card.locator(".boxes").is_visible()
             page.screenshot(path=str(tmp_path / "faces.png"), full_page=True)
             browser.close()

@@ -198,8 +198,9 @@ class DeepfakeDataModule(L.LightningDataModule):
                 "them out)"
             )
         if self.face.on_missing == "whole":
-            log.warning("face stage: no face in %s; they are used whole (face.on_missing=whole)",
-                        share)
+            log.warning(
+                "face stage: no face in %s; they are used whole (face.on_missing=whole)", share
+            )
             return index
         log.warning("face stage: no face in %s; left out (face.on_missing=skip)", share)
         missing = set(prepared.missing)

@@ -105,10 +105,10 @@ class ScoredImage:
     note: str = ""
 
     @classmethod
-    def of(
-        cls, name: str, given: ImageInputs, probs: list[float], verdict: str
-    ) -> ScoredImage:
-        faces = [{**face, "prob_fake": prob} for face, prob in zip(given.faces, probs, strict=False)]
+    def of(cls, name: str, given: ImageInputs, probs: list[float], verdict: str) -> ScoredImage:
+        faces = [
+            {**face, "prob_fake": prob} for face, prob in zip(given.faces, probs, strict=False)
+        ]
         return cls(name, verdict_of(probs, verdict), faces, given.note)
 
     def as_json(self, label: Any) -> dict[str, Any]:

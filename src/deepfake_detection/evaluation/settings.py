@@ -11,13 +11,13 @@ from omegaconf import DictConfig
 
 from deepfake_detection.data.perturb import PERTURB_SEVERITIES, perturb_problem
 from deepfake_detection.data.settings import SPLIT, ScoringDataSettings
-from deepfake_detection.faces.settings import SCORING_FACE_RULES
 from deepfake_detection.detector.settings import (
     DETECTOR_RULES,
     DEVICE_RULES,
     THRESHOLD,
     DetectorSettings,
 )
+from deepfake_detection.faces.settings import SCORING_FACE_RULES
 from deepfake_detection.rules import (
     Rule,
     number,

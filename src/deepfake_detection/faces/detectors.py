@@ -166,7 +166,14 @@ _loading = threading.Lock()
 def load_detector(settings: FaceSettings) -> FaceDetector:
     """The detector `settings` name, built once per thread and settings: OpenCV's nets and
     cascades keep per-call state, and a forked worker must not share its parent's."""
-    key = (os.getpid(), threading.get_ident(), settings.detector, settings.model_path, settings.score_threshold, settings.min_size)
+    key = (
+        os.getpid(),
+        threading.get_ident(),
+        settings.detector,
+        settings.model_path,
+        settings.score_threshold,
+        settings.min_size,
+    )
     with _loading:
         if key not in _loaded:
             make = BUILTIN.get(settings.detector) or _plugin(settings.detector)

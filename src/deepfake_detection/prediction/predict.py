@@ -63,8 +63,7 @@ def save_predictions(output_dir: Path, scored: list[ScoredImage], threshold: flo
     """`predictions.csv`, one row per image (its verdict, face count and note), and
     `faces.csv`, one row per face found (box, detection score, share, P(Fake), call)."""
     images = [
-        (s.name, f"{s.prob:.9g}", _call(s.prob, threshold), len(s.faces), s.note)
-        for s in scored
+        (s.name, f"{s.prob:.9g}", _call(s.prob, threshold), len(s.faces), s.note) for s in scored
     ]
     _save_csv(
         output_dir / PREDICTIONS_FILE, images, ("path", "prob_fake", "prediction", "faces", "note")
@@ -82,8 +81,18 @@ def save_predictions(output_dir: Path, scored: list[ScoredImage], threshold: flo
         for s in scored
         for number, face in enumerate(s.faces)
     ]
-    header = ("path", "face", "x", "y", "width", "height", "detection_score", "area",
-              "prob_fake", "prediction")
+    header = (
+        "path",
+        "face",
+        "x",
+        "y",
+        "width",
+        "height",
+        "detection_score",
+        "area",
+        "prob_fake",
+        "prediction",
+    )
     _save_csv(output_dir / FACES_FILE, faces, header)
 
 
@@ -152,8 +161,13 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
     if len(scored) > MAX_PRINTED:
         print(f"... and {len(scored) - MAX_PRINTED} more")
     if noted:
-        log.warning("%d image(s) have a note in %s, e.g. %s: %s", len(noted), PREDICTIONS_FILE,
-                    noted[0].name, noted[0].note)
+        log.warning(
+            "%d image(s) have a note in %s, e.g. %s: %s",
+            len(noted),
+            PREDICTIONS_FILE,
+            noted[0].name,
+            noted[0].note,
+        )
     print(
         f"{len(scored)} image(s): {fake} Fake, {len(scored) - fake} Real "
         f"(P(Fake) > {threshold:.4g}); {len(skipped)} skipped; see {output_dir / PREDICTIONS_FILE}"

@@ -112,8 +112,13 @@ def _result(served: TrainedDetector, upload: Upload, probs: list[float]) -> dict
     width, height = upload.given.size
     common = {"file": upload.name, "threshold": served.threshold, "width": width, "height": height}
     if not probs:  # no face, and face.on_missing=skip
-        return {**common, "prob_fake": None, "label": "No face", "faces": [],
-                "note": upload.given.note}
+        return {
+            **common,
+            "prob_fake": None,
+            "label": "No face",
+            "faces": [],
+            "note": upload.given.note,
+        }
     scored = ScoredImage.of(upload.name, upload.given, probs, verdict_rule(served.preprocessing))
     return {**common, **scored.as_json(served.label)}
 
@@ -276,9 +281,7 @@ def create_app(served: TrainedDetector, settings: ServiceSettings) -> FastAPI:
             seen = upload.given.crops[number] if upload.given.crops else upload.image
             prob = float((await scorer.score(model_input.unsqueeze(0)))[0])
             heatmap = await scorer.run_exclusive(grad_cam, detector, model_input)
-            png = await anyio.to_thread.run_sync(
-                overlay_png, seen, served.preprocessing, heatmap
-            )
+            png = await anyio.to_thread.run_sync(overlay_png, seen, served.preprocessing, heatmap)
             return Response(
                 png,
                 media_type="image/png",

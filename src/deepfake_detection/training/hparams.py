@@ -35,6 +35,8 @@ def run_hparams(cfg: DictConfig, model: BaseDetector, image_size: int) -> dict[s
         "freeze_n": model.freeze_spec.n,
         # Runs made before the `augment` group existed trained with what is now `basic`.
         "augment": (cfg.get("augment") or {}).get("name", "basic"),
+        # Runs made before the `face` group existed scored whole images.
+        "face": (cfg.get("face") or {}).get("name", "none"),
         "optimizer": _class_name(optimizer),
         "lr": optimizer.get("lr"),
         "weight_decay": optimizer.get("weight_decay"),

@@ -10,7 +10,6 @@ from omegaconf import DictConfig
 
 from deepfake_detection.config import metric_mode
 from deepfake_detection.data.augment import AUGMENT_RULES
-from deepfake_detection.faces.settings import FACE_RULES
 from deepfake_detection.data.settings import DATA_RULES
 from deepfake_detection.detector.settings import (
     ACCELERATOR,
@@ -18,6 +17,7 @@ from deepfake_detection.detector.settings import (
     PRECISION,
     DeviceSettings,
 )
+from deepfake_detection.faces.settings import FACE_RULES
 from deepfake_detection.files import run_dir_problem
 from deepfake_detection.models.freeze import FREEZE_RULES
 from deepfake_detection.models.registry import every_model_rule, model_rules
