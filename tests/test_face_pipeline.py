@@ -194,3 +194,16 @@ def test_serve_answers_a_faceless_picture_without_a_score(face_run: Path, pictur
         (result,) = answer.json()["results"]
         assert answer.status_code == 200
         assert result["prob_fake"] is None and result["label"] == "No face"
+
+
+def test_a_picture_over_the_pixel_limit_is_refused_before_faces_are_searched(
+    face_run: Path, pictures: dict, tmp_path: Path
+) -> None:
+    args = [
+        f"ckpt_path={face_run}",
+        f"input={pictures['photo'].parent}",
+        "data.max_image_pixels=100000",  # the 640x480 photo and the 400x400 group are over it
+    ]
+    summary = PREDICT.run(compose_config("predict", args, tmp_path))
+    assert summary["images"] == 1 and summary["skipped"] == 2
+    assert "max_image_pixels=100000" in (tmp_path / "skipped_files.txt").read_text()
