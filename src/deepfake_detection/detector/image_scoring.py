@@ -77,7 +77,9 @@ def image_inputs(
         return ImageInputs([preprocessing.model_input(image, name)], [], note, image.size)
     crops = stage.crops(image)
     if not crops:
-        whole = preprocessing.model_input(image, name)  # applies face.on_missing
+        stage.check_missing(name)  # face.on_missing: skip and error raise here
+        preprocessing.check_shape(image, name)
+        whole = preprocessing.transform()(image)
         return ImageInputs([whole], [], "no face found: scored as a whole image", image.size)
     inputs = [preprocessing.transform()(crop.image) for crop in crops]
     faces = [crop.describe(image.size) for crop in crops]

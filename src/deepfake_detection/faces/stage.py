@@ -97,11 +97,16 @@ class FaceStage:
         found = self.crops(image, "largest")
         if found:
             return found[0].image
-        if self.settings.on_missing == "whole":
-            return image
+        self.check_missing(name)
+        return image
+
+    def check_missing(self, name: Any) -> None:
+        """`face.on_missing` for an image without a face: nothing for `whole` (it is scored
+        whole), `NoFaceError` (counted, like a bad image) for `skip`, a stop for `error`."""
         if self.settings.on_missing == "error":
             raise FaceMissingError(f"{NoFaceError(name, self.settings)} (face.on_missing=error)")
-        raise NoFaceError(name, self.settings)
+        if self.settings.on_missing == "skip":
+            raise NoFaceError(name, self.settings)
 
     def describe(self) -> dict[str, Any]:
         return {**self.settings.describe(), "stage_version": STAGE_VERSION}
