@@ -207,3 +207,27 @@ def test_a_picture_over_the_pixel_limit_is_refused_before_faces_are_searched(
     summary = PREDICT.run(compose_config("predict", args, tmp_path))
     assert summary["images"] == 1 and summary["skipped"] == 2
     assert "max_image_pixels=100000" in (tmp_path / "skipped_files.txt").read_text()
+
+
+def test_a_whole_image_model_notes_small_faces_in_the_answer(
+    tiny_run: Path, pictures: dict, tmp_path: Path
+) -> None:
+    served = load_detector(compose_config("serve", [f"ckpt_path={tiny_run}"], tmp_path))
+    assert served.preprocessing.face is None
+    photo = pictures["photo"]
+    with TestClient(create_app(served, ServiceSettings())) as client:
+        files = [("files", (photo.name, photo.read_bytes(), "image/jpeg"))]
+        (result,) = client.post("/predict", files=files).json()["results"]
+        assert result["faces"] == [] and "trained on tight face crops" in result["note"]
+    with TestClient(create_app(served, ServiceSettings(warn_small_face=None))) as client:
+        (result,) = client.post("/predict", files=files).json()["results"]
+        assert result["note"] == ""
+
+
+def test_evaluate_a_whole_image_model_through_face_crops(tiny_run: Path, tmp_path: Path) -> None:
+    """`face=crop` chooses a stage for a run trained without one; its noise images have no
+    face, so each is scored whole and counted."""
+    args = [f"ckpt_path={tiny_run}", "face=crop", f"face.cache_dir={tmp_path / 'cache'}"]
+    metrics = EVALUATE.run(compose_config("evaluate", args, tmp_path / "e"))
+    assert metrics["face"]["name"] == "crop"
+    assert metrics["face/missing"] == metrics["data/images"] == 12
