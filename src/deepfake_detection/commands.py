@@ -259,7 +259,8 @@ ROBUSTNESS = Command(
 )
 PREDICT = Command(
     name="predict",
-    summary="score unlabelled images with a trained detector: P(Fake) and a call per image and per face.",
+    summary="score unlabelled images with a trained detector: P(Fake) and a call per image "
+    "and per face.",
     example="deepfake-predict ckpt_path=outputs/train/<run> input=<image or folder>",
     task=_predict,
     config="predict",
