@@ -61,7 +61,7 @@ class FaceDetector(Protocol):
     def detect(self, rgb: np.ndarray) -> list[Face]: ...
 
 
-def _cv2():
+def opencv():
     try:
         import cv2
     except ImportError as err:  # pragma: no cover - a dependency of the package
@@ -91,7 +91,7 @@ class YuNet:
     """OpenCV's YuNet: boxes, confidences and five landmarks per face."""
 
     def __init__(self, settings: FaceSettings) -> None:
-        cv2 = _cv2()
+        cv2 = opencv()
         path = Path(settings.model_path) if settings.model_path else bundled_yunet()
         try:
             self._net = cv2.FaceDetectorYN.create(
@@ -120,7 +120,7 @@ class Haar:
     """OpenCV's frontal-face Haar cascade: boxes only, no confidences or landmarks."""
 
     def __init__(self, settings: FaceSettings) -> None:
-        cv2 = _cv2()
+        cv2 = opencv()
         if settings.model_path:
             path = Path(settings.model_path)
         else:
@@ -134,10 +134,10 @@ class Haar:
             )
         self._classifier = classifier
         self._min_size = settings.min_size
-        self._cv2 = cv2
+        self.opencv = cv2
 
     def detect(self, rgb: np.ndarray) -> list[Face]:
-        grey = self._cv2.cvtColor(np.ascontiguousarray(rgb), self._cv2.COLOR_RGB2GRAY)
+        grey = self.opencv.cvtColor(np.ascontiguousarray(rgb), self.opencv.COLOR_RGB2GRAY)
         boxes = self._classifier.detectMultiScale(
             grey, scaleFactor=1.1, minNeighbors=5, minSize=(self._min_size, self._min_size)
         )

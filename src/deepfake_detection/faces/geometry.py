@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from deepfake_detection.faces.detectors import Face, _cv2
+from deepfake_detection.faces.detectors import Face, opencv
 from deepfake_detection.faces.settings import FaceSettings
 
 
@@ -73,7 +73,7 @@ def output_size(area: Region, settings: FaceSettings) -> tuple[int, int]:
 
 def cut(rgb: np.ndarray, area: Region, size: tuple[int, int]) -> np.ndarray:
     """The pixels of `area`, rotated upright and resized to `size` (width, height)."""
-    cv2 = _cv2()
+    cv2 = opencv()
     scale = size[0] / area.width
     image, cx, cy = rgb, area.cx, area.cy
     if scale < 0.5:

@@ -15,7 +15,7 @@ from PIL import Image
 
 from deepfake_detection.data.images import BadImageError
 from deepfake_detection.errors import DatasetError
-from deepfake_detection.faces.detectors import Face, _cv2, load_detector
+from deepfake_detection.faces.detectors import Face, load_detector, opencv
 from deepfake_detection.faces.geometry import Region, cut, output_size, region
 from deepfake_detection.faces.settings import FaceSettings
 
@@ -25,7 +25,7 @@ STAGE_VERSION = 1
 
 
 class NoFaceError(BadImageError):
-    """An image without a face under `face.on_missing=skip|error`: counted like a bad image."""
+    """An image without a face under `face.on_missing=skip`: counted like a bad image."""
 
     def __init__(self, path: Any, settings: FaceSettings) -> None:
         super().__init__(
@@ -74,7 +74,7 @@ class FaceStage:
         searched = rgb
         if factor < 1.0:
             size = (max(1, round(width * factor)), max(1, round(height * factor)))
-            searched = _cv2().resize(rgb, size, interpolation=_cv2().INTER_AREA)
+            searched = opencv().resize(rgb, size, interpolation=opencv().INTER_AREA)
         faces = [face.scaled(1 / factor) for face in load_detector(self.settings).detect(searched)]
         faces = [f for f in faces if min(f.box[2], f.box[3]) >= self.settings.min_size]
         return sorted(faces, key=lambda f: f.area, reverse=True)

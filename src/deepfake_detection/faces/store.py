@@ -25,7 +25,7 @@ from pathlib import Path
 
 from deepfake_detection.data.images import DEFAULT_MAX_PIXELS, BadImageError, load_rgb
 from deepfake_detection.errors import DatasetError
-from deepfake_detection.faces.detectors import _cv2
+from deepfake_detection.faces.detectors import opencv
 from deepfake_detection.faces.settings import FaceSettings
 from deepfake_detection.faces.stage import STAGE_VERSION, FaceStage, NoFaceError
 from deepfake_detection.files import atomic_write_bytes
@@ -44,7 +44,7 @@ def default_root() -> Path:
 def store_key(settings: FaceSettings) -> str:
     parts = {
         "stage": STAGE_VERSION,
-        "opencv": _cv2().__version__,
+        "opencv": opencv().__version__,
         **settings.geometry_key(),
     }
     if settings.model_path:
