@@ -68,7 +68,6 @@ def opencv():
         raise ConfigError(
             f"face=crop needs OpenCV: pip install opencv-python-headless ({err})"
         ) from None
-    cv2.setNumThreads(1)  # callers parallelise over images; nested pools only contend
     return cv2
 
 

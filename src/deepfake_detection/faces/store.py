@@ -130,9 +130,16 @@ class FaceCropStore:
                 raise DatasetError(f"{err}; it changed after the image check") from None
 
         if workers > 0 and len(images) > 64:
-            # Threads: decoding, OpenCV's detector and PNG encoding all release the GIL.
-            with ThreadPoolExecutor(max(workers, 2)) as pool:
-                results = list(pool.map(one, images))
+            # Threads: decoding, OpenCV's detector and PNG encoding all release the GIL. One
+            # OpenCV thread each: the pool already keeps the cores busy.
+            cv2 = opencv()
+            threads = cv2.getNumThreads()
+            cv2.setNumThreads(1)
+            try:
+                with ThreadPoolExecutor(max(workers, 2)) as pool:
+                    results = list(pool.map(one, images))
+            finally:
+                cv2.setNumThreads(threads)
         else:
             results = [one(image) for image in images]
         for image, (crop_file, made) in zip(images, results, strict=True):
