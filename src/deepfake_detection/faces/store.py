@@ -117,9 +117,8 @@ class FaceCropStore:
     ) -> PreparedFaces:
         """Crop every image of `images` not cropped yet; say what to read for each."""
         self.folder.mkdir(parents=True, exist_ok=True)
-        (self.folder / "settings.json").write_text(
-            json.dumps(self.stage.describe(), indent=2, sort_keys=True) + "\n"
-        )
+        settings = json.dumps(self.stage.describe(), indent=2, sort_keys=True) + "\n"
+        atomic_write_bytes(self.folder / "settings.json", settings.encode())
         started = time.perf_counter()
         prepared = PreparedFaces()
 
