@@ -132,7 +132,8 @@ def test_predict_skips_a_faceless_picture_when_asked(
     face_run: Path, pictures: dict, tmp_path: Path
 ) -> None:
     args = [f"ckpt_path={face_run}", f"input={pictures['photo'].parent}", "face.on_missing=skip"]
-    summary = PREDICT.run(compose_config("predict", args, tmp_path))
+    # A faceless picture is not a bad file: data.on_bad_image=error does not stop on it.
+    summary = PREDICT.run(compose_config("predict", [*args, "data.on_bad_image=error"], tmp_path))
     assert summary["images"] == 2 and summary["skipped"] == 1
     assert "empty.png" in (tmp_path / "skipped_files.txt").read_text()
 

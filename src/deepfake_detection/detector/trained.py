@@ -42,6 +42,7 @@ from deepfake_detection.detector.parity import parity_inputs, write_checked
 from deepfake_detection.detector.scoring import scoring_trainer
 from deepfake_detection.detector.spec import MODEL_FILES, ExportSpec, sha256_of
 from deepfake_detection.errors import ConfigError, UserInputError
+from deepfake_detection.faces.stage import NoFaceError
 from deepfake_detection.models.base import BaseDetector
 
 log = logging.getLogger(__name__)
@@ -172,18 +173,21 @@ class _InputsOrReason(Dataset):
     def __len__(self) -> int:
         return len(self.files)
 
-    def __getitem__(self, index: int) -> tuple[ImageInputs | None, int, str]:
+    def __getitem__(self, index: int) -> tuple[ImageInputs | None, int, str, bool]:
+        """(inputs, index, "", False), or (None, index, the reason, whether it is only that
+        the image has no face, under `face.on_missing=skip`)."""
         path = self.files[index]
         try:
             image = self.preprocessing.decode_file(path)
-            return image_inputs(self.preprocessing, image, path, self.warn_small_face), index, ""
+            given = image_inputs(self.preprocessing, image, path, self.warn_small_face)
+            return given, index, "", False
         except BadImageError as err:
-            return None, index, err.reason
+            return None, index, err.reason, isinstance(err, NoFaceError)
 
 
-def _collate(items: list[tuple[ImageInputs | None, int, str]]):
-    good = [(given, index) for given, index, reason in items if given is not None]
-    bad = [(index, reason) for given, index, reason in items if given is None]
+def _collate(items: list[tuple[ImageInputs | None, int, str, bool]]):
+    good = [(given, index) for given, index, _, _ in items if given is not None]
+    bad = [(index, reason, faceless) for given, index, reason, faceless in items if given is None]
     tensors = [tensor for given, _ in good for tensor in given.inputs]
     return (torch.stack(tensors) if tensors else None), good, bad
 
@@ -211,8 +215,8 @@ def score_files(
     scored: list[ScoredImage] = []
     skipped: list[BadFile] = []
     for batch, good, bad in loader:
-        for index, reason in bad:
-            if on_bad_image == "error":
+        for index, reason, faceless in bad:
+            if on_bad_image == "error" and not faceless:  # a faceless image is not a bad one
                 raise stop_on_bad_image(files[index], reason)
             skipped.append((str(files[index]), reason))
         probs = score(batch).tolist() if batch is not None else []
