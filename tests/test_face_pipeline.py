@@ -26,6 +26,8 @@ from deepfake_detection.detector.trained import load_detector
 from deepfake_detection.errors import DatasetError
 from deepfake_detection.serving.app import ServiceSettings, create_app
 
+pytestmark = pytest.mark.slow  # training runs
+
 ONE_JPEG = ["~grid.blur", "~grid.resize", "~grid.noise", "grid.jpeg=[50]"]
 
 
