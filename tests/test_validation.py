@@ -35,7 +35,7 @@ TRAIN_VARIANTS: dict[str, list[str]] = {
     "plateau": ["scheduler=plateau"],
     "preset": ["experiment=seed_mobilenet_finetune"],  # variant=mobilenet_last3 and more
     "ddp": ["trainer=ddp", "trainer.accelerator=cpu"],
-    "faces": ["face=crop"],
+    "faces": ["face=crop", "synth=sbi+upsample"],
 }
 
 # Stand-ins for paths that only exist under the test's tmp dir.
@@ -255,6 +255,11 @@ TRAIN_BAD_VALUES: list[tuple[str, Any, str]] = [
     ("face.verdict", "min", "faces"),
     ("face.cache", "true", "faces"),
     ("face.cache_dir", A_FILE, "faces"),
+    ("synth.name", "gan", "default"),
+    ("synth.name", "gan", "faces"),
+    ("synth.ratio", 1.5, "faces"),
+    ("synth.ratio", "half", "faces"),
+    ("synth.only", "yes", "faces"),
 ]
 
 #: (key, bad value) of `face.*` for every command that scores with a trained detector.

@@ -27,6 +27,8 @@ from deepfake_detection.data.loader import (
 from deepfake_detection.data.perturb import Perturbation
 from deepfake_detection.data.scan import BadFile, apply_bad_image_policy
 from deepfake_detection.data.splitting import check_fractions
+from deepfake_detection.data.synthesis.mixing import Synthesizer
+from deepfake_detection.data.synthesis.settings import SynthSettings
 from deepfake_detection.data.transforms import eval_transform, train_transform
 from deepfake_detection.errors import ConfigError, DatasetError
 from deepfake_detection.faces.settings import FaceSettings
@@ -71,6 +73,7 @@ class DeepfakeDataModule(L.LightningDataModule):
         source_depth: int = 1,
         split_lists: str | None = None,
         face: Mapping[str, Any] | None = None,
+        synth: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -92,6 +95,13 @@ class DeepfakeDataModule(L.LightningDataModule):
         self.read_from: dict[str, Any] = {}
         #: Images in which the face stage found no face.
         self.faceless: list[str] = []
+        #: Synthetic fakes made from real training images (`synth` group), or None.
+        self.synth = SynthSettings.from_config(synth)
+        if self.synth is not None and feature_cache:
+            raise ConfigError(
+                f"data.feature_cache=true: synth={self.synth.name} makes new fakes every epoch, "
+                "which stored features cannot hold; set data.feature_cache=false"
+            )
         #: Test-time perturbation of every scored image (`deepfake-evaluate perturb=...`).
         self.perturbation = Perturbation.from_config(perturb)
         #: `data.feature_cache*`: stored frozen features, used by a fit (see `training`).
@@ -221,6 +231,22 @@ class DeepfakeDataModule(L.LightningDataModule):
                     f"{'Fake' if 1 not in labels else 'Real'} image left after {after}"
                 )
 
+    def synthetic_examples(self, count: int = 4) -> list[tuple[Any, Any, dict]]:
+        """(real image, synthetic fake, how it was made) for the first `count` real training
+        images, each made with its own fixed seed: the figure a run shows of `synth`."""
+        from deepfake_detection.data.images import load_rgb
+
+        if self.synth is None:
+            return []
+        synthesizer = Synthesizer(self.synth, self.face)
+        reals = [path for path, label in self.index.splits["train"] if label == 0][:count]
+        examples = []
+        for number, path in enumerate(reals):
+            real = load_rgb(self.read_from.get(str(path), path), self.max_image_pixels)
+            fake, info = synthesizer.make(real, self.seed + number)
+            examples.append((real, fake, info))
+        return examples
+
     def describe(self) -> str:
         counts = self.index.counts()
         parts = [f"{split}: {c['Fake']} Fake / {c['Real']} Real" for split, c in counts.items()]
@@ -250,13 +276,18 @@ class DeepfakeDataModule(L.LightningDataModule):
         """
         perturbation = perturbation or self.perturbation
         training = split == "train" if training is None else training
+        samples = self.index.splits[split]
+        synthesizer = None
+        if training and self.synth is not None:
+            synthesizer = Synthesizer(self.synth, self.face)
+            samples = synthesizer.plan(samples)
         transform = (
             train_transform(self.image_size, self.crop_scale, self.augment, self.eval_crop_fraction)
             if training
             else eval_transform(self.image_size, self.eval_crop_fraction, perturbation)
         )
         return ImageFileDataset(
-            self.index.splits[split],
+            samples,
             transform,
             max_pixels=self.max_image_pixels,
             # Only training may stand in another image for one that broke after the check;
@@ -266,6 +297,7 @@ class DeepfakeDataModule(L.LightningDataModule):
             index_seeds=None if training or perturbation.name == "none" else self.seed,
             decoded=decoded,
             read_from=self.read_from,
+            synthesizer=synthesizer,
         )
 
     def dataloader(

@@ -12,6 +12,7 @@ from torch.utils.data import Dataset
 
 from deepfake_detection.data.images import DEFAULT_MAX_PIXELS, BadImageError, load_rgb
 from deepfake_detection.data.loader import SeededSample
+from deepfake_detection.data.synthesis.mixing import SYNTHETIC, Synthesizer
 
 log = logging.getLogger(__name__)
 
@@ -32,10 +33,13 @@ class ImageFileDataset(Dataset):
         index_seeds: int | None = None,
         decoded: Sequence[Image.Image] | None = None,
         read_from: Mapping[str, Path] | None = None,
+        synthesizer: Synthesizer | None = None,
     ) -> None:
         self.samples = list(samples)
         #: Image path -> the file read in its place (its face crop, `deepfake_detection.faces`).
         self.read_from = read_from or {}
+        #: Makes synthetic fakes from real images (`synth`); `samples` is its plan.
+        self.synthesizer = synthesizer
         #: The split's images decoded already (`decode_all`), to score it many times over.
         self.decoded = decoded
         #: Unless None, an item asked for by its index alone draws from `index_seeds + index`.
@@ -69,12 +73,16 @@ class ImageFileDataset(Dataset):
         for offset in range(len(self.samples) if self.skip_bad else 1):
             position = (index + offset) % len(self.samples)
             path, label = self.samples[position]
+            if self.synthesizer is not None and seed is not None:
+                path, label = self.synthesizer.choose(self.samples, position, seed)
             try:
                 decoded = (
                     self.decoded[position]
                     if self.decoded is not None
                     else load_rgb(self.read_from.get(str(path), path), self.max_pixels)
                 )
+                if label == SYNTHETIC and self.synthesizer is not None and seed is not None:
+                    decoded, label = self.synthesizer.make(decoded, seed)[0], 1
                 image = self._transform(decoded, seed)
             except BadImageError as err:
                 if not self.skip_bad:

@@ -215,6 +215,29 @@ def per_source_figure(per_source: Mapping[str, Any]) -> Figure:
     return fig
 
 
+def synthetic_fakes_figure(examples: Sequence[tuple[Image.Image, Image.Image, Any]]) -> Figure:
+    """Rows of (real image, the synthetic fake made from it, its blending mask or, for an
+    up-sampling fake, the difference from the real image x4): what `synth` trains on."""
+    import numpy as np
+
+    fig, axes = plt.subplots(len(examples), 3, figsize=(7.5, 2.6 * len(examples)), squeeze=False)
+    for row, (real, fake, info) in zip(axes, examples, strict=True):
+        if "mask" in info:
+            third, title = info["mask"], "blending mask"
+        else:
+            difference = np.abs(np.asarray(fake, np.float32) - np.asarray(real, np.float32))
+            third = np.clip(difference * 4, 0, 255).astype(np.uint8)
+            title = f"|fake - real| x4 ({info.get('operation', '')})"
+        for ax, picture, name in zip(
+            row, (real, fake, third), ("real", f"synthetic ({info['family']})", title), strict=True
+        ):
+            ax.imshow(picture, cmap="gray" if np.ndim(picture) == 2 else None, vmin=0)
+            ax.set_title(name, fontsize=9)
+            ax.axis("off")
+    fig.tight_layout()
+    return fig
+
+
 def save_figures(
     figures: Mapping[str, Figure],
     output_dir: str | Path,

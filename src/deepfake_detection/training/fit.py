@@ -33,6 +33,7 @@ from deepfake_detection.files import (
     read_json,
 )
 from deepfake_detection.models.base import BaseDetector
+from deepfake_detection.reports.figures import save_figures, synthetic_fakes_figure
 from deepfake_detection.training.cached_fit import attach_feature_cache, detach_feature_cache
 from deepfake_detection.training.callbacks import (
     ConfigInCheckpoint,
@@ -179,6 +180,8 @@ def fit(cfg: DictConfig) -> FittedRun | FinishedRun:
         datamodule = instantiate(cfg.data)
         log.info("data: %s", datamodule.describe())  # indexes and checks every image
         log.info("augment: %s", datamodule.augment.describe())
+        if datamodule.synth is not None:
+            log.info("synth: %s", datamodule.synth.describe())
         index = datamodule.index
         if writer:
             write_skipped_files(output_dir, datamodule.skipped)
@@ -198,6 +201,9 @@ def fit(cfg: DictConfig) -> FittedRun | FinishedRun:
     callbacks += [EpochSeeding(cfg.seed), clock, notice, progress]
     checkpoint = next(cb for cb in callbacks if isinstance(cb, ModelCheckpoint))
     logger = instantiate(cfg.logger)
+    if writer and datamodule.synth is not None:
+        examples = {"synthetic_fakes": synthetic_fakes_figure(datamodule.synthetic_examples())}
+        save_figures(examples, output_dir, getattr(logger, "experiment", None))
     trainer: L.Trainer = instantiate(
         cfg.trainer,
         callbacks=callbacks,

@@ -11,6 +11,7 @@ from omegaconf import DictConfig
 from deepfake_detection.config import metric_mode
 from deepfake_detection.data.augment import AUGMENT_RULES
 from deepfake_detection.data.settings import DATA_RULES
+from deepfake_detection.data.synthesis.settings import SYNTH_RULES
 from deepfake_detection.detector.settings import (
     ACCELERATOR,
     DEVICES,
@@ -226,6 +227,7 @@ def _train_rules(model: dict[str, Rule]) -> dict[str, Rule]:
         **ordered(rules_of(TrainerSettings, "trainer"), "trainer.max_epochs", "trainer.min_epochs"),
         **AUGMENT_RULES,
         **FACE_RULES,
+        **SYNTH_RULES,
         **rules_of(LoggerSettings, "logger"),
         **rules_of(ProgressSettings, "progress"),
     }
