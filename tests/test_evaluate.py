@@ -19,6 +19,7 @@ from conftest import (
     expected_kind,
     make_bad_files,
     make_dataset,
+    make_tree,
     run_cli,
 )
 from deepfake_detection.commands import EVALUATE
@@ -272,3 +273,26 @@ def test_the_evaluation_logs_the_detectors_hyperparameters(trained: Path, tmp_pa
     run_evaluate([f"ckpt_path={trained}"], tmp_path / "eval")
     logged = OmegaConf.load(tmp_path / "eval" / "tensorboard" / "hparams.yaml")
     assert logged.widths == [4, 8] and logged.freeze.name == "none"
+
+
+def test_several_roots_at_once_one_block_each_and_their_mean(
+    tiny_run: Path, tmp_path: Path
+) -> None:
+    own = tiny_run.parent / "data"
+    other = make_tree(tmp_path / "other", {"test/gan_a/0_real": 3, "test/gan_a/1_fake": 3}, seed=4)
+    args = [f"ckpt_path={tiny_run}", "threshold=val", f"data.test_roots=[{own},{other}]"]
+    metrics = evaluate(compose_config("evaluate", args, tmp_path / "out"))
+    assert list(metrics["roots"]) == ["data", "other"]
+    blocks = metrics["roots"]
+    assert blocks["data"]["data/images"] == 12 and blocks["other"]["data/images"] == 6
+    assert blocks["data"]["threshold"] == blocks["other"]["threshold"] == metrics["threshold"]
+    mean_auroc = (blocks["data"]["test/auroc"] + blocks["other"]["test/auroc"]) / 2
+    assert metrics["mean"]["auroc"] == pytest.approx(mean_auroc)
+    assert "per_source" in blocks["other"]  # the unseen root's own sources
+    for name in ("data", "other"):
+        folder = tmp_path / "out" / "roots" / name
+        assert (folder / "metrics.json").is_file() and (
+            folder / "predictions" / "test.csv"
+        ).is_file()
+    written = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert written["mean"]["roots"] == 2

@@ -28,7 +28,7 @@ from deepfake_detection.reports.figures import (
 )
 from deepfake_detection.reports.per_source_tables import FIGURE_NAME as PER_SOURCE_FIGURE
 from deepfake_detection.reports.per_source_tables import report_per_source
-from deepfake_detection.reports.summaries import evaluate_summary
+from deepfake_detection.reports.summaries import evaluate_summary, roots_summary
 
 log = logging.getLogger(__name__)
 
@@ -159,15 +159,16 @@ class ScoringJob:
         return cls(output_dir, split, trained, datamodule, logger)
 
 
-def evaluate(cfg: DictConfig) -> dict[str, Any]:
-    """Score one split of a dataset with a trained checkpoint; returns the metrics written."""
-    job = ScoringJob.start(cfg)
-    output_dir, split, datamodule, logger = job.output_dir, job.split, job.datamodule, job.logger
+def _report(cfg: DictConfig, job: ScoringJob, per_root: bool = False) -> dict[str, Any]:
+    """Score `job`'s split and write its metrics, predictions, figures and per-source table
+    into `job.output_dir`; returns the metrics. `per_root`: one of several roots, whose
+    figures and metrics stay out of the shared TensorBoard run."""
+    output_dir, split, datamodule = job.output_dir, job.split, job.datamodule
     trained = job.trained
     threshold, rule = trained.threshold, trained.rule
     if rule != "fixed" and split == "val" and cfg.data.get("root") is None:
         log.warning("threshold=val on the validation split: these metrics are optimistic")
-    scored = job.score()
+    scored = job.score(log_metrics=not per_root)
     predictions = scored.predictions
     predictions.save_csv(output_dir / "predictions" / f"{split}.csv")
 
@@ -178,7 +179,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     )
     if per_source is not None:
         figures[PER_SOURCE_FIGURE] = per_source_figure(per_source)
-    save_figures(figures, output_dir, logger.experiment)
+    save_figures(figures, output_dir, None if per_root else job.logger.experiment)
 
     metrics = {
         **scored.metrics,
@@ -201,4 +202,64 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         metrics["per_source"] = per_source
     write_json(output_dir / METRICS_FILE, metrics)
     log.info(evaluate_summary(metrics, split, output_dir))
+    return metrics
+
+
+def evaluate(cfg: DictConfig) -> dict[str, Any]:
+    """Score one split of a dataset with a trained checkpoint, or of each of
+    `data.test_roots`; returns the metrics written."""
+    if cfg.data.get("test_roots"):
+        return evaluate_roots(cfg, [str(root) for root in cfg.data.test_roots])
+    return _report(cfg, ScoringJob.start(cfg))
+
+
+#: Metrics averaged over the roots of `data.test_roots` (each root weighs the same).
+MEAN_METRICS = ("auroc", "ap", "eer", "acc", "balanced_acc", "real_acc", "fake_acc")
+
+
+def root_names(roots: list[str]) -> list[str]:
+    """A folder name per root, numbered where two roots share one."""
+    names = [Path(root).expanduser().resolve().name or "root" for root in roots]
+    return [
+        f"{name}-{i + 1}" if names.count(name) > 1 else name for i, name in enumerate(names)
+    ]
+
+
+def evaluate_roots(cfg: DictConfig, roots: list[str]) -> dict[str, Any]:
+    """`data.split` of each root, at one threshold: one block (and folder `roots/<name>/`)
+    per root, and their mean. Every root is indexed and checked before anything is scored,
+    and the checkpoint's threshold is chosen once."""
+    output_dir = Path(cfg.paths.output_dir)
+    split = split_name(cfg.data.split)
+    logger = TensorBoardLogger(str(output_dir), name="tensorboard", version="")
+    trained = TrainedCheckpoint.load(cfg, logger, decide=False)
+    log.info("checkpoint: %s (%s)", trained.ckpt_file, trained.model.model_name)
+    jobs = []
+    for name, root in zip(root_names(roots), roots, strict=True):
+        overrides = OmegaConf.merge(cfg.data, {"root": root})
+        datamodule = scoring_datamodule(
+            trained.data, overrides, split, cfg.get("perturb"), cfg.get("face")
+        )
+        log.info("data (%s): %s", name, datamodule.describe())
+        root_dir = output_dir / "roots" / name
+        write_skipped_files(root_dir, datamodule.skipped)
+        jobs.append((name, ScoringJob(root_dir, split, trained, datamodule, logger)))
+    trained.decide()
+    blocks = {name: _report(cfg, job, per_root=True) for name, job in jobs}
+    mean = {
+        key: sum(block[f"{split}/{key}"] for block in blocks.values()) / len(blocks)
+        for key in MEAN_METRICS
+        if all(block.get(f"{split}/{key}") is not None for block in blocks.values())
+    }
+    metrics = {
+        "roots": blocks,
+        "mean": {**mean, "roots": len(blocks)},
+        "threshold": trained.threshold,
+        "threshold/rule": trained.rule,
+        "checkpoint": str(trained.ckpt_file),
+        "model": trained.model.model_name,
+        "data/split": split,
+    }
+    write_json(output_dir / METRICS_FILE, metrics)
+    log.info(roots_summary(blocks, mean, split, output_dir))
     return metrics

@@ -5,6 +5,7 @@ once."""
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig
@@ -20,11 +21,13 @@ from deepfake_detection.detector.settings import (
 from deepfake_detection.faces.settings import SCORING_FACE_RULES
 from deepfake_detection.rules import (
     Rule,
+    list_of,
     number,
     one_of,
     ordered,
     rules_of,
     setting,
+    text,
     validate,
     value_at,
 )
@@ -50,6 +53,26 @@ class PerturbSettings:
 
     name: str = setting(one_of("none", *PERTURB_SEVERITIES), "none")
     severity: float | None = setting(replace(number(nullable=True), extra=_severity_fits), None)
+
+
+def _roots_exist(value: Any, cfg: DictConfig) -> str | None:
+    missing = [root for root in value if not Path(str(root)).expanduser().is_dir()]
+    return f"{missing[0]} is not a directory" if missing else None
+
+
+@dataclass(frozen=True)
+class RootsSettings:
+    """`data.test_roots`: several datasets scored at once, one block each and their mean
+    (e.g. the training source's test split and unseen sources side by side)."""
+
+    test_roots: list[str] | None = setting(
+        replace(
+            list_of(text(), expected="a non-empty list of dataset folders"),
+            nullable=True,
+            extra=_roots_exist,
+        ),
+        None,
+    )
 
 
 def _is_grid(value: Any) -> bool:
@@ -98,11 +121,13 @@ EVALUATE_RULES: dict[str, Rule] = ordered(
     {
         **DETECTOR_RULES,
         **_DATASET_RULES,
+        **rules_of(RootsSettings, "data"),
         **rules_of(PerturbSettings, "perturb"),
         **DEVICE_RULES,
     },
     "ckpt_path",
     *_DATASET_FIRST,
+    "data.test_roots",
     "perturb.name",
     "perturb.severity",
 )

@@ -100,6 +100,29 @@ def evaluate_summary(metrics: Mapping[str, Any], split: str, output_dir: str | P
     )
 
 
+def roots_summary(
+    blocks: Mapping[str, Mapping[str, Any]],
+    mean: Mapping[str, Any],
+    split: str,
+    output_dir: str | Path,
+) -> str:
+    """What `deepfake-evaluate data.test_roots=[...]` ends with: a line per root, the mean."""
+    lines = [f"{split} split of {len(blocks)} roots, at one threshold:"]
+    width = max(len(name) for name in [*blocks, "mean"])
+    for name, block in blocks.items():
+        lines.append(
+            f"  {name:<{width}}  AUROC {_number(block.get(f'{split}/auroc'))}  acc "
+            f"{_number(block.get(f'{split}/acc'))}  real acc "
+            f"{_number(block.get(f'{split}/real_acc'))}  ({block.get('data/images')} images)"
+        )
+    lines.append(
+        f"  {'mean':<{width}}  AUROC {_number(mean.get('auroc'))}  acc "
+        f"{_number(mean.get('acc'))}  real acc {_number(mean.get('real_acc'))}"
+    )
+    lines.append(f"outputs in {shown_path(output_dir)}{os.sep} (one folder per root in roots/)")
+    return "\n".join(lines)
+
+
 def per_source_lines(metrics: Mapping[str, Any]) -> list[str]:
     """`N sources: mAP … mean acc …` when the scored split had source folders."""
     per_source = metrics.get("per_source")
