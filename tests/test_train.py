@@ -11,7 +11,7 @@ from omegaconf import OmegaConf
 from torch import nn
 from torchvision.models import mobilenet_v2
 
-from conftest import compose_train
+from conftest import compose_train, make_dataset, make_tree
 from deepfake_detection.commands import TRAIN
 from deepfake_detection.models.architectures.custom_cnn import CustomCNN
 
@@ -169,3 +169,33 @@ def test_compile_keeps_checkpoints_and_weights_loadable(tmp_path: Path, dataset:
     best = torch.load(run_dir / read_metrics(run_dir)["best/checkpoint"], weights_only=True)
     net_keys = {k for k in best["state_dict"] if k.startswith("net.")}
     assert net_keys == {f"net.{k}" for k in net.state_dict()}
+
+
+def test_the_best_checkpoint_is_also_tested_on_other_roots(tmp_path: Path) -> None:
+    """`data.test_roots`: a block per other dataset (at the validation threshold) and their
+    mean, beside the run's own test metrics; `compare` shows both."""
+    from deepfake_detection.commands import COMPARE
+
+    own = make_dataset(tmp_path / "own", {"train": 8, "valid": 4, "test": 4})
+    other = make_tree(tmp_path / "unseen", {"test/gan/0_real": 3, "test/gan/1_fake": 3}, seed=3)
+    flat = make_tree(tmp_path / "flat", {"0_real": 2, "1_fake": 2}, seed=5)  # scored whole
+    args = [
+        f"data.root={own}",
+        "data.image_size=32",
+        "model.widths=[4,8]",
+        "trainer.max_epochs=1",
+        "early_stopping=none",
+        f"data.test_roots=[{other},{flat}]",
+    ]
+    TRAIN.run(compose_train(args, tmp_path / "run"))
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    blocks = metrics["test_roots"]
+    assert set(blocks) == {"unseen", "flat"}
+    assert blocks["unseen"]["images"] == 6 and blocks["flat"]["images"] == 4
+    mean = metrics["test_roots/mean"]
+    assert mean["auroc"] == pytest.approx((blocks["unseen"]["auroc"] + blocks["flat"]["auroc"]) / 2)
+    assert (tmp_path / "run" / "test_roots" / "unseen" / "per_source.csv").is_file()
+    assert mean["roots"] == 2
+    COMPARE.run([str(tmp_path / "run")])
+    table = (tmp_path / "run" / "comparison.md").read_text()
+    assert "other roots AUROC" in table and f"{mean['auroc']:.4f}" in table

@@ -255,6 +255,8 @@ TRAIN_BAD_VALUES: list[tuple[str, Any, str]] = [
     ("face.verdict", "min", "faces"),
     ("face.cache", "true", "faces"),
     ("face.cache_dir", A_FILE, "faces"),
+    ("data.test_roots", [], "default"),
+    ("data.test_roots", ["no/such/dataset"], "default"),
     ("synth.name", "gan", "default"),
     ("synth.name", "gan", "faces"),
     ("synth.ratio", 1.5, "faces"),

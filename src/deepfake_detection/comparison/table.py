@@ -41,6 +41,11 @@ def _from_metrics(key: str) -> Callable[[Run], Any]:
     return lambda run: run.metric(key)
 
 
+def _other_roots(key: str) -> Callable[[Run], Any]:
+    """A metric averaged over the run's `data.test_roots` (other sources), when it had any."""
+    return lambda run: (run.metric("test_roots/mean") or {}).get(key)
+
+
 COLUMNS: tuple[Column, ...] = (
     Column("run", lambda run: run.name, "text"),
     Column("status", lambda run: run.status, "text"),
@@ -61,6 +66,9 @@ COLUMNS: tuple[Column, ...] = (
     Column("test F1", _from_metrics("test/f1")),
     Column("test F1@val", _from_metrics("test/f1@val")),
     Column("test AUROC", _from_metrics("test/auroc")),
+    # Beside the in-source score, always: the mean over the other datasets it was tested on.
+    Column("other roots AUROC", _other_roots("auroc")),
+    Column("other roots real acc@val", _other_roots("real_acc@val")),
 )
 HEADERS: tuple[str, ...] = (*(c.header for c in COLUMNS), "best", "error")
 

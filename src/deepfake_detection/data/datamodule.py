@@ -74,6 +74,7 @@ class DeepfakeDataModule(L.LightningDataModule):
         split_lists: str | None = None,
         face: Mapping[str, Any] | None = None,
         synth: Mapping[str, Any] | None = None,
+        test_roots: Sequence[str] | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -95,6 +96,8 @@ class DeepfakeDataModule(L.LightningDataModule):
         self.read_from: dict[str, Any] = {}
         #: Images in which the face stage found no face.
         self.faceless: list[str] = []
+        #: Other datasets whose test split the best checkpoint is also scored on.
+        self.test_roots = [str(root) for root in test_roots or []]
         #: Synthetic fakes made from real training images (`synth` group), or None.
         self.synth = SynthSettings.from_config(synth)
         if self.synth is not None and feature_cache:
@@ -230,6 +233,13 @@ class DeepfakeDataModule(L.LightningDataModule):
                     f"data.root={index.root}: the {split} split has no readable "
                     f"{'Fake' if 1 not in labels else 'Real'} image left after {after}"
                 )
+
+    def for_root(self, root: str) -> DeepfakeDataModule:
+        """These settings on another dataset, reading its test split only (a root without
+        split folders is scored whole), for `data.test_roots`."""
+        values = {**self.hparams, "root": root, "split_lists": None, "test_roots": None}
+        values.update(required_splits=["test"], used_splits=["test"], synth=None)
+        return DeepfakeDataModule(**values)
 
     def synthetic_examples(self, count: int = 4) -> list[tuple[Any, Any, dict]]:
         """(real image, synthetic fake, how it was made) for the first `count` real training

@@ -265,3 +265,12 @@ def no_class_folders(where: Path, aliases: ClassAliases, what: str) -> DatasetEr
         f"{what}={where}: no class folders ({aliases.describe()}, any case) at any depth; "
         f"found: {shown}{hint}. {LAYOUT_HELP[0].upper()}{LAYOUT_HELP[1:]}"
     )
+
+
+def root_names(roots: Sequence[str | Path]) -> list[str]:
+    """A short name per dataset root (its folder name), numbered where two share one: how
+    several roots scored at once (`data.test_roots`) are told apart."""
+    names = [Path(root).expanduser().resolve().name or "root" for root in roots]
+    return [
+        f"{name}-{i + 1}" if names.count(name) > 1 else name for i, name in enumerate(names)
+    ]

@@ -9,6 +9,7 @@ training run". Kept free of torch, so that a command checks its config in a seco
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig
@@ -30,6 +31,7 @@ from deepfake_detection.rules import (
     random_seed,
     rules_of,
     setting,
+    text,
 )
 
 #: Storage types of `data.feature_cache_dtype` (`deepfake_detection.data.feature_store`).
@@ -100,6 +102,19 @@ MAX_IMAGE_PIXELS = integer(1)
 _ALIASES = {name: list(names) for name, names in DEFAULT_CLASS_ALIASES.items()}
 
 
+def _roots_exist(value: Any, cfg: DictConfig) -> str | None:
+    missing = [root for root in value if not Path(str(root)).expanduser().is_dir()]
+    return f"{missing[0]} is not a directory" if missing else None
+
+
+#: Several datasets, each scored on its own (`data.test_roots` of train and evaluate).
+TEST_ROOTS = replace(
+    list_of(text(), expected="a non-empty list of dataset folders"),
+    nullable=True,
+    extra=_roots_exist,
+)
+
+
 @dataclass(frozen=True)
 class DataSettings:
     """`data.*` of a training run, as conf/data/default.yaml ships them."""
@@ -124,6 +139,7 @@ class DataSettings:
     feature_cache_views: int = setting(integer(1), 1)
     feature_cache_dtype: str = setting(one_of(*FEATURE_CACHE_DTYPES), "float32")
     feature_cache_ram_mb: float = setting(number(0), 2048)
+    test_roots: list[str] | None = setting(TEST_ROOTS, None)
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from deepfake_detection.data.datamodule import DeepfakeDataModule
 from deepfake_detection.data.discovery import split_name
-from deepfake_detection.data.layout import split_children
+from deepfake_detection.data.layout import root_names, split_children
 from deepfake_detection.data.scan import write_skipped_files
 from deepfake_detection.data.splitting import SPLIT_LISTS_DIR, read_split_lists
 from deepfake_detection.detector.decision import READING_OVERRIDES, given
@@ -215,14 +215,6 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
 
 #: Metrics averaged over the roots of `data.test_roots` (each root weighs the same).
 MEAN_METRICS = ("auroc", "ap", "eer", "acc", "balanced_acc", "real_acc", "fake_acc")
-
-
-def root_names(roots: list[str]) -> list[str]:
-    """A folder name per root, numbered where two roots share one."""
-    names = [Path(root).expanduser().resolve().name or "root" for root in roots]
-    return [
-        f"{name}-{i + 1}" if names.count(name) > 1 else name for i, name in enumerate(names)
-    ]
 
 
 def evaluate_roots(cfg: DictConfig, roots: list[str]) -> dict[str, Any]:

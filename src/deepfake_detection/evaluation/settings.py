@@ -5,13 +5,12 @@ once."""
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig
 
 from deepfake_detection.data.perturb import PERTURB_SEVERITIES, perturb_problem
-from deepfake_detection.data.settings import SPLIT, ScoringDataSettings
+from deepfake_detection.data.settings import SPLIT, TEST_ROOTS, ScoringDataSettings
 from deepfake_detection.detector.settings import (
     DETECTOR_RULES,
     DEVICE_RULES,
@@ -21,13 +20,11 @@ from deepfake_detection.detector.settings import (
 from deepfake_detection.faces.settings import SCORING_FACE_RULES
 from deepfake_detection.rules import (
     Rule,
-    list_of,
     number,
     one_of,
     ordered,
     rules_of,
     setting,
-    text,
     validate,
     value_at,
 )
@@ -55,24 +52,12 @@ class PerturbSettings:
     severity: float | None = setting(replace(number(nullable=True), extra=_severity_fits), None)
 
 
-def _roots_exist(value: Any, cfg: DictConfig) -> str | None:
-    missing = [root for root in value if not Path(str(root)).expanduser().is_dir()]
-    return f"{missing[0]} is not a directory" if missing else None
-
-
 @dataclass(frozen=True)
 class RootsSettings:
     """`data.test_roots`: several datasets scored at once, one block each and their mean
     (e.g. the training source's test split and unseen sources side by side)."""
 
-    test_roots: list[str] | None = setting(
-        replace(
-            list_of(text(), expected="a non-empty list of dataset folders"),
-            nullable=True,
-            extra=_roots_exist,
-        ),
-        None,
-    )
+    test_roots: list[str] | None = setting(TEST_ROOTS, None)
 
 
 def _is_grid(value: Any) -> bool:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from deepfake_detection.checkpoint_io import safe_torch_load
+from deepfake_detection.data.layout import root_names
 from deepfake_detection.detector.scoring import score_split
 from deepfake_detection.files import METRICS_FILE, PREDICTIONS_DIR, WEIGHTS_FILE, write_json
 from deepfake_detection.metrics.binary import compute_metrics
@@ -83,6 +84,59 @@ def _render_figures(
     if per_source is not None:
         figures[PER_SOURCE_FIGURE] = per_source_figure(per_source)
     return render_pngs(figures)
+
+
+#: Metrics of each of `data.test_roots`, and averaged over them (each root weighs the same).
+ROOT_METRICS = ("auroc", "ap", "eer", "acc@val", "real_acc@val", "fake_acc@val")
+
+
+def test_other_roots(run: FittedRun, val_threshold: float | None) -> dict[str, Any]:
+    """`test_roots` and `test_roots/mean`: the best checkpoint on the test split of each of
+    `data.test_roots` (other sources), at the validation threshold, with its per-source
+    table in `test_roots/<name>/`."""
+    trainer, model, datamodule = run.trainer, run.model, run.datamodule
+    threshold = 0.5 if val_threshold is None else val_threshold
+    blocks: dict[str, dict[str, Any]] = {}
+    for name, root in zip(root_names(datamodule.test_roots), datamodule.test_roots, strict=True):
+        other = datamodule.for_root(root)
+        log.info("test root %s: %s", name, other.describe())
+        scored = score_split(trainer, model, other, "test", threshold=threshold, log_metrics=False)
+        predictions = scored.predictions
+        block = {
+            **{f"{key}": scored.metrics[f"test/{key}"] for key in ("auroc", "ap", "eer")},
+            **{
+                f"{key}@val": value
+                for key, value in compute_metrics(
+                    predictions.probs, predictions.targets, threshold
+                ).items()
+                if key in ("acc", "real_acc", "fake_acc")
+            },
+            "images": len(predictions),
+            "root": str(other.index.root),
+        }
+        if trainer.is_global_zero:
+            folder = run.output_dir / "test_roots" / name
+            predictions.save_csv(folder / PREDICTIONS_DIR / "test.csv")
+            per_source = report_per_source(
+                folder, predictions, other.index, "test", threshold, THRESHOLD_RULE
+            )
+            if per_source is not None:
+                block["per_source_mean_auroc"] = per_source["mean"]["auroc"]
+        blocks[name] = block
+        log.info(
+            "test root %s: AUROC %.4f, acc %.4f, real acc %.4f at the validation threshold",
+            name,
+            block["auroc"],
+            block["acc@val"],
+            block["real_acc@val"],
+        )
+    mean = {
+        key: sum(block[key] for block in blocks.values()) / len(blocks)
+        for key in ROOT_METRICS
+        if all(block.get(key) is not None for block in blocks.values())
+    }
+    log.info("test roots, mean of %d: AUROC %.4f", len(blocks), mean.get("auroc", float("nan")))
+    return {"test_roots": blocks, "test_roots/mean": {**mean, "roots": len(blocks)}}
 
 
 def test_best_checkpoint(run: FittedRun) -> dict[str, Any]:
@@ -156,6 +210,8 @@ def test_best_checkpoint(run: FittedRun) -> dict[str, Any]:
     }
     if per_source is not None:
         metrics["per_source"] = per_source
+    if datamodule.test_roots:
+        metrics.update(test_other_roots(run, val_threshold))
     if writer:
         log_hparams(run.logger, metrics["hparams"], metrics)
         write_json(output_dir / METRICS_FILE, metrics)
