@@ -271,6 +271,4 @@ def root_names(roots: Sequence[str | Path]) -> list[str]:
     """A short name per dataset root (its folder name), numbered where two share one: how
     several roots scored at once (`data.test_roots`) are told apart."""
     names = [Path(root).expanduser().resolve().name or "root" for root in roots]
-    return [
-        f"{name}-{i + 1}" if names.count(name) > 1 else name for i, name in enumerate(names)
-    ]
+    return [f"{name}-{i + 1}" if names.count(name) > 1 else name for i, name in enumerate(names)]
