@@ -42,3 +42,41 @@ def test_datamodule_uses_the_demo_set_when_root_is_unset(tmp_path: Path, monkeyp
 def test_bad_data_settings_name_the_key(kwargs: dict, key: str) -> None:
     with pytest.raises(ConfigError, match=re.escape(key)):
         DeepfakeDataModule(**kwargs)
+
+
+def test_balanced_sampling_draws_each_source_and_class_equally(tmp_path: Path) -> None:
+    from collections import Counter
+
+    from conftest import make_tree
+
+    folders = {
+        "train/big/0_real": 60,
+        "train/big/1_fake": 60,
+        "train/small/0_real": 6,
+        "train/small/1_fake": 6,
+        "test/big/0_real": 2,
+        "test/big/1_fake": 2,
+    }
+    root = make_tree(tmp_path / "data", folders, size=16)
+
+    def draws(sampling: str, epoch: int = 0) -> list:
+        datamodule = DeepfakeDataModule(
+            root=str(root), image_size=16, batch_size=4, num_workers=0, sampling=sampling
+        )
+        loader = datamodule.train_dataloader()
+        loader.sampler.current_epoch = lambda: epoch
+        return [(key, loader.dataset.samples[key.index]) for key in loader.sampler], datamodule
+
+    picks, datamodule = draws("balanced")
+    groups = Counter((datamodule.index.source_of(p), label) for _, (p, label) in picks)
+    size = len(datamodule.index.splits["train"])  # 132, less the carved validation split
+    assert len(picks) == size and all(size / 8 <= n <= size * 3 / 8 for n in groups.values())
+    again, _ = draws("balanced")
+    assert [key for key, _ in again] == [key for key, _ in picks]  # (seed, epoch) fixes it
+    assert [key for key, _ in draws("balanced", epoch=1)[0]] != [key for key, _ in picks]
+    seeds = Counter(key.seed for key, _ in picks)
+    assert max(seeds.values()) == 1  # an image drawn twice gets two views
+    shuffled, _ = draws("shuffle")
+    assert sorted(key.index for key, _ in shuffled) == list(range(size))
+    with pytest.raises(ConfigError, match="data.sampling=weighted: choose one of"):
+        DeepfakeDataModule(root=str(root), sampling="weighted")

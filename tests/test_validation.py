@@ -255,6 +255,7 @@ TRAIN_BAD_VALUES: list[tuple[str, Any, str]] = [
     ("face.verdict", "min", "faces"),
     ("face.cache", "true", "faces"),
     ("face.cache_dir", A_FILE, "faces"),
+    ("data.sampling", "weighted", "default"),
     ("data.test_roots", [], "default"),
     ("data.test_roots", ["no/such/dataset"], "default"),
     ("synth.name", "gan", "default"),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -34,6 +35,9 @@ from deepfake_detection.errors import ConfigError, DatasetError
 from deepfake_detection.faces.settings import FaceSettings
 
 log = logging.getLogger(__name__)
+
+#: `data.sampling`: every training image once per epoch, or as many draws per source and class.
+SAMPLINGS = ("shuffle", "balanced")
 
 
 def auto_num_workers() -> int:
@@ -75,6 +79,7 @@ class DeepfakeDataModule(L.LightningDataModule):
         face: Mapping[str, Any] | None = None,
         synth: Mapping[str, Any] | None = None,
         test_roots: Sequence[str] | None = None,
+        sampling: str = "shuffle",
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -96,6 +101,10 @@ class DeepfakeDataModule(L.LightningDataModule):
         self.read_from: dict[str, Any] = {}
         #: Images in which the face stage found no face.
         self.faceless: list[str] = []
+        if sampling not in SAMPLINGS:
+            raise ConfigError(f"data.sampling={sampling}: choose one of: {', '.join(SAMPLINGS)}")
+        #: `shuffle` every training image once per epoch, or `balanced` by source and class.
+        self.sampling = sampling
         #: Other datasets whose test split the best checkpoint is also scored on.
         self.test_roots = [str(root) for root in test_roots or []]
         #: Synthetic fakes made from real training images (`synth` group), or None.
@@ -341,6 +350,7 @@ class DeepfakeDataModule(L.LightningDataModule):
             # seeds, so workers need not be restarted (seconds per epoch) to follow the epoch.
             return EpochSeededLoader(
                 dataset,
+                weights=self.balanced_weights(dataset) if self.sampling == "balanced" else None,
                 seed=self.seed,
                 current_epoch=self.current_epoch,
                 trained_batches=self._trained_batches,
@@ -364,6 +374,24 @@ class DeepfakeDataModule(L.LightningDataModule):
             worker_init_fn=ignore_stop_signals,
             **options,
         )
+
+    def balanced_weights(self, dataset: Dataset) -> list[float]:
+        """A weight per training sample such that every (source, class) pair is drawn as
+        often as every other: each source weighs the same, and within it each class."""
+        samples = getattr(dataset, "samples", None)
+        if samples is None:
+            raise ConfigError(
+                "data.sampling=balanced: the training split is read from stored features "
+                "here; set data.feature_cache=false"
+            )
+        groups = [(self.index.source_of(path), min(label, 1)) for path, label in samples]
+        sizes = Counter(groups)
+        if len({source for source, _ in sizes}) < 2:
+            log.warning(
+                "data.sampling=balanced: the training split has one source; "
+                "only its classes are balanced"
+            )
+        return [1.0 / sizes[group] for group in groups]
 
     def current_epoch(self) -> int:
         """The epoch the next training iterator is for.

@@ -9,7 +9,7 @@ that is what lets a run stopped mid-epoch resume to the same weights.
 from __future__ import annotations
 
 import signal
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, NamedTuple
 
 import torch
@@ -49,10 +49,19 @@ class EpochShuffleSampler(Sampler[SeededSample]):
     what the trainer counts in.
     """
 
-    def __init__(self, size: int, seed: int, current_epoch: Callable[[], int]) -> None:
+    def __init__(
+        self,
+        size: int,
+        seed: int,
+        current_epoch: Callable[[], int],
+        weights: Sequence[float] | None = None,
+    ) -> None:
         self.size = size
         self.seed = seed
         self.current_epoch = current_epoch
+        #: Sampling weights (`data.sampling=balanced`): each epoch draws `size` samples with
+        #: replacement in these proportions, instead of a permutation of all of them.
+        self.weights = torch.as_tensor(weights, dtype=torch.float64) if weights else None
         self._start: tuple[int, int] | None = None  # (epoch, samples to leave out)
 
     def __len__(self) -> int:
@@ -64,14 +73,22 @@ class EpochShuffleSampler(Sampler[SeededSample]):
     def __iter__(self) -> Iterator[SeededSample]:
         epoch = self.current_epoch()
         generator = torch.Generator().manual_seed(epoch_seed(self.seed, epoch))
-        order = torch.randperm(self.size, generator=generator).tolist()
+        if self.weights is None:
+            order = torch.randperm(self.size, generator=generator).tolist()
+        else:
+            order = torch.multinomial(
+                self.weights, self.size, replacement=True, generator=generator
+            ).tolist()
         seeds = torch.randint(0, 2**62, (self.size,), generator=generator).tolist()
+        # A permutation's image keeps its seed; a weighted draw may pick an image twice, and
+        # each pick gets its own (its position's) seed, so no view repeats.
+        keys = order if self.weights is None else range(self.size)
+        pairs = [SeededSample(index, seeds[key]) for index, key in zip(order, keys, strict=True)]
         rank, world = process_group()
-        shard = order[rank : self.size - self.size % world : world]
+        shard = pairs[rank : self.size - self.size % world : world]
         start, self._start = self._start, None
         skip = start[1] if start is not None and start[0] == epoch else 0
-        for index in shard[skip:]:
-            yield SeededSample(index, seeds[index])
+        yield from shard[skip:]
 
 
 class ShardSampler(Sampler[int]):
@@ -122,10 +139,12 @@ class EpochSeededLoader(DataLoader):
         seed: int,
         current_epoch: Callable[[], int],
         trained_batches: Callable[[], int],
+        weights: Sequence[float] | None = None,
         **kwargs: Any,
     ) -> None:
         kwargs.pop("shuffle", None)
-        kwargs.setdefault("sampler", EpochShuffleSampler(len(dataset), seed, current_epoch))
+        sampler = EpochShuffleSampler(len(dataset), seed, current_epoch, weights)
+        kwargs.setdefault("sampler", sampler)
         kwargs.setdefault("worker_init_fn", ignore_stop_signals)
         super().__init__(dataset, **kwargs)
         self.current_epoch = current_epoch

@@ -140,6 +140,7 @@ class DataSettings:
     feature_cache_dtype: str = setting(one_of(*FEATURE_CACHE_DTYPES), "float32")
     feature_cache_ram_mb: float = setting(number(0), 2048)
     test_roots: list[str] | None = setting(TEST_ROOTS, None)
+    sampling: str = setting(one_of("shuffle", "balanced"), "shuffle")
 
 
 @dataclass(frozen=True)
