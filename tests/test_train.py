@@ -199,3 +199,27 @@ def test_the_best_checkpoint_is_also_tested_on_other_roots(tmp_path: Path) -> No
     COMPARE.run([str(tmp_path / "run")])
     table = (tmp_path / "run" / "comparison.md").read_text()
     assert "other roots AUROC" in table and f"{mean['auroc']:.4f}" in table
+
+
+def test_a_checkpoint_chosen_on_a_selection_set(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """`data.select_on`: scored after every validation epoch, never trained on, and the
+    checkpoint chosen on it when `checkpoint.monitor` says so."""
+    own = make_dataset(tmp_path / "own", {"train": 8, "valid": 4, "test": 4})
+    other = make_tree(tmp_path / "unseen", {"test/a/0_real": 3, "test/a/1_fake": 3}, seed=3)
+    args = [
+        f"data.root={own}",
+        "data.image_size=32",
+        "model.widths=[4,8]",
+        "trainer.max_epochs=2",
+        "early_stopping=none",
+        f"data.select_on={other}",
+        "checkpoint.monitor=select/auroc_sources",
+    ]
+    with caplog.at_level("INFO"):
+        TRAIN.run(compose_train(args, tmp_path / "run"))
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["best/monitor"] == "select/auroc_sources"
+    assert 0 <= metrics["best/score"] <= 1
+    assert caplog.text.count("select_on ") == 2  # once per validation epoch

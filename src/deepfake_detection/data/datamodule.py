@@ -80,6 +80,7 @@ class DeepfakeDataModule(L.LightningDataModule):
         synth: Mapping[str, Any] | None = None,
         test_roots: Sequence[str] | None = None,
         sampling: str = "shuffle",
+        select_on: str | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -105,6 +106,8 @@ class DeepfakeDataModule(L.LightningDataModule):
             raise ConfigError(f"data.sampling={sampling}: choose one of: {', '.join(SAMPLINGS)}")
         #: `shuffle` every training image once per epoch, or `balanced` by source and class.
         self.sampling = sampling
+        #: A labelled dataset the checkpoint may be chosen on (`training.selection`).
+        self.select_on = select_on or None
         #: Other datasets whose test split the best checkpoint is also scored on.
         self.test_roots = [str(root) for root in test_roots or []]
         #: Synthetic fakes made from real training images (`synth` group), or None.
@@ -247,6 +250,7 @@ class DeepfakeDataModule(L.LightningDataModule):
         """These settings on another dataset, reading its test split only (a root without
         split folders is scored whole), for `data.test_roots`."""
         values = {**self.hparams, "root": root, "split_lists": None, "test_roots": None}
+        values["select_on"] = None
         values.update(required_splits=["test"], used_splits=["test"], synth=None)
         return DeepfakeDataModule(**values)
 

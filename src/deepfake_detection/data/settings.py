@@ -141,6 +141,7 @@ class DataSettings:
     feature_cache_ram_mb: float = setting(number(0), 2048)
     test_roots: list[str] | None = setting(TEST_ROOTS, None)
     sampling: str = setting(one_of("shuffle", "balanced"), "shuffle")
+    select_on: str | None = setting(ROOT, None)
 
 
 @dataclass(frozen=True)

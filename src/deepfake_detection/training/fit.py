@@ -51,6 +51,7 @@ from deepfake_detection.training.resume import (
     requeued_run_dir,
     resumed_config,
 )
+from deepfake_detection.training.selection import SelectionSet
 from deepfake_detection.training.settings import validate_train_config
 
 log = logging.getLogger(__name__)
@@ -198,6 +199,8 @@ def fit(cfg: DictConfig) -> FittedRun | FinishedRun:
     bar = _progress_bar(cfg)
     progress = ProgressLog(cfg.progress.every_s, bar=bar)
     callbacks = _callbacks(cfg, resolved, resume)
+    if datamodule.select_on:
+        callbacks.append(SelectionSet(datamodule, datamodule.select_on))
     callbacks += [EpochSeeding(cfg.seed), clock, notice, progress]
     checkpoint = next(cb for cb in callbacks if isinstance(cb, ModelCheckpoint))
     logger = instantiate(cfg.logger)

@@ -51,6 +51,17 @@ FIT_METRICS: tuple[str, ...] = tuple(
     for name in ("loss", "acc", "precision", "recall", "f1", "auroc")
 ) + ("val/auroc_best",)
 
+#: Logged after each validation epoch when `data.select_on` names a selection set
+#: (`deepfake_detection.training.selection`).
+SELECT_METRICS: tuple[str, ...] = ("select/auroc", "select/auroc_sources")
+
+
+def _needs_select_on(value: Any, cfg: DictConfig) -> str | None:
+    if value in SELECT_METRICS and not value_at(cfg, "data.select_on"):
+        return "is logged only with a selection set: give data.select_on=<dataset>"
+    return None
+
+
 #: `trainer.strategy` values this project runs: one process, or DistributedDataParallel
 #: (Lightning's registry names; `ddp_spawn` and `fsdp` are not supported here).
 STRATEGIES = ("auto", "single_device", "ddp", "ddp_find_unused_parameters_true")
@@ -89,7 +100,7 @@ def _run_dir(value: Any, cfg: DictConfig) -> str | None:
     return run_dir_problem(value)
 
 
-_MONITOR = one_of(*FIT_METRICS)
+_MONITOR = replace(one_of(*FIT_METRICS, *SELECT_METRICS), extra=_needs_select_on)
 _MODE = one_of("min", "max")
 
 
