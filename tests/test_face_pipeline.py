@@ -234,3 +234,11 @@ def test_evaluate_a_whole_image_model_through_face_crops(tiny_run: Path, tmp_pat
     metrics = EVALUATE.run(compose_config("evaluate", args, tmp_path / "e"))
     assert metrics["face"]["name"] == "crop"
     assert metrics["face/missing"] == metrics["data/images"] == 12
+
+
+def test_without_the_crop_cache_crops_last_the_run(tmp_path: Path) -> None:
+    """`face.cache=false`: crops go to a temporary folder that lives as long as the run."""
+    root = make_face_dataset(tmp_path / "data", {"Train": 3, "Validation": 2, "Test": 2})
+    run = train_face_run(root, tmp_path / "run", "face.cache=false")
+    assert json.loads((run / "metrics.json").read_text())["hparams"]["face"] == "crop"
+    assert not (tmp_path / "face-cache").exists()

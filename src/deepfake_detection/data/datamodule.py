@@ -209,7 +209,8 @@ class DeepfakeDataModule(L.LightningDataModule):
         from deepfake_detection.faces.store import FaceCropStore
 
         assert self.face is not None
-        store = FaceCropStore(self.face)
+        # Kept for the datamodule's life: with face.cache=false its folder is temporary.
+        store = self._face_store = FaceCropStore(self.face)
         paths = [path for samples in index.splits.values() for path, _ in samples]
         prepared = store.prepare(paths, self.max_image_pixels, workers=self.num_workers)
         self.read_from, self.faceless = prepared.read_from, prepared.missing
