@@ -9,6 +9,7 @@ the faces' scores together into the image's verdict.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
@@ -17,10 +18,7 @@ import torch
 from PIL import Image
 
 from deepfake_detection.data.preprocess import Preprocessing
-from deepfake_detection.faces.settings import FaceSettings
-
-#: Share of the image below which a face is too small for a model trained on whole images.
-DEFAULT_WARN_SMALL_FACE = 0.1
+from deepfake_detection.faces.settings import DEFAULT_WARN_SMALL_FACE, FaceSettings
 
 
 @cache
@@ -85,6 +83,15 @@ def image_inputs(
     faces = [crop.describe(image.size) for crop in crops]
     kept = [crop.image for crop in crops] if keep_crops else []
     return ImageInputs(inputs, faces, "", image.size, kept)
+
+
+def per_image(probs: list[float], given: Sequence[ImageInputs]) -> list[list[float]]:
+    """The scores of a batch that holds every input of `given` in order, split back per image."""
+    split, start = [], 0
+    for inputs in given:
+        split.append(probs[start : start + len(inputs.inputs)])
+        start += len(inputs.inputs)
+    return split
 
 
 def verdict_of(probs: list[float], how: str) -> float:

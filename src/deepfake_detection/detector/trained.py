@@ -26,10 +26,10 @@ from deepfake_detection.detector.decision import CheckpointSource, Decision
 from deepfake_detection.detector.decision import decide as decide_on
 from deepfake_detection.detector.formats import Runner, load_runner, torch_runner
 from deepfake_detection.detector.image_scoring import (
-    DEFAULT_WARN_SMALL_FACE,
     ImageInputs,
     ScoredImage,
     image_inputs,
+    per_image,
     verdict_rule,
 )
 from deepfake_detection.detector.loading import (
@@ -42,6 +42,7 @@ from deepfake_detection.detector.parity import parity_inputs, write_checked
 from deepfake_detection.detector.scoring import scoring_trainer
 from deepfake_detection.detector.spec import MODEL_FILES, ExportSpec, sha256_of
 from deepfake_detection.errors import ConfigError, UserInputError
+from deepfake_detection.faces.settings import DEFAULT_WARN_SMALL_FACE
 from deepfake_detection.faces.stage import NoFaceError
 from deepfake_detection.models.base import BaseDetector
 
@@ -220,10 +221,7 @@ def score_files(
                 raise stop_on_bad_image(files[index], reason)
             skipped.append((str(files[index]), reason))
         probs = score(batch).tolist() if batch is not None else []
-        start = 0
-        for given, index in good:
-            own = probs[start : start + len(given.inputs)]
-            start += len(given.inputs)
+        for (given, index), own in zip(good, per_image(probs, [g for g, _ in good]), strict=True):
             scored.append(ScoredImage.of(str(files[index]), given, own, verdict))
     if skipped:
         log.warning("skipped %d file(s), e.g. %s: %s", len(skipped), *skipped[0])

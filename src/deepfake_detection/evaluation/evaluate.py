@@ -20,6 +20,7 @@ from deepfake_detection.detector.scoring import ScoredSplit, score_split
 from deepfake_detection.detector.trained import TrainedCheckpoint
 from deepfake_detection.faces.settings import scoring_face
 from deepfake_detection.files import METRICS_FILE, write_json
+from deepfake_detection.metrics.per_source import mean_over
 from deepfake_detection.reports.figures import (
     dataset_distribution_figure,
     per_source_figure,
@@ -238,11 +239,10 @@ def evaluate_roots(cfg: DictConfig, roots: list[str]) -> dict[str, Any]:
         jobs.append((name, ScoringJob(root_dir, split, trained, datamodule, logger)))
     trained.decide()
     blocks = {name: _report(cfg, job, per_root=True) for name, job in jobs}
-    mean = {
-        key: sum(block[f"{split}/{key}"] for block in blocks.values()) / len(blocks)
-        for key in MEAN_METRICS
-        if all(block.get(f"{split}/{key}") is not None for block in blocks.values())
-    }
+    mean = mean_over(
+        ({key: block.get(f"{split}/{key}") for key in MEAN_METRICS} for block in blocks.values()),
+        MEAN_METRICS,
+    )
     metrics = {
         "roots": blocks,
         "mean": {**mean, "roots": len(blocks)},

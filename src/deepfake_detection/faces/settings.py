@@ -175,6 +175,11 @@ def scoring_face(
     return chosen
 
 
+#: `warn_small_face` of predict and serve: a model trained without the face stage gets a note
+#: on each picture whose largest face covers less than this share of it (null: never look).
+DEFAULT_WARN_SMALL_FACE = 0.1
+WARN_SMALL_FACE = or_null(number(0, 1))
+
 #: Keys of the `face` group of a training run.
 FACE_RULES: dict[str, Rule] = rules_of(FaceSettings, "face")
 

@@ -7,7 +7,7 @@ means (mAP, mean accuracy): one pooled number hides a generator the detector mis
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import torch
@@ -33,8 +33,15 @@ MEAN_METRICS = ("ap", "auroc", "acc", "balanced_acc", "real_acc", "fake_acc", "e
 
 
 def _mean(values: list[float]) -> float:
-    defined = [v for v in values if not math.isnan(v)]
+    defined = [v for v in values if v is not None and not math.isnan(v)]
     return sum(defined) / len(defined) if defined else float("nan")
+
+
+def mean_over(rows: Iterable[Mapping[str, Any]], names: Iterable[str]) -> dict[str, float]:
+    """Each metric of `names` averaged over `rows` (sources, datasets), each row weighing
+    the same; a row where a metric is undefined (None or NaN) is left out of its mean."""
+    rows = list(rows)
+    return {name: _mean([row.get(name) for row in rows]) for name in names}
 
 
 def per_source_metrics(
@@ -69,7 +76,7 @@ def per_source_metrics(
             **{name: metrics[name] for name in SOURCE_METRICS},
             "note": note,
         }
-    mean = {name: _mean([row[name] for row in rows.values()]) for name in MEAN_METRICS}
+    mean = mean_over(rows.values(), MEAN_METRICS)
     mean["sources"] = len(rows)
     mean["sources_with_both_classes"] = sum(1 for row in rows.values() if row["note"] is None)
     return {"depth": depth, "threshold": float(threshold), "sources": rows, "mean": mean}

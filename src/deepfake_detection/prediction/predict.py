@@ -15,9 +15,10 @@ from omegaconf import DictConfig, OmegaConf
 from deepfake_detection.data.discovery import IMAGE_EXTENSIONS, list_images
 from deepfake_detection.data.preprocess import Preprocessing
 from deepfake_detection.data.scan import write_skipped_files
-from deepfake_detection.detector.image_scoring import DEFAULT_WARN_SMALL_FACE, ScoredImage
+from deepfake_detection.detector.image_scoring import ScoredImage
 from deepfake_detection.detector.trained import TrainedCheckpoint, device_runner, score_files
 from deepfake_detection.errors import DatasetError
+from deepfake_detection.faces.settings import DEFAULT_WARN_SMALL_FACE
 from deepfake_detection.files import atomic_write_bytes, write_json
 
 log = logging.getLogger(__name__)

@@ -9,13 +9,15 @@ from omegaconf import DictConfig
 
 from deepfake_detection.data.settings import PREDICTION_KEYS, ScoringDataSettings
 from deepfake_detection.detector.settings import DEVICE_RULES, DetectorSettings
-from deepfake_detection.faces.settings import SCORING_FACE_RULES
+from deepfake_detection.faces.settings import (
+    DEFAULT_WARN_SMALL_FACE,
+    SCORING_FACE_RULES,
+    WARN_SMALL_FACE,
+)
 from deepfake_detection.rules import (
     Rule,
     existing_path,
-    number,
     one_of,
-    or_null,
     ordered,
     rules_of,
     setting,
@@ -32,9 +34,8 @@ class PredictSettings(DetectorSettings):
 
     input: str = setting(existing_path("an image file or a folder of images", required=True))
     backend: str = setting(one_of(*PREDICT_BACKENDS), "torch")
-    #: A model trained without the face stage: note images whose largest face covers less
-    #: than this share (null: never look for faces).
-    warn_small_face: float | None = setting(or_null(number(0, 1)), 0.1)
+    #: A model trained without the face stage notes small faces (`faces.settings`).
+    warn_small_face: float | None = setting(WARN_SMALL_FACE, DEFAULT_WARN_SMALL_FACE)
 
 
 #: Keys of `deepfake-predict`.

@@ -22,8 +22,9 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import deepfake_detection
-from deepfake_detection.detector.image_scoring import ScoredImage, verdict_rule
+from deepfake_detection.detector.image_scoring import ScoredImage, per_image, verdict_rule
 from deepfake_detection.detector.trained import TrainedDetector
+from deepfake_detection.faces.settings import DEFAULT_WARN_SMALL_FACE
 from deepfake_detection.serving.batching import BatchScorer
 from deepfake_detection.serving.explain import grad_cam, overlay_png
 from deepfake_detection.serving.http_errors import ServiceError
@@ -67,9 +68,8 @@ class ServiceSettings:
     max_concurrent: int = 16
     request_timeout_s: float = 30.0
     max_batch: int = 32
-    #: A model trained without the face stage: note pictures whose largest face covers less
-    #: than this share (None: never look for faces).
-    warn_small_face: float | None = 0.1
+    #: A model trained without the face stage notes small faces (`faces.settings`).
+    warn_small_face: float | None = DEFAULT_WARN_SMALL_FACE
 
     def limits(self) -> dict[str, Any]:
         return {
@@ -232,11 +232,8 @@ def create_app(served: TrainedDetector, settings: ServiceSettings) -> FastAPI:
             )
             inputs = [tensor for upload in uploads for tensor in upload.inputs]
             probs = (await scorer.score(torch.stack(inputs))).tolist() if inputs else []
-            results, start = [], 0
-            for upload in uploads:
-                own = probs[start : start + len(upload.inputs)]
-                start += len(upload.inputs)
-                results.append(_result(served, upload, own))
+            own = per_image(probs, [upload.given for upload in uploads])
+            results = [_result(served, u, p) for u, p in zip(uploads, own, strict=True)]
             return {
                 "model": served.model_name,
                 "backend": served.backend,

@@ -9,6 +9,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from deepfake_detection.detector.trained import load_detector
 from deepfake_detection.errors import ConfigError
+from deepfake_detection.faces.settings import DEFAULT_WARN_SMALL_FACE
 from deepfake_detection.serving.app import ServiceSettings, create_app
 
 log = logging.getLogger(__name__)
@@ -25,7 +26,7 @@ def settings_of(cfg: DictConfig) -> ServiceSettings:
         max_concurrent=int(limits.max_concurrent),
         request_timeout_s=float(limits.request_timeout_s),
         max_batch=int(limits.max_batch),
-        warn_small_face=cfg.get("warn_small_face", 0.1),
+        warn_small_face=cfg.get("warn_small_face", DEFAULT_WARN_SMALL_FACE),
     )
 
 

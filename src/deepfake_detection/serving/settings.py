@@ -10,13 +10,16 @@ from omegaconf import DictConfig
 
 from deepfake_detection.data.settings import IMAGE_READING_KEYS, ScoringDataSettings
 from deepfake_detection.detector.settings import THRESHOLD, CPUDeviceSettings, DetectorSettings
-from deepfake_detection.faces.settings import SCORING_FACE_RULES
+from deepfake_detection.faces.settings import (
+    DEFAULT_WARN_SMALL_FACE,
+    SCORING_FACE_RULES,
+    WARN_SMALL_FACE,
+)
 from deepfake_detection.rules import (
     Rule,
     integer,
     number,
     one_of,
-    or_null,
     ordered,
     rules_of,
     setting,
@@ -47,9 +50,8 @@ class ServeSettings(DetectorSettings):
         Rule(expected="a list of origins, e.g. [http://localhost:3000]", accepts=_is_origin_list),
         [],
     )
-    #: A model trained without the face stage: note pictures whose largest face covers less
-    #: than this share of them (null: never look for faces).
-    warn_small_face: float | None = setting(or_null(number(0, 1)), 0.1)
+    #: A model trained without the face stage notes small faces (`faces.settings`).
+    warn_small_face: float | None = setting(WARN_SMALL_FACE, DEFAULT_WARN_SMALL_FACE)
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from deepfake_detection.data.layout import root_names
 from deepfake_detection.detector.scoring import score_split
 from deepfake_detection.files import METRICS_FILE, PREDICTIONS_DIR, WEIGHTS_FILE, write_json
 from deepfake_detection.metrics.binary import compute_metrics
+from deepfake_detection.metrics.per_source import mean_over
 from deepfake_detection.metrics.predictions import Predictions
 from deepfake_detection.metrics.threshold import THRESHOLD_RULE, youden_threshold
 from deepfake_detection.reports.figures import (
@@ -88,6 +89,8 @@ def _render_figures(
 
 #: Metrics of each of `data.test_roots`, and averaged over them (each root weighs the same).
 ROOT_METRICS = ("auroc", "ap", "eer", "acc@val", "real_acc@val", "fake_acc@val")
+#: The thresholded ones, reported at the validation threshold.
+AT_ROOT_THRESHOLD = ("acc", "real_acc", "fake_acc")
 
 
 def test_other_roots(run: FittedRun, val_threshold: float | None) -> dict[str, Any]:
@@ -102,14 +105,12 @@ def test_other_roots(run: FittedRun, val_threshold: float | None) -> dict[str, A
         log.info("test root %s: %s", name, other.describe())
         scored = score_split(trainer, model, other, "test", threshold=threshold, log_metrics=False)
         predictions = scored.predictions
+        # Scored at the validation threshold: its thresholded metrics are the `@val` ones.
         block = {
-            **{f"{key}": scored.metrics[f"test/{key}"] for key in ("auroc", "ap", "eer")},
+            **{key: scored.metrics[f"test/{key}"] for key in ("auroc", "ap", "eer")},
             **{
-                f"{key}@val": value
-                for key, value in compute_metrics(
-                    predictions.probs, predictions.targets, threshold
-                ).items()
-                if key in ("acc", "real_acc", "fake_acc")
+                f"{key}@val": scored.metrics[f"test/{key}"]
+                for key in ("acc", "real_acc", "fake_acc")
             },
             "images": len(predictions),
             "root": str(other.index.root),
@@ -130,11 +131,7 @@ def test_other_roots(run: FittedRun, val_threshold: float | None) -> dict[str, A
             block["acc@val"],
             block["real_acc@val"],
         )
-    mean = {
-        key: sum(block[key] for block in blocks.values()) / len(blocks)
-        for key in ROOT_METRICS
-        if all(block.get(key) is not None for block in blocks.values())
-    }
+    mean = mean_over(blocks.values(), ROOT_METRICS)
     log.info("test roots, mean of %d: AUROC %.4f", len(blocks), mean.get("auroc", float("nan")))
     return {"test_roots": blocks, "test_roots/mean": {**mean, "roots": len(blocks)}}
 

@@ -10,15 +10,16 @@ source folders). Its images never reach the optimiser; the test split stays unto
 from __future__ import annotations
 
 import logging
-from collections import defaultdict
 
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback
 from torch.utils.data import DataLoader
-from torchmetrics.functional.classification import binary_auroc
 
 from deepfake_detection.data.datamodule import DeepfakeDataModule
+from deepfake_detection.metrics.binary import compute_metrics
+from deepfake_detection.metrics.per_source import per_source_metrics
+from deepfake_detection.metrics.predictions import Predictions
 from deepfake_detection.training.settings import SELECT_METRICS
 
 log = logging.getLogger(__name__)
@@ -36,7 +37,7 @@ class SelectionSet(Callback):
         self.data = datamodule.for_root(root)
         log.info("select_on: %s", self.data.describe())  # indexes and checks it up front
 
-    def _scores(self, pl_module: L.LightningModule, trainer: L.Trainer):
+    def _predictions(self, pl_module: L.LightningModule, trainer: L.Trainer) -> Predictions:
         dataset = self.data.dataset("test", training=False)
         # Every process scores the whole set (it is small next to training), so each logs
         # the same value and nothing needs gathering.
@@ -50,29 +51,26 @@ class SelectionSet(Callback):
                 probs.append(torch.sigmoid(logits.float()).cpu())
                 targets.append(labels.long())
                 positions.append(index)
-        return torch.cat(probs), torch.cat(targets), torch.cat(positions)
+        samples = self.data.index.splits["test"]
+        return Predictions.from_indices(
+            torch.cat(probs), torch.cat(targets), torch.cat(positions), samples
+        )
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking:
             return
-        probs, targets, positions = self._scores(pl_module, trainer)
-        auroc = float(binary_auroc(probs, targets))
-        samples = self.data.index.splits["test"]
-        by_source: dict[str, list[int]] = defaultdict(list)
-        for row, position in enumerate(positions.tolist()):
-            by_source[self.data.index.source_of(samples[position][0])].append(row)
-        per_source = [
-            float(binary_auroc(probs[rows], targets[rows]))
-            for rows in by_source.values()
-            if len(set(targets[rows].tolist())) == 2
-        ]
-        mean = sum(per_source) / len(per_source) if per_source else auroc
+        predictions = self._predictions(pl_module, trainer)
+        auroc = compute_metrics(predictions.probs, predictions.targets)["auroc"]
+        index = self.data.index
+        per_source = per_source_metrics(predictions, index.sources, 0.5, index.source_depth)
+        mean = per_source["mean"]["auroc"] if per_source is not None else auroc
         pl_module.log(SELECT_AUROC, auroc, prog_bar=True)
         pl_module.log(SELECT_SOURCES_AUROC, mean)
+        sources = per_source["mean"]["sources_with_both_classes"] if per_source else 0
         log.info(
             "select_on %s: AUROC %.4f, mean over %d source(s) %.4f",
             self.root,
             auroc,
-            len(per_source),
+            sources,
             mean,
         )
