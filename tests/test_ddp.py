@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import make_dataset, run_cli, signal_in_second_epoch
+from conftest import make_dataset, make_tree, run_cli, signal_in_second_epoch
 from deepfake_detection.console import is_first_process
 from deepfake_detection.data import loader
 from deepfake_detection.data.loader import EpochShuffleSampler, ShardSampler
@@ -113,6 +113,30 @@ def test_two_processes_score_every_image_once_and_one_writes(tmp_path: Path) -> 
     assert hidden == [".hydra"]
     assert sorted(p.name for p in (run_dir / "predictions").iterdir()) == ["test.csv", "val.csv"]
     assert result.stdout.count("test metrics of the best checkpoint") == 1
+
+
+def test_two_processes_choose_on_the_mean_over_validation_sources(tmp_path: Path) -> None:
+    """`val/auroc_sources` is computed from both processes' shards (of unequal size): the
+    kept checkpoint's score is the per-source mean of the whole validation split."""
+    counts = {
+        f"{split}/{source}/{cls}": n
+        for split, n in (("train", 6), ("val", 3), ("test", 3))
+        for source in ("gan", "swap")
+        for cls in ("0_real", "1_fake")
+    }
+    data = make_tree(tmp_path / "data", {**counts, "val/gan/1_fake": 4}, seed=7)
+    run_dir = tmp_path / "run"
+    args = [f"data.root={data}", *DDP, "trainer.max_epochs=2", f"hydra.run.dir={run_dir}"]
+    args += ["checkpoint.monitor=val/auroc_sources"]
+    result = run_cli(args, tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    table = metrics["val_per_source"]
+    assert {name: row["images"] for name, row in table["sources"].items()} == {
+        "gan": 7,
+        "swap": 6,
+    }
+    assert metrics["best/score"] == pytest.approx(table["mean"]["auroc"], abs=1e-5)
 
 
 @pytest.mark.slow

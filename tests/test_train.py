@@ -223,3 +223,56 @@ def test_a_checkpoint_chosen_on_a_selection_set(
     assert metrics["best/monitor"] == "select/auroc_sources"
     assert 0 <= metrics["best/score"] <= 1
     assert caplog.text.count("select_on ") == 2  # once per validation epoch
+
+
+def test_validation_per_source_and_a_checkpoint_on_their_mean(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A per-source tree: validation logs each source and their mean, `val/auroc_sources`,
+    which the checkpoint can follow; metrics.json keeps the kept checkpoint's table."""
+    counts = {
+        f"{split}/{source}/{cls}": n
+        for split, n in (("train", 6), ("val", 4), ("test", 3))
+        for source in ("gan", "swap")
+        for cls in ("0_real", "1_fake")
+    }
+    root = make_tree(tmp_path / "pooled", counts, seed=5)
+    args = [
+        f"data.root={root}",
+        "data.image_size=32",
+        "data.batch_size=4",
+        "data.sampling=balanced",
+        "model.widths=[4,8]",
+        "trainer.max_epochs=2",
+        "early_stopping=none",
+        "checkpoint.monitor=val/auroc_sources",
+    ]
+    with caplog.at_level("INFO"):
+        TRAIN.run(compose_train(args, tmp_path / "run"))
+    metrics = read_metrics(tmp_path / "run")
+    assert metrics["best/monitor"] == "val/auroc_sources"
+    table = metrics["val_per_source"]
+    assert set(table["sources"]) == {"gan", "swap"}
+    assert all(row["images"] == 8 for row in table["sources"].values())
+    mean = (table["sources"]["gan"]["auroc"] + table["sources"]["swap"]["auroc"]) / 2
+    assert table["mean"]["auroc"] == pytest.approx(mean)
+    assert caplog.text.count("validation per source: gan ") == 2  # once per epoch
+    events = tmp_path / "run" / "tensorboard"
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    logged = set()
+    for file in events.rglob("events.out.tfevents.*"):
+        accumulator = EventAccumulator(str(file))
+        accumulator.Reload()
+        logged |= set(accumulator.Tags()["scalars"])
+    assert {"val/auroc_sources", "val_sources/gan/auroc", "val_sources/swap/real_acc"} <= logged
+
+
+def test_validation_without_sources_follows_its_own_auroc(tmp_path: Path, dataset: Path) -> None:
+    """No source folders: `val/auroc_sources` is the validation AUROC itself."""
+    args = [f"data.root={dataset}", *FAST, "model.widths=[4,8]", "trainer.max_epochs=1"]
+    args += ["early_stopping=none", "checkpoint.monitor=val/auroc_sources"]
+    TRAIN.run(compose_train(args, tmp_path / "run"))
+    metrics = read_metrics(tmp_path / "run")
+    assert metrics["best/score"] == pytest.approx(metrics["val/auroc_best"], abs=1e-6)
+    assert "val_per_source" not in metrics

@@ -166,14 +166,15 @@ class BaseDetector(L.LightningModule):
         else None."""
         return getattr(self.step_forward, "depth", None)
 
-    def _step(self, batch: Sequence[torch.Tensor], split: str) -> torch.Tensor:
+    def _step(self, batch: Sequence[torch.Tensor], split: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """The batch's loss and P(Fake) of each image, after updating the split's metrics."""
         images, targets = batch[0], batch[1]
         logits = (self.step_forward or self)(images)
         loss = self.criterion(logits, targets)
         probs = torch.sigmoid(logits.detach().float())  # fp16 would tie confident scores
         getattr(self, f"{split}_metrics").update(probs, targets.long())
         getattr(self, f"{split}_loss").update(loss.detach(), weight=targets.numel())
-        return loss
+        return loss, probs
 
     def _log_epoch(self, split: str) -> dict[str, torch.Tensor]:
         metrics, loss = getattr(self, f"{split}_metrics"), getattr(self, f"{split}_loss")
@@ -184,10 +185,11 @@ class BaseDetector(L.LightningModule):
         return values
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
-        return self._step(batch, "train")
+        return self._step(batch, "train")[0]
 
-    def validation_step(self, batch, batch_idx: int) -> None:
-        self._step(batch, "val")
+    def validation_step(self, batch, batch_idx: int) -> torch.Tensor:
+        # The scores go to callbacks (`on_validation_batch_end`): per-source validation.
+        return self._step(batch, "val")[1]
 
     def _record_history(self, values: Mapping[str, torch.Tensor]) -> None:
         row = self.history.setdefault(self.current_epoch, {})

@@ -17,7 +17,7 @@ from deepfake_detection.data.layout import root_names
 from deepfake_detection.detector.scoring import score_split
 from deepfake_detection.files import METRICS_FILE, PREDICTIONS_DIR, WEIGHTS_FILE, write_json
 from deepfake_detection.metrics.binary import compute_metrics
-from deepfake_detection.metrics.per_source import mean_over
+from deepfake_detection.metrics.per_source import mean_over, per_source_metrics
 from deepfake_detection.metrics.predictions import Predictions
 from deepfake_detection.metrics.threshold import THRESHOLD_RULE, youden_threshold
 from deepfake_detection.reports.figures import (
@@ -207,6 +207,17 @@ def test_best_checkpoint(run: FittedRun) -> dict[str, Any]:
     }
     if per_source is not None:
         metrics["per_source"] = per_source
+    index = datamodule.index
+    val_sources = per_source_metrics(
+        val_predictions,
+        index.sources,
+        0.5 if val_threshold is None else val_threshold,
+        index.source_depth,
+    )
+    if val_sources is not None:
+        # The validation split per source, at its own threshold: what `val/auroc_sources`
+        # followed while fitting, for the checkpoint kept.
+        metrics["val_per_source"] = val_sources
     if datamodule.test_roots:
         metrics.update(test_other_roots(run, val_threshold))
     if writer:

@@ -53,6 +53,7 @@ from deepfake_detection.training.resume import (
 )
 from deepfake_detection.training.selection import SelectionSet
 from deepfake_detection.training.settings import validate_train_config
+from deepfake_detection.training.validation_sources import ValidationSources
 
 log = logging.getLogger(__name__)
 
@@ -199,6 +200,7 @@ def fit(cfg: DictConfig) -> FittedRun | FinishedRun:
     bar = _progress_bar(cfg)
     progress = ProgressLog(cfg.progress.every_s, bar=bar)
     callbacks = _callbacks(cfg, resolved, resume)
+    callbacks.append(ValidationSources(datamodule))
     if datamodule.select_on:
         callbacks.append(SelectionSet(datamodule, datamodule.select_on))
     callbacks += [EpochSeeding(cfg.seed), clock, notice, progress]

@@ -44,12 +44,13 @@ from deepfake_detection.rules import (
 )
 
 #: Metrics logged while fitting, so the only ones callbacks can monitor. Keep in sync with
-#: `binary_metrics` (metrics/binary.py) and `BaseDetector.on_validation_epoch_end`.
+#: `binary_metrics` (metrics/binary.py), `BaseDetector.on_validation_epoch_end` and
+#: `training.validation_sources` (the mean AUROC over the validation split's sources).
 FIT_METRICS: tuple[str, ...] = tuple(
     f"{split}/{name}"
     for split in ("train", "val")
     for name in ("loss", "acc", "precision", "recall", "f1", "auroc")
-) + ("val/auroc_best",)
+) + ("val/auroc_best", "val/auroc_sources")
 
 #: Logged after each validation epoch when `data.select_on` names a selection set
 #: (`deepfake_detection.training.selection`).
