@@ -14,7 +14,7 @@ from conftest import astronaut, make_face_dataset, train_face_run
 from deepfake_detection.data.datamodule import DeepfakeDataModule
 from deepfake_detection.data.dataset import ImageFileDataset
 from deepfake_detection.data.loader import SeededSample
-from deepfake_detection.data.synthesis.blending import self_blend
+from deepfake_detection.data.synthesis.blending import blend_mask, landmark_outline, self_blend
 from deepfake_detection.data.synthesis.mixing import SYNTHETIC, Synthesizer
 from deepfake_detection.data.synthesis.settings import SynthSettings
 from deepfake_detection.data.synthesis.upsampling import UPSAMPLERS, upsample_fake
@@ -25,13 +25,50 @@ FACE = np.asarray(astronaut().crop((100, 0, 356, 256)))
 BOX = (78.0, 62.0, 95.0, 115.0)  # the astronaut's face in FACE
 
 
-def test_a_blended_face_differs_only_inside_its_mask() -> None:
+@pytest.mark.parametrize("with_landmarks", [True, False])
+def test_a_blended_face_differs_only_inside_its_mask(with_landmarks: bool) -> None:
+    landmarks = _astronaut_face().landmarks if with_landmarks else None
     for seed in range(6):
-        blended, mask = self_blend(FACE, BOX, np.random.default_rng(seed))
+        blended, mask = self_blend(FACE, BOX, np.random.default_rng(seed), landmarks)
         changed = np.abs(blended.astype(int) - FACE).sum(axis=2) > 0
         assert changed.any()
         assert not (changed & (mask == 0)).any()
         assert mask.max() <= 1 and mask[0, 0] == 0  # the corner is far from the face
+
+
+def _astronaut_face():
+    from deepfake_detection.faces.stage import FaceStage
+
+    return FaceStage(FaceSettings(min_size=8)).find(Image.fromarray(FACE))[0]
+
+
+def test_the_mask_follows_the_landmarks_of_a_turned_head() -> None:
+    """The hull is laid along the face's own axes: the same draw on a face turned a quarter
+    turn gives the same mask turned with it, and it covers the eyes, nose and mouth."""
+    face = _astronaut_face()
+    points = np.asarray(face.landmarks)
+    mask = blend_mask(FACE.shape[:2], face.box, np.random.default_rng(3), face.landmarks)
+    assert all(mask[int(y), int(x)] > 0 for x, y in points)
+    # (x, y) -> (H - 1 - y, x) is np.rot90(image, -1), a quarter turn clockwise.
+    turned = [(FACE.shape[0] - 1 - y, x) for x, y in points]
+    x, y, w, h = face.box
+    turned_box = (FACE.shape[0] - y - h, x, h, w)
+    rng = np.random.default_rng(3)
+    turned_mask = blend_mask(FACE.shape[:2][::-1], turned_box, rng, tuple(turned))
+    overlap = np.minimum(np.rot90(mask, -1), turned_mask).sum() / turned_mask.sum()
+    assert overlap > 0.95
+    # Outline points drawn from the same seed lie on the turned face's axes.
+    outline = landmark_outline(face.landmarks, np.random.default_rng(5))
+    turned_outline = landmark_outline(tuple(turned), np.random.default_rng(5))
+    expected = np.stack([FACE.shape[0] - 1 - outline[:, 1], outline[:, 0]], axis=1)
+    assert np.allclose(turned_outline, expected, atol=1e-6)
+
+
+def test_the_synthesizer_blends_along_the_detected_landmarks() -> None:
+    box, landmarks = Synthesizer(SynthSettings()).face_of(Image.fromarray(FACE))
+    assert landmarks is not None and len(landmarks) == 5
+    x, y, w, h = box
+    assert all(x <= px <= x + w and y <= py <= y + h for px, py in landmarks)
 
 
 def test_same_seed_same_fake() -> None:

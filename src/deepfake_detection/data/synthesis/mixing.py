@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from deepfake_detection.data.synthesis.blending import Box, self_blend
+from deepfake_detection.data.synthesis.blending import Box, Landmarks, self_blend
 from deepfake_detection.data.synthesis.settings import SynthSettings
 from deepfake_detection.data.synthesis.upsampling import upsample_fake
 from deepfake_detection.faces.settings import FaceSettings
@@ -44,8 +44,8 @@ class Synthesizer:
     """Plans a training split's synthetic fakes and makes them."""
 
     settings: SynthSettings
-    #: The run's face stage: its crops hold the face at a known place; without it, the face
-    #: is found on each image (the default detector) to place the blending mask.
+    #: The run's face stage: its crops hold the face at a known place, the fallback when the
+    #: detector (which places the blending mask by the face's landmarks) finds no face.
     face: FaceSettings | None = None
     _reals: list[int] = field(default_factory=list)
 
@@ -75,16 +75,21 @@ class Synthesizer:
         return samples[real][0], SYNTHETIC
 
     def face_box(self, image: Image.Image) -> Box:
-        """Where the face is: the middle of a face crop, else the detector's largest face,
-        else the middle half of the image."""
+        """Where the face is: the box of `face_of`."""
+        return self.face_of(image)[0]
+
+    def face_of(self, image: Image.Image) -> tuple[Box, Landmarks | None]:
+        """The face to blend: the detector's largest face with its landmarks; when none is
+        found, the middle of a face crop (the run's face stage made it so), else the middle
+        half of the image, without landmarks."""
+        faces = _finder().find(image)
+        if faces:
+            return faces[0].box, faces[0].landmarks
         width, height = image.size
         if self.face is not None:
             side_w, side_h = width / self.face.margin, height / self.face.margin
-            return ((width - side_w) / 2, (height - side_h) / 2, side_w, side_h)
-        faces = _finder().find(image)
-        if faces:
-            return faces[0].box
-        return (width / 4, height / 4, width / 2, height / 2)
+            return ((width - side_w) / 2, (height - side_h) / 2, side_w, side_h), None
+        return (width / 4, height / 4, width / 2, height / 2), None
 
     def make(self, image: Image.Image, seed: int) -> tuple[Image.Image, dict]:
         """A synthetic fake made from the real `image`, and how (its family, mask or
@@ -93,7 +98,8 @@ class Synthesizer:
         family = str(rng.choice(self.settings.families))
         rgb = np.asarray(image.convert("RGB"))
         if family == "sbi":
-            blended, mask = self_blend(rgb, self.face_box(image), rng)
+            box, landmarks = self.face_of(image)
+            blended, mask = self_blend(rgb, box, rng, landmarks)
             return Image.fromarray(blended), {"family": "sbi", "mask": mask}
         upsampled, how = upsample_fake(rgb, rng)
         return Image.fromarray(upsampled), {"family": "upsample", "operation": how}
