@@ -109,3 +109,23 @@ def test_optuna_search_runs_and_continues_from_its_storage(tmp_path: Path) -> No
     with sqlite3.connect(storage) as db:
         states = [row[0] for row in db.execute("SELECT state FROM trials")]
     assert states == ["COMPLETE"] * 3
+
+
+def test_recipe_mobilenet_select_unseen_chooses_on_the_named_sources(tmp_path: Path) -> None:
+    other = make_dataset(tmp_path / "other", {"test": 2})
+    cfg = compose_train(
+        ["experiment=recipe_mobilenet_select_unseen", f"data.select_on={other}"], tmp_path
+    )
+    assert cfg.data.image_size == 160 and cfg.augment.name == "deepfake" and cfg.face.name == "crop"
+    assert cfg.checkpoint.monitor == cfg.early_stopping.monitor == "select/auroc_sources"
+    assert cfg.checkpoint.mode == cfg.early_stopping.mode == "max"
+    assert list(cfg.data.test_roots) == [str(other)] and cfg.trainer.max_epochs == 4
+    assert cfg.scheduler.T_max == 4
+
+
+def test_recipe_mobilenet_select_unseen_without_a_selection_set_names_the_key(
+    tmp_path: Path,
+) -> None:
+    result = run_cli(["experiment=recipe_mobilenet_select_unseen"], tmp_path)
+    assert result.returncode != 0
+    assert "data.select_on" in result.stderr and "Traceback" not in result.stderr

@@ -397,6 +397,16 @@ def _check_leaf(cfg: DictConfig, key: str, parent: DictConfig, leaf: str, rule: 
     return rule.problem(key, value, cfg)
 
 
+def _copies_another(parent: DictConfig, leaf: str) -> bool:
+    """Whether the value is, or a list of it holds, an interpolation of another key."""
+    if OmegaConf.is_interpolation(parent, leaf):
+        return True
+    value = parent._get_node(leaf)
+    if isinstance(value, ListConfig):
+        return any(OmegaConf.is_interpolation(value, i) for i in range(len(value)))
+    return False
+
+
 def config_problems(cfg: DictConfig, rules: Mapping[str, Rule]) -> list[Problem]:
     """Every bad key of `cfg`, those set directly before those that copy another key.
 
@@ -416,7 +426,7 @@ def config_problems(cfg: DictConfig, rules: Mapping[str, Rule]) -> list[Problem]
             continue
         message = _check_leaf(cfg, key, parent, leaf, rule)
         if message:
-            found.append((OmegaConf.is_interpolation(parent, leaf), Problem(key, message)))
+            found.append((_copies_another(parent, leaf), Problem(key, message)))
     return [problem for _, problem in sorted(found, key=lambda item: item[0])]
 
 
