@@ -153,26 +153,33 @@ def run_cli(
 def signal_in_second_epoch(
     command: list[str], run_dir: Path, cwd: Path, signum: int
 ) -> subprocess.CompletedProcess:
-    """Start a training `command` that writes to `run_dir`; once epoch 0's checkpoint is on
-    disk and the next epoch is under way, send `signum` to its whole process group (as a job
-    scheduler does: DataLoader workers and DDP processes included), and wait for it."""
+    """Start a Python training `command` (`[python, ...]`) that writes to `run_dir`; once the
+    next epoch after the first is under way, send `signum` to its whole process group (as a
+    job scheduler does: DataLoader workers and DDP processes included), and wait for it.
+
+    The run goes through `paced_run.py`, which slows the later epochs' batches and says when
+    the second epoch has begun, so the signal lands mid-epoch however busy the machine is.
+    """
     import signal
     import time
 
+    started = cwd / "second_epoch_started"
     proc = subprocess.Popen(
-        command,
+        [command[0], str(Path(__file__).with_name("paced_run.py")), *command[1:]],
         cwd=cwd,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env={**os.environ, "MOBILENET_V2_WEIGHTS": ""},
+        env={**os.environ, "MOBILENET_V2_WEIGHTS": "", "PACED_RUN_MARK": str(started)},
         start_new_session=True,  # its own process group
     )
     deadline = time.monotonic() + 300
-    while not (run_dir / "checkpoints" / "last.ckpt").exists():  # epoch 0 is done
-        assert proc.poll() is None and time.monotonic() < deadline, "run ended too early"
+    while not started.exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            stdout, stderr = proc.communicate()
+            raise AssertionError(f"the run ended before its second epoch:\n{stderr[-3000:]}")
         time.sleep(0.02)
-    time.sleep(0.15)  # into the next epoch
     os.killpg(proc.pid, signal.Signals(signum))
     stdout, stderr = proc.communicate(timeout=300)
     return subprocess.CompletedProcess(command, proc.returncode, stdout, stderr)
