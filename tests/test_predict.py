@@ -137,7 +137,9 @@ def test_cli_one_line_errors(trained, tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert (
-        result.stderr.strip().splitlines()[-1].startswith(f"error: input={empty}: no images found")
+        result.stderr.strip()
+        .splitlines()[-1]
+        .startswith(f"error: input={empty}: no images or videos found")
     )
     missing = run_cli(
         [f"ckpt_path={run_dir}", "input=no/such/dir"], tmp_path, module="deepfake_detection.predict"

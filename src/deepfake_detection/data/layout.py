@@ -35,6 +35,8 @@ SPLIT_ALIASES: dict[str, tuple[str, ...]] = {
     "test": ("test",),
 }
 IMAGE_EXTENSIONS: frozenset[str] = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp"})
+#: Suffixes read as video clips (FFmpeg opens more; these are the ones looked for).
+VIDEO_EXTENSIONS: frozenset[str] = frozenset({".mp4", ".mov", ".m4v", ".webm", ".avi", ".mkv"})
 #: Files and folders operating systems leave behind; lower case, matched case-insensitively.
 SYSTEM_NAMES = frozenset({"thumbs.db", "ehthumbs.db", "desktop.ini", "__macosx"})
 #: The layout of a root without split folders.
@@ -208,10 +210,20 @@ def list_images(folder: Path) -> list[Path]:
     Hidden files and folders (`.DS_Store`, `._*`, `.cache/`) are not data. Dangling links
     are kept, so the image check reports them instead of them vanishing silently.
     """
+    return list_files(folder, IMAGE_EXTENSIONS)
+
+
+def list_videos(folder: Path) -> list[Path]:
+    """Video clips under `folder`, as `list_images` finds images."""
+    return list_files(folder, VIDEO_EXTENSIONS)
+
+
+def list_files(folder: Path, extensions: frozenset[str]) -> list[Path]:
+    """Files with one of `extensions` under `folder` (see `list_images`)."""
     return sorted(
         p
         for p in folder.rglob("*")
-        if p.suffix.lower() in IMAGE_EXTENSIONS
+        if p.suffix.lower() in extensions
         and not any(is_system_entry(part) for part in p.relative_to(folder).parts)
         and (p.is_file() or (p.is_symlink() and not p.exists()))
     )

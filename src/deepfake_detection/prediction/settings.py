@@ -23,6 +23,7 @@ from deepfake_detection.rules import (
     setting,
     validate,
 )
+from deepfake_detection.video.settings import VIDEO_RULES
 
 #: How `deepfake-predict` scores: PyTorch, or an ONNX export run by ONNX Runtime.
 PREDICT_BACKENDS = ("torch", "onnx")
@@ -32,7 +33,9 @@ PREDICT_BACKENDS = ("torch", "onnx")
 class PredictSettings(DetectorSettings):
     """The root keys of conf/predict.yaml."""
 
-    input: str = setting(existing_path("an image file or a folder of images", required=True))
+    input: str = setting(
+        existing_path("an image or video file, or a folder of them", required=True)
+    )
     backend: str = setting(one_of(*PREDICT_BACKENDS), "torch")
     #: A model trained without the face stage notes small faces (`faces.settings`).
     warn_small_face: float | None = setting(WARN_SMALL_FACE, DEFAULT_WARN_SMALL_FACE)
@@ -44,6 +47,7 @@ PREDICT_RULES: dict[str, Rule] = ordered(
         **rules_of(PredictSettings),
         **rules_of(ScoringDataSettings, "data", only=PREDICTION_KEYS),
         **SCORING_FACE_RULES,
+        **VIDEO_RULES,
         **DEVICE_RULES,
     },
     "ckpt_path",

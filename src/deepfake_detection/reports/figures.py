@@ -238,6 +238,32 @@ def synthetic_fakes_figure(examples: Sequence[tuple[Image.Image, Image.Image, An
     return fig
 
 
+def timeline_figure(
+    times: Sequence[float],
+    probs: Sequence[float | None],
+    threshold: float,
+    title: str,
+    video_prob: float | None = None,
+) -> Figure:
+    """A clip's P(Fake) against time, with the threshold (and the clip's own score): where
+    in a video the detector sees a fake. Frames left out (no face) are marked on the axis."""
+    fig, ax = plt.subplots(figsize=(8.0, 3.2))
+    shown = [(t, p) for t, p in zip(times, probs, strict=True) if p is not None]
+    if shown:
+        ax.plot(*zip(*shown, strict=True), marker="o", markersize=3, label="frame P(Fake)")
+    missing = [t for t, p in zip(times, probs, strict=True) if p is None]
+    if missing:
+        ax.plot(missing, [0.0] * len(missing), "x", color="grey", label="no face: left out")
+    ax.axhline(threshold, color="red", ls="--", lw=1, label=f"threshold {threshold:.3g}")
+    if video_prob is not None:
+        ax.axhline(video_prob, color="black", ls=":", lw=1, label=f"clip {video_prob:.3f}")
+    ax.set(ylim=(-0.03, 1.03), xlabel="time (s)", ylabel="P(Fake)", title=title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="upper right")
+    fig.tight_layout()
+    return fig
+
+
 def save_figures(
     figures: Mapping[str, Figure],
     output_dir: str | Path,

@@ -1,0 +1,292 @@
+"""Video clips: reading (containers, codecs, rotation, variable frame rate, broken files),
+scoring a clip from its frames, and `deepfake-predict` on clips."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import astronaut, compose_config, write_clip
+from deepfake_detection.commands import PREDICT
+from deepfake_detection.errors import DatasetError
+from deepfake_detection.video import reading
+from deepfake_detection.video.reading import BadVideoError, read_clip
+from deepfake_detection.video.scoring import aggregate
+from deepfake_detection.video.settings import VideoSettings
+
+
+def numbered_frames(count: int, size: tuple[int, int] = (96, 64)) -> list[np.ndarray]:
+    """Frames whose red level tells their number (i * 5), with a white band on top."""
+    width, height = size
+    frames = []
+    for i in range(count):
+        array = np.zeros((height, width, 3), np.uint8)
+        array[..., 0] = i * 5
+        array[: height // 6] = 255
+        frames.append(array)
+    return frames
+
+
+def frame_number(image: Image.Image) -> int:
+    array = np.asarray(image)
+    return round(float(array[array.shape[0] // 2 :, :, 0].mean()) / 5)
+
+
+def face_frames(count: int, size: int = 128, without_face: tuple[int, ...] = ()) -> list:
+    """The astronaut's head moving across a plain background; blank frames at `without_face`."""
+    head = astronaut().crop((130, 10, 320, 220)).resize((size // 2, size // 2))
+    frames = []
+    for i in range(count):
+        canvas = Image.new("RGB", (size, size), (90, 110, 130))
+        if i not in without_face:
+            canvas.paste(head, (int(i * (size // 2) / max(1, count - 1)), size // 4))
+        frames.append(canvas)
+    return frames
+
+
+CONTAINERS = [
+    ("libx264", "mp4"),
+    ("libx264", "mov"),
+    ("libx264", "mkv"),
+    ("mpeg4", "avi"),
+    ("libvpx-vp9", "webm"),
+]
+
+
+@pytest.mark.parametrize(("codec", "suffix"), CONTAINERS)
+def test_frames_are_sampled_evenly_in_every_container(
+    tmp_path: Path, codec: str, suffix: str
+) -> None:
+    path = write_clip(tmp_path / f"clip.{suffix}", numbered_frames(50), fps=10, codec=codec)
+    clip = read_clip(path, VideoSettings(frames=5))
+    # 5 s: the frame on screen at the middle of each second.
+    assert [f.time for f in clip.frames] == pytest.approx([0.5, 1.5, 2.5, 3.5, 4.5])
+    assert [frame_number(f.image) for f in clip.frames] == [5, 15, 25, 35, 45]
+    assert clip.frames[0].image.size == (96, 64) and clip.frames[0].image.mode == "RGB"
+    assert clip.duration == pytest.approx(5.0) and clip.fps == pytest.approx(10.0)
+
+
+def test_a_long_clip_is_read_by_seeking_and_gives_the_same_frames(tmp_path, monkeypatch):
+    path = write_clip(tmp_path / "clip.mp4", numbered_frames(50), fps=10)
+    in_order = read_clip(path, VideoSettings(frames=7))
+    monkeypatch.setattr(reading, "SEQUENTIAL_FRAMES", 0)
+    seeking = read_clip(path, VideoSettings(frames=7))
+    assert [f.time for f in seeking.frames] == [f.time for f in in_order.frames]
+    assert [frame_number(f.image) for f in seeking.frames] == [
+        frame_number(f.image) for f in in_order.frames
+    ]
+
+
+def test_fps_sampling_and_the_frame_cap(tmp_path: Path) -> None:
+    path = write_clip(tmp_path / "clip.mp4", numbered_frames(50), fps=10)
+    assert len(read_clip(path, VideoSettings(fps=2)).frames) == 10
+    assert len(read_clip(path, VideoSettings(fps=2, max_frames=4)).frames) == 4
+
+
+def test_a_short_clip_gives_each_frame_once(tmp_path: Path) -> None:
+    path = write_clip(tmp_path / "clip.mp4", numbered_frames(6), fps=10, audio=True)
+    clip = read_clip(path, VideoSettings(frames=32))
+    assert [frame_number(f.image) for f in clip.frames] == [0, 1, 2, 3, 4, 5]
+
+
+def test_a_phone_clip_is_turned_upright(tmp_path: Path) -> None:
+    # Stored on its side, with a display matrix saying "turn 90 degrees counter-clockwise".
+    path = write_clip(tmp_path / "phone.mp4", numbered_frames(10), rotation=90)
+    clip = read_clip(path, VideoSettings(frames=2))
+    image = np.asarray(clip.frames[0].image)
+    assert clip.rotation == 90 and image.shape[:2] == (96, 64)
+    assert image[:, :5].mean() > 200 and image[:, -5:].mean() < 100  # the top band: left
+
+
+def test_a_variable_frame_rate_is_sampled_by_time(tmp_path: Path) -> None:
+    times = [0.0, 0.1, 0.2, 0.3, 2.0, 2.1, 4.0, 4.05, 4.1, 6.0]
+    path = write_clip(tmp_path / "vfr.mp4", numbered_frames(10), times=times)
+    clip = read_clip(path, VideoSettings(frames=6))
+    assert clip.duration > 6.0
+    # The frame on screen at each of 6 evenly spread times (0.51, 1.53, ... 5.59 s): number 3
+    # until 2 s, 5 until 4 s, then 8 until 6 s; each once.
+    assert [frame_number(f.image) for f in clip.frames] == [3, 5, 8]
+    assert [f.time for f in clip.frames] == pytest.approx([0.3, 2.1, 4.1])
+
+
+def _broken_files(tmp_path: Path) -> dict[str, Path]:
+    good = write_clip(tmp_path / "good.mp4", numbered_frames(30), fps=10)
+    data = good.read_bytes()
+    truncated = tmp_path / "truncated.mp4"
+    truncated.write_bytes(data[: len(data) // 3])
+    text = tmp_path / "notes.mp4"
+    text.write_text("not a video at all\n")
+    empty = tmp_path / "empty.mp4"
+    empty.write_bytes(b"")
+    audio_only = tmp_path / "audio.mp4"
+    import av
+
+    with av.open(str(audio_only), "w") as container:
+        stream = container.add_stream("aac", rate=8000)
+        silence = av.AudioFrame.from_ndarray(
+            np.zeros((1, 1024), np.float32), format="fltp", layout="mono"
+        )
+        silence.sample_rate = 8000
+        container.mux(stream.encode(silence))
+        container.mux(stream.encode())
+    return {
+        "truncated": truncated,
+        "text": text,
+        "empty": empty,
+        "audio_only": audio_only,
+    }
+
+
+def test_a_broken_file_is_one_clear_error(tmp_path: Path) -> None:
+    broken = _broken_files(tmp_path)
+    reasons = {}
+    for kind, path in broken.items():
+        if kind == "truncated":
+            continue  # its first frames may decode: checked below
+        with pytest.raises(BadVideoError) as raised:
+            read_clip(path, VideoSettings())
+        assert str(raised.value).startswith(f"{path}: cannot read video: "), kind
+        reasons[kind] = raised.value.reason
+    assert "no video stream" in reasons["audio_only"]
+    try:
+        clip = read_clip(broken["truncated"], VideoSettings(frames=8))
+    except BadVideoError as err:
+        assert err.reason
+    else:
+        assert 0 < len(clip.frames) <= 8  # what could be decoded, no more
+
+
+def test_limits_refuse_a_clip_with_the_key_named(tmp_path: Path) -> None:
+    path = write_clip(tmp_path / "clip.mp4", numbered_frames(30), fps=10)
+    with pytest.raises(BadVideoError, match=r"96x64 px exceed video.max_frame_pixels=1000"):
+        read_clip(path, VideoSettings(max_frame_pixels=1000))
+    with pytest.raises(BadVideoError, match=r"3 s long, over video.max_seconds=2"):
+        read_clip(path, VideoSettings(max_seconds=2))
+
+
+def test_a_two_hour_file_is_sampled_over_its_whole_length(tmp_path: Path) -> None:
+    # A frame a minute for two hours: 7,200 s, sampled at 32 evenly spread times.
+    times = [60.0 * i for i in range(121)]
+    path = write_clip(tmp_path / "long.mkv", (numbered_frames(41) * 3)[:121], times=times)
+    clip = read_clip(path, VideoSettings())
+    assert clip.duration == pytest.approx(7200, abs=61) and len(clip.frames) == 32
+    with pytest.raises(BadVideoError, match="over video.max_seconds=3600"):
+        read_clip(path, VideoSettings(max_seconds=3600))
+
+
+def test_aggregates() -> None:
+    probs = [0.1, 0.2, 0.9, 0.3]
+    assert aggregate(probs, "mean") == pytest.approx(0.375)
+    assert aggregate(probs, "median") == pytest.approx(0.25)
+    assert aggregate(probs, "max") == 0.9
+    assert aggregate(probs, "topk_mean", topk=2) == pytest.approx(0.6)
+    assert aggregate(probs, "topk_mean", topk=10) == pytest.approx(0.375)
+
+
+# --- deepfake-predict on clips ------------------------------------------------------------
+
+
+def run_predict(overrides: list[str], output_dir: Path) -> dict:
+    PREDICT.run(compose_config("predict", overrides, output_dir))
+    return json.loads((output_dir / "predict.json").read_text())
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_predict_gives_each_clip_a_verdict_frames_and_a_timeline(tiny_run, tmp_path) -> None:
+    inputs = tmp_path / "inputs"
+    write_clip(inputs / "a.mp4", numbered_frames(40), fps=10)
+    write_clip(inputs / "nested" / "b.webm", numbered_frames(20), fps=10, codec="libvpx-vp9")
+    (inputs / "broken.mp4").write_text("not a video")
+    Image.fromarray(numbered_frames(1)[0]).save(inputs / "still.png")
+    out = tmp_path / "out"
+    summary = run_predict(
+        [f"ckpt_path={tiny_run}", f"input={inputs}", "video.frames=8", "threshold=0.5"], out
+    )
+    assert summary["images"] == 1 and summary["videos"] == 2 and summary["skipped"] == 1
+    assert summary["fake"] + summary["real"] == 3
+    assert summary["video"]["frames"] == 8
+
+    videos = {Path(r["path"]).name: r for r in read_csv(out / "videos.csv")}
+    frames = read_csv(out / "frames.csv")
+    assert set(videos) == {"a.mp4", "b.webm"}
+    for name, row in videos.items():
+        own = [float(f["prob_fake"]) for f in frames if Path(f["path"]).name == name]
+        assert len(own) == int(row["frames_used"]) == 8
+        assert float(row["prob_fake"]) == pytest.approx(np.mean(own), abs=1e-6)
+        assert row["prediction"] == ("Fake" if float(row["prob_fake"]) > 0.5 else "Real")
+        assert row["frames_without_face"] == "0"
+    assert float(videos["b.webm"]["duration_s"]) == pytest.approx(2.0)
+    # One table of every input, images and clips alike.
+    listed = {Path(r["path"]).name for r in read_csv(out / "predictions.csv")}
+    assert listed == {"a.mp4", "b.webm", "still.png"}
+    assert sorted(p.name for p in (out / "timelines").iterdir()) == ["a.png", "b.png"]
+    assert "broken.mp4" in (out / "skipped_files.txt").read_text()
+
+
+def test_a_frame_is_scored_as_the_image_it_shows(tiny_run, tmp_path: Path) -> None:
+    still = numbered_frames(1)[0]
+    clip = write_clip(tmp_path / "still.avi", [still] * 10, fps=5, codec="ffv1")  # lossless
+    Image.fromarray(still).save(tmp_path / "still.png")
+    out = tmp_path / "out"
+    run_predict([f"ckpt_path={tiny_run}", f"input={clip}", "video.frames=3"], out / "clip")
+    run_predict([f"ckpt_path={tiny_run}", f"input={tmp_path / 'still.png'}"], out / "image")
+    image_prob = float(read_csv(out / "image" / "predictions.csv")[0]["prob_fake"])
+    for frame in read_csv(out / "clip" / "frames.csv"):
+        assert float(frame["prob_fake"]) == pytest.approx(image_prob, abs=1e-5)
+
+
+def test_predict_counts_frames_without_a_face(tiny_run, tmp_path: Path) -> None:
+    clip = write_clip(tmp_path / "face.mp4", face_frames(10, without_face=(0, 1, 2)), fps=5)
+    face = ["face=crop", "face.crop_size=64", f"face.cache_dir={tmp_path / 'cache'}"]
+    out = tmp_path / "whole"
+    run_predict([f"ckpt_path={tiny_run}", f"input={clip}", "video.frames=10", *face], out)
+    row = read_csv(out / "videos.csv")[0]
+    assert row["frames_without_face"] == "3" and row["frames_used"] == "10"
+    assert "3 of 10 frame(s) without a face (scored whole)" in row["note"]
+    boxes = [f for f in read_csv(out / "frames.csv") if f["x"]]
+    assert len(boxes) == 7  # one face per frame where there is one: the largest
+
+    out = tmp_path / "skip"
+    run_predict(
+        [
+            f"ckpt_path={tiny_run}",
+            f"input={clip}",
+            "video.frames=10",
+            *face,
+            "face.on_missing=skip",
+        ],
+        out,
+    )
+    row = read_csv(out / "videos.csv")[0]
+    assert row["frames_used"] == "7" and "(left out)" in row["note"]
+    left_out = [f for f in read_csv(out / "frames.csv") if f["prediction"] == "not scored"]
+    assert len(left_out) == 3
+
+
+def test_a_folder_without_images_or_clips_names_what_was_looked_for(tiny_run, tmp_path) -> None:
+    (tmp_path / "inputs").mkdir()
+    (tmp_path / "inputs" / "readme.txt").write_text("nothing here")
+    with pytest.raises(DatasetError, match=r"no images or videos found \(looked for .*\.mp4"):
+        run_predict([f"ckpt_path={tiny_run}", f"input={tmp_path / 'inputs'}"], tmp_path / "o")
+
+
+def test_on_bad_image_error_stops_at_a_broken_clip(tiny_run, tmp_path: Path) -> None:
+    (tmp_path / "broken.mp4").write_text("not a video")
+    with pytest.raises(DatasetError, match=r"broken.mp4: not a video FFmpeg can open"):
+        run_predict(
+            [
+                f"ckpt_path={tiny_run}",
+                f"input={tmp_path / 'broken.mp4'}",
+                "data.on_bad_image=error",
+            ],
+            tmp_path / "o",
+        )
