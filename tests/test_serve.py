@@ -197,7 +197,7 @@ def test_bad_uploads_are_4xx_json_naming_the_problem(torch_served, expected) -> 
         ([("files", ("huge.jpg", b"\xff" * 300_000, "image/jpeg"))], 413, "too large"),
     ]
     served = torch_served
-    settings = {"max_files": 3, "max_upload_bytes": 200_000}
+    settings = {"max_files": 3, "max_upload_bytes": 200_000, "max_video_bytes": 250_000}
     original = served.preprocessing
     from dataclasses import replace
 

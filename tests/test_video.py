@@ -167,6 +167,8 @@ def test_limits_refuse_a_clip_with_the_key_named(tmp_path: Path) -> None:
         read_clip(path, VideoSettings(max_frame_pixels=1000))
     with pytest.raises(BadVideoError, match=r"3 s long, over video.max_seconds=2"):
         read_clip(path, VideoSettings(max_seconds=2))
+    with pytest.raises(BadVideoError, match=r"30 frames, over video.max_clip_frames=20"):
+        read_clip(path, VideoSettings(max_clip_frames=20))
 
 
 def test_a_two_hour_file_is_sampled_over_its_whole_length(tmp_path: Path) -> None:
@@ -290,3 +292,103 @@ def test_on_bad_image_error_stops_at_a_broken_clip(tiny_run, tmp_path: Path) -> 
             ],
             tmp_path / "o",
         )
+
+
+# --- deepfake-serve: clips uploaded to /predict ---------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def video_service(tiny_run: Path, tmp_path_factory: pytest.TempPathFactory):
+    from deepfake_detection.detector.trained import load_detector
+
+    out = tmp_path_factory.mktemp("serve")
+    return load_detector(compose_config("serve", [f"ckpt_path={tiny_run}"], out))
+
+
+def video_client(served, **settings):
+    from fastapi.testclient import TestClient
+
+    from deepfake_detection.serving.app import ServiceSettings, create_app
+
+    settings.setdefault("video", VideoSettings(frames=6))
+    return TestClient(create_app(served, ServiceSettings(**settings)))
+
+
+def test_serve_answers_a_clip_like_predict(video_service, tiny_run, tmp_path: Path) -> None:
+    clip = write_clip(tmp_path / "clip.mp4", numbered_frames(30), fps=10)
+    image = tmp_path / "still.png"
+    Image.fromarray(numbered_frames(1)[0]).save(image)
+    run_predict(
+        [f"ckpt_path={tiny_run}", f"input={clip}", "video.frames=6", "threshold=val"],
+        tmp_path / "predict",
+    )
+    expected = read_csv(tmp_path / "predict" / "videos.csv")[0]
+    with video_client(video_service) as client:
+        # Named anything: a clip is told by its first bytes.
+        files = [
+            ("files", ("upload.bin", clip.read_bytes(), "application/octet-stream")),
+            ("files", ("still.png", image.read_bytes(), "image/png")),
+        ]
+        response = client.post("/predict", files=files)
+    assert response.status_code == 200, response.text
+    video, still = response.json()["results"]
+    assert video["kind"] == "video" and "kind" not in still
+    assert video["prob_fake"] == pytest.approx(float(expected["prob_fake"]), abs=1e-5)
+    assert video["label"] == expected["prediction"] and video["frames_used"] == 6
+    assert [f["time"] for f in video["frames"]] == pytest.approx([0.2, 0.7, 1.2, 1.7, 2.2, 2.7])
+    assert video["duration_s"] == pytest.approx(3.0)
+
+
+def test_serve_refuses_clips_beyond_its_limits(video_service, tmp_path: Path) -> None:
+    clip = write_clip(tmp_path / "clip.mp4", numbered_frames(30), fps=10).read_bytes()
+    cases = [
+        ({"video": VideoSettings(max_seconds=2)}, 422, "over video.max_seconds=2"),
+        ({"video": VideoSettings(max_clip_frames=10)}, 422, "over video.max_clip_frames=10"),
+        ({"video": VideoSettings(max_frame_pixels=100)}, 422, "exceed video.max_frame_pixels"),
+        ({"max_video_bytes": 1000}, 413, "over limits.max_video_mb"),
+    ]
+    for settings, status, words in cases:
+        with video_client(video_service, **settings) as client:
+            response = client.post("/predict", files=[("files", ("c.mp4", clip, "video/mp4"))])
+        assert response.status_code == status, (settings, response.text)
+        assert words in response.json()["detail"], response.json()
+        assert response.headers["content-type"].startswith("application/json")
+    with video_client(video_service) as client:
+        response = client.post("/predict", files=[("files", ("c.mp4", b"junk", "video/mp4"))])
+        assert response.status_code == 422
+        assert response.json()["detail"].startswith("c.mp4: not a usable video: ")
+        info = client.get("/info").json()["limits"]
+        assert info["max_video_mb"] == 200 and info["video"]["frames"] == 6
+
+
+def test_fuzzed_clips_never_take_the_service_down(video_service, tmp_path: Path) -> None:
+    good = {
+        suffix: write_clip(tmp_path / f"c.{suffix}", numbered_frames(20), codec=codec).read_bytes()
+        for codec, suffix in CONTAINERS
+    }
+    rng = np.random.default_rng(11)
+    statuses = []
+    with video_client(video_service) as client:
+        for i in range(60):
+            suffix = list(good)[i % len(good)]
+            data = good[suffix]
+            kind = i % 4
+            if kind == 0:  # cut short
+                data = data[: int(rng.integers(1, len(data)))]
+            elif kind == 1:  # bit flips past the header
+                flipped = bytearray(data)
+                for at in rng.integers(64, len(flipped), 40):
+                    flipped[at] ^= 0xFF
+                data = bytes(flipped)
+            elif kind == 2:  # a valid start, then noise
+                data = data[:300] + rng.bytes(3000)
+            response = client.post(
+                "/predict", files=[("files", (f"fuzz{i}.{suffix}", data, "video/mp4"))]
+            )
+            statuses.append(response.status_code)
+            assert response.status_code < 500, response.text
+            assert response.headers["content-type"].startswith("application/json")
+        # Still answering clips and images correctly afterwards.
+        response = client.post("/predict", files=[("files", ("ok.mp4", good["mp4"], "video/mp4"))])
+        assert response.status_code == 200 and response.json()["results"][0]["frames_used"] == 6
+    assert statuses.count(200) >= 15  # the untouched clips, and what could still be decoded

@@ -259,7 +259,7 @@ def timeline_figure(
         ax.axhline(video_prob, color="black", ls=":", lw=1, label=f"clip {video_prob:.3f}")
     ax.set(ylim=(-0.03, 1.03), xlabel="time (s)", ylabel="P(Fake)", title=title)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="upper right")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # off the curve
     fig.tight_layout()
     return fig
 

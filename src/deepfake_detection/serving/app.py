@@ -27,8 +27,19 @@ from deepfake_detection.detector.trained import TrainedDetector
 from deepfake_detection.faces.settings import DEFAULT_WARN_SMALL_FACE
 from deepfake_detection.serving.batching import BatchScorer
 from deepfake_detection.serving.explain import grad_cam, overlay_png
-from deepfake_detection.serving.http_errors import ServiceError
-from deepfake_detection.serving.uploads import FILES_FIELD, BodyLimit, Upload, read_uploads
+from deepfake_detection.serving.http_errors import BodyTooLarge, ServiceError
+from deepfake_detection.serving.uploads import (
+    FILES_FIELD,
+    BodyLimit,
+    ClipUpload,
+    Upload,
+    decode_uploads,
+    is_clip,
+    read_form,
+    read_uploads,
+)
+from deepfake_detection.video.scoring import scored_video
+from deepfake_detection.video.settings import VideoSettings
 
 log = logging.getLogger(__name__)
 STATIC_DIR = Path(__file__).parent / "static"
@@ -70,6 +81,11 @@ class ServiceSettings:
     max_batch: int = 32
     #: A model trained without the face stage notes small faces (`faces.settings`).
     warn_small_face: float | None = DEFAULT_WARN_SMALL_FACE
+    #: How an uploaded clip is sampled and scored, and the limits it must stay within.
+    video: VideoSettings = field(default_factory=VideoSettings)
+    max_video_bytes: int = 200_000_000
+    max_concurrent_videos: int = 2
+    video_timeout_s: float = 120.0
 
     def limits(self) -> dict[str, Any]:
         return {
@@ -78,14 +94,20 @@ class ServiceSettings:
             "max_concurrent": self.max_concurrent,
             "request_timeout_s": self.request_timeout_s,
             "max_batch": self.max_batch,
+            "max_video_mb": self.max_video_bytes / 1e6,
+            "max_concurrent_videos": self.max_concurrent_videos,
+            "video_timeout_s": self.video_timeout_s,
+            "video": self.video.describe(),
         }
 
 
 @dataclass
 class _Gate:
-    """At most `limit` scoring requests at once; the next one is told to retry (503)."""
+    """At most `limit` scoring requests (or clips) at once; the next is told to retry (503)."""
 
     limit: int
+    key: str = "limits.max_concurrent"
+    what: str = "requests"
     busy: int = field(default=0)
 
     @asynccontextmanager
@@ -93,7 +115,7 @@ class _Gate:
         if self.busy >= self.limit:
             raise ServiceError(
                 503,
-                f"busy: {self.busy} requests in progress (limits.max_concurrent={self.limit})",
+                f"busy: {self.busy} {self.what} in progress ({self.key}={self.limit})",
                 headers={"Retry-After": "1"},
             )
         self.busy += 1
@@ -123,6 +145,22 @@ def _result(served: TrainedDetector, upload: Upload, probs: list[float]) -> dict
     return {**common, **scored.as_json(served.label)}
 
 
+def _check_sizes(
+    contents: list[tuple[str, bytes]], clips: list[str], settings: ServiceSettings
+) -> None:
+    """413 for a clip over `limits.max_video_mb`, or images over `limits.max_upload_mb` in
+    all (the body may be as large as a clip)."""
+    for name, data in contents:
+        if name in clips and len(data) > settings.max_video_bytes:
+            raise ServiceError(
+                413,
+                f"{name}: video too large: over limits.max_video_mb "
+                f"({settings.max_video_bytes / 1e6:g} MB per video)",
+            )
+    if sum(len(data) for name, data in contents if name not in clips) > settings.max_upload_bytes:
+        raise BodyTooLarge(settings.max_upload_bytes)
+
+
 def _face_number(value: str, upload: Upload) -> int:
     """The `face` field of /explain: which face of the image (0, the largest, by default)."""
     count = len(upload.inputs)
@@ -139,6 +177,7 @@ def create_app(served: TrainedDetector, settings: ServiceSettings) -> FastAPI:
     scorer = BatchScorer(served.score, settings.max_batch)
     reading = {"warn_small_face": settings.warn_small_face}
     gate = _Gate(settings.max_concurrent)
+    videos = _Gate(settings.max_concurrent_videos, "limits.max_concurrent_videos", "clips")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -155,7 +194,12 @@ def create_app(served: TrainedDetector, settings: ServiceSettings) -> FastAPI:
         openapi_url=None,
     )
     app.state.served, app.state.settings, app.state.gate = served, settings, gate
-    app.add_middleware(BodyLimit, max_bytes=settings.max_upload_bytes)
+    # A request may be as large as a clip; images alone are held to their own limit after.
+    body_limit = max(settings.max_upload_bytes, settings.max_video_bytes)
+    key = "limits.max_upload_mb"
+    if settings.max_video_bytes > settings.max_upload_bytes:
+        key = "limits.max_video_mb"
+    app.add_middleware(BodyLimit, max_bytes=body_limit, key=key)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -195,15 +239,19 @@ def create_app(served: TrainedDetector, settings: ServiceSettings) -> FastAPI:
                 headers={"WWW-Authenticate": "Bearer"},
             )
 
+    async def timed(
+        work: Awaitable[T],
+        timeout: float = settings.request_timeout_s,
+        key: str = "limits.request_timeout_s",
+    ) -> T:
+        try:
+            return await asyncio.wait_for(work, timeout)
+        except asyncio.TimeoutError:  # not the builtin before Python 3.11
+            raise ServiceError(504, f"took longer than {key}={timeout:g}") from None
+
     async def limited(work: Callable[[], Awaitable[T]]) -> T:
         async with gate.slot():
-            try:
-                return await asyncio.wait_for(work(), settings.request_timeout_s)
-            except asyncio.TimeoutError:  # not the builtin before Python 3.11
-                raise ServiceError(
-                    504,
-                    f"took longer than limits.request_timeout_s={settings.request_timeout_s:g}",
-                ) from None
+            return await timed(work())
 
     @app.get("/health", tags=["service"])
     async def health() -> dict[str, Any]:
@@ -222,18 +270,26 @@ def create_app(served: TrainedDetector, settings: ServiceSettings) -> FastAPI:
         openapi_extra=_UPLOAD_BODY,
     )
     async def predict(request: Request) -> dict[str, Any]:
-        """P(Fake) and a Real/Fake label for each image of the `files` field; with the face
-        stage, also each face's box, P(Fake) and label (the image's verdict follows
-        `face.verdict`), and a note when an image has no face or one too small."""
+        """P(Fake) and a Real/Fake label for each image and video clip of the `files` field;
+        with the face stage, also each face's box, P(Fake) and label (the image's verdict
+        follows `face.verdict`), and a note when an image has no face or one too small. A
+        clip (`"kind": "video"`) answers with its verdict (`video.aggregate` of its sampled
+        frames) and every frame's time, score and faces."""
 
-        async def work() -> dict[str, Any]:
-            uploads, _ = await read_uploads(
-                request, served.preprocessing, settings.max_files, **reading
+        async def work(contents: list[tuple[str, bytes]]) -> dict[str, Any]:
+            uploads = await decode_uploads(
+                contents, served.preprocessing, settings.warn_small_face, settings.video
             )
-            inputs = [tensor for upload in uploads for tensor in upload.inputs]
+            images = [u for u in uploads if isinstance(u, Upload)]
+            inputs = [tensor for upload in images for tensor in upload.inputs]
             probs = (await scorer.score(torch.stack(inputs))).tolist() if inputs else []
-            own = per_image(probs, [upload.given for upload in uploads])
-            results = [_result(served, u, p) for u, p in zip(uploads, own, strict=True)]
+            own = iter(per_image(probs, [upload.given for upload in images]))
+            results = []
+            for upload in uploads:
+                if isinstance(upload, ClipUpload):
+                    results.append(await _clip_result(upload))
+                else:
+                    results.append(_result(served, upload, next(own)))
             return {
                 "model": served.model_name,
                 "backend": served.backend,
@@ -241,7 +297,31 @@ def create_app(served: TrainedDetector, settings: ServiceSettings) -> FastAPI:
                 "results": results,
             }
 
-        return await limited(work)
+        async def _clip_result(upload: ClipUpload) -> dict[str, Any]:
+            # In batches through the shared scorer: image requests go on between them.
+            tensors, probs = upload.inputs, []
+            for start in range(0, len(tensors), settings.max_batch):
+                chunk = torch.stack(tensors[start : start + settings.max_batch])
+                probs += (await scorer.score(chunk)).tolist()
+            video = scored_video(upload.clip, probs, settings.video)
+            return {
+                "file": upload.name,
+                "kind": "video",
+                "threshold": served.threshold,
+                **video.as_json(served.label),
+            }
+
+        async with gate.slot():
+            contents, _ = await timed(read_form(request, settings.max_files))
+            clips = [name for name, data in contents if is_clip(name, data)]
+            _check_sizes(contents, clips, settings)
+            if not clips:
+                return await timed(work(contents))
+            # A clip takes seconds: its own slots and time limit, image requests go on.
+            async with videos.slot():
+                return await timed(
+                    work(contents), settings.video_timeout_s, "limits.video_timeout_s"
+                )
 
     @app.post(
         "/explain",

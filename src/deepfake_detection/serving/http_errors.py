@@ -22,7 +22,5 @@ class ServiceError(Exception):
 
 
 class BodyTooLarge(ServiceError):
-    def __init__(self, limit: int) -> None:
-        super().__init__(
-            413, f"upload too large: over limits.max_upload_mb ({limit / 1e6:g} MB per request)"
-        )
+    def __init__(self, limit: int, key: str = "limits.max_upload_mb") -> None:
+        super().__init__(413, f"upload too large: over {key} ({limit / 1e6:g} MB per request)")

@@ -11,6 +11,7 @@ from deepfake_detection.detector.trained import load_detector
 from deepfake_detection.errors import ConfigError
 from deepfake_detection.faces.settings import DEFAULT_WARN_SMALL_FACE
 from deepfake_detection.serving.app import ServiceSettings, create_app
+from deepfake_detection.video.settings import VideoSettings
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +28,10 @@ def settings_of(cfg: DictConfig) -> ServiceSettings:
         request_timeout_s=float(limits.request_timeout_s),
         max_batch=int(limits.max_batch),
         warn_small_face=cfg.get("warn_small_face", DEFAULT_WARN_SMALL_FACE),
+        video=VideoSettings.from_config(cfg.get("video")),
+        max_video_bytes=int(float(limits.get("max_video_mb", 200)) * 1e6),
+        max_concurrent_videos=int(limits.get("max_concurrent_videos", 2)),
+        video_timeout_s=float(limits.get("video_timeout_s", 120)),
     )
 
 

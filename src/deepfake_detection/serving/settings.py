@@ -26,6 +26,7 @@ from deepfake_detection.rules import (
     text,
     validate,
 )
+from deepfake_detection.video.settings import VIDEO_RULES
 
 #: Backends a served model runs on; null: an exported file's own, else torch.
 SERVE_BACKENDS = ("torch", "onnx")
@@ -63,6 +64,9 @@ class LimitSettings:
     max_concurrent: int = setting(integer(1), 16)
     request_timeout_s: float = setting(number(0, low_open=True), 30)
     max_batch: int = setting(integer(1), 32)
+    max_video_mb: float = setting(number(0, low_open=True), 200)
+    max_concurrent_videos: int = setting(integer(1), 2)
+    video_timeout_s: float = setting(number(0, low_open=True), 120)
 
 
 #: Keys of `deepfake-serve`.
@@ -72,6 +76,7 @@ SERVE_RULES: dict[str, Rule] = ordered(
         **rules_of(LimitSettings, "limits"),
         **rules_of(ScoringDataSettings, "data", only=IMAGE_READING_KEYS),
         **SCORING_FACE_RULES,
+        **VIDEO_RULES,
         **rules_of(CPUDeviceSettings, "trainer"),
     },
     "ckpt_path",

@@ -1,4 +1,5 @@
-"""Reading the images of a multipart upload, refusing anything that is not one, by name."""
+"""Reading the images and clips of a multipart upload, refusing anything that is neither, by
+name."""
 
 from __future__ import annotations
 
@@ -18,6 +19,9 @@ from deepfake_detection.data.preprocess import Preprocessing
 from deepfake_detection.detector.image_scoring import ImageInputs, image_inputs, no_face_note
 from deepfake_detection.faces.stage import FaceMissingError, NoFaceError
 from deepfake_detection.serving.http_errors import BodyTooLarge, ServiceError
+from deepfake_detection.video.reading import looks_like_video, read_clip
+from deepfake_detection.video.scoring import ClipInputs, clip_inputs
+from deepfake_detection.video.settings import VideoSettings
 
 #: The multipart field that carries the images.
 FILES_FIELD = "files"
@@ -37,13 +41,26 @@ class Upload:
         return self.given.inputs
 
 
+@dataclass
+class ClipUpload:
+    """One uploaded video clip: its name and its sampled frames' model inputs."""
+
+    name: str
+    clip: ClipInputs
+
+    @property
+    def inputs(self) -> list[torch.Tensor]:
+        return self.clip.tensors
+
+
 class BodyLimit:
     """ASGI middleware: a request body over `max_bytes` is refused with 413, whether its
     Content-Length says so up front or it only turns out while streaming."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, key: str = "limits.max_upload_mb") -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.key = key
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -52,7 +69,7 @@ class BodyLimit:
         headers = dict(scope.get("headers") or [])
         length = headers.get(b"content-length", b"").decode("latin-1").strip()
         if length.isdigit() and int(length) > self.max_bytes:
-            await _send_json(send, BodyTooLarge(self.max_bytes))
+            await _send_json(send, BodyTooLarge(self.max_bytes, self.key))
             return
         received = 0
 
@@ -62,7 +79,7 @@ class BodyLimit:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
-                    raise BodyTooLarge(self.max_bytes)
+                    raise BodyTooLarge(self.max_bytes, self.key)
             return message
 
         await self.app(scope, limited, send)
@@ -83,19 +100,16 @@ async def _send_json(send: Send, error: ServiceError) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-async def read_uploads(
+async def read_form(
     request: Request,
-    preprocessing: Preprocessing,
     max_files: int,
     limit_name: str = "limits.max_files=",
-    warn_small_face: float | None = None,
     fields: tuple[str, ...] = (),
-) -> tuple[list[Upload], dict[str, str]]:
-    """Every file of the `files` field, decoded and preprocessed (in worker threads), and
-    the text `fields` asked for.
+) -> tuple[list[tuple[str, bytes]], dict[str, str]]:
+    """(name, bytes) of every file of the `files` field, and the text `fields` asked for.
 
     Refusals: 415 for a body that is not multipart/form-data, 400 for an empty form or too
-    many files, 422 naming each file that is not a usable image.
+    many files.
     """
     content_type = request.headers.get("content-type", "")
     if not content_type.lower().startswith("multipart/form-data"):
@@ -126,15 +140,48 @@ async def read_uploads(
         given = {name: str(form[name]) for name in fields if isinstance(form.get(name), str)}
     finally:
         await form.close()
+    return contents, given
+
+
+async def read_uploads(
+    request: Request,
+    preprocessing: Preprocessing,
+    max_files: int,
+    limit_name: str = "limits.max_files=",
+    warn_small_face: float | None = None,
+    fields: tuple[str, ...] = (),
+) -> tuple[list[Upload], dict[str, str]]:
+    """Every file of the `files` field, decoded and preprocessed as an image (in worker
+    threads), and the text `fields` asked for; 422 naming each file that is not a usable
+    image (`read_form` for the other refusals)."""
+    contents, given = await read_form(request, max_files, limit_name, fields)
     return await decode_uploads(contents, preprocessing, warn_small_face), given
+
+
+def is_clip(name: str, data: bytes) -> bool:
+    return looks_like_video(name, data[:16])
 
 
 async def decode_uploads(
     contents: list[tuple[str, bytes]],
     preprocessing: Preprocessing,
     warn_small_face: float | None = None,
-) -> list[Upload]:
-    def decode(name: str, data: bytes) -> Upload | str:
+    video: VideoSettings | None = None,
+) -> list[Upload | ClipUpload]:
+    """Each upload decoded and preprocessed in a worker thread: an image into its model
+    inputs, and with `video`, a clip into its sampled frames' (`ClipUpload`). 422 naming
+    every file that is neither."""
+
+    def decode(name: str, data: bytes) -> Upload | ClipUpload | str:
+        if video is not None and is_clip(name, data):
+            try:
+                return ClipUpload(
+                    name, clip_inputs(read_clip(data, video, name), preprocessing, video)
+                )
+            except BadImageError as err:  # BadVideoError: no frame left, or beyond a limit
+                return err.reason
+            except FaceMissingError as err:
+                return str(err).removeprefix(f"{name}: ")
         try:
             image = preprocessing.decode_bytes(data, name)
         except BadImageError as err:
@@ -157,8 +204,10 @@ async def decode_uploads(
     ]
     if problems:
         first = problems[0]
+        clips = {name for name, data in contents if video is not None and is_clip(name, data)}
+        what = "video" if first["file"] in clips else "image"
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         raise ServiceError(
-            422, f"{first['file']}: not a usable image: {first['error']}{more}", errors=problems
+            422, f"{first['file']}: not a usable {what}: {first['error']}{more}", errors=problems
         )
-    return [upload for upload in decoded if isinstance(upload, Upload)]
+    return [upload for upload in decoded if not isinstance(upload, str)]

@@ -10,6 +10,7 @@ it as a skip or stops with one line naming the file, never a traceback or a hang
 
 from __future__ import annotations
 
+import io
 import logging
 import math
 from dataclasses import dataclass
@@ -71,6 +72,17 @@ class Clip:
 
 def is_video(path: str | Path) -> bool:
     return Path(path).suffix.lower() in VIDEO_EXTENSIONS
+
+
+def looks_like_video(name: str, head: bytes) -> bool:
+    """Whether an upload is a clip: by its name, or by its first bytes (an ISO media `ftyp`
+    box: mp4, mov; EBML: mkv, webm; RIFF AVI), whatever it is called."""
+    return (
+        is_video(name)
+        or head[4:8] == b"ftyp"
+        or head[:4] == b"\x1a\x45\xdf\xa3"
+        or (head[:4] == b"RIFF" and head[8:12] == b"AVI ")
+    )
 
 
 def sample_times(duration: float, settings: VideoSettings) -> list[float]:
@@ -163,61 +175,80 @@ def _decode_seeking(container, stream, times: list[float], start: float):
             yield target, shown
 
 
-def read_clip(path: str | Path, settings: VideoSettings) -> Clip:
-    """The clip's sampled frames, upright. `BadVideoError` for a file that cannot be read
-    as a video, or one beyond `settings`' limits."""
+#: What a damaged file can raise from inside PyAV besides its own errors: a header that
+#: promises a codec or a size that is not there, a packet cut in half.
+DAMAGED = (AttributeError, ArithmeticError, EOFError, IndexError, OSError, TypeError, ValueError)
+
+
+def read_clip(source: str | Path | bytes, settings: VideoSettings, name: str = "") -> Clip:
+    """The sampled frames of a clip file (or its bytes, an upload named `name`), upright.
+    `BadVideoError` for what cannot be read as a video, or is beyond `settings`' limits."""
     import av
 
-    path = Path(path)
+    path = Path(name) if isinstance(source, bytes) else Path(source)
+    opened = io.BytesIO(source) if isinstance(source, bytes) else str(source)
     try:
-        container = av.open(str(path), metadata_errors="ignore")
-    except (av.FFmpegError, OSError, UnicodeDecodeError, ValueError) as err:
+        container = av.open(opened, metadata_errors="ignore")
+    except (av.FFmpegError, UnicodeDecodeError, *DAMAGED) as err:
         raise BadVideoError(path, _reason(err, "not a video FFmpeg can open")) from None
-    with container:
-        if not container.streams.video:
-            raise BadVideoError(path, "no video stream (audio only, or not a video)")
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
-        width, height = stream.codec_context.width, stream.codec_context.height
-        limit = settings.max_frame_pixels
-        if limit is not None and width * height > limit:
-            raise BadVideoError(
-                path,
-                f"frames of {width}x{height} px exceed video.max_frame_pixels={limit}",
-            )
-        start, duration = _declared_span(container, stream)
-        fps = float(stream.average_rate or 0)
-        sequential = (stream.frames or duration * fps) <= SEQUENTIAL_FRAMES
-        if sequential or duration <= 0:
-            try:
-                start, duration = _packet_span(container, stream) or (start, duration)
-            except av.FFmpegError as err:
-                raise BadVideoError(path, _reason(err, "its packets cannot be read")) from None
-        if settings.max_seconds is not None and duration > settings.max_seconds:
-            raise BadVideoError(
-                path,
-                f"{duration:.0f} s long, over video.max_seconds={settings.max_seconds:g}",
-            )
-        times = sample_times(duration, settings)
-        decode = _decode_in_order if sequential else _decode_seeking
-        frames: list[Frame] = []
-        rotation = 0
-        try:
-            for _, frame in decode(container, stream, times, start):
-                at = round(frame.time - start, 6)
-                if frames and at <= frames[-1].time:
-                    continue  # a short clip: two sampled times fell on one frame
-                rotation = _rotation(frame)
-                frames.append(Frame(at, _upright(frame, rotation)))
-        except (av.FFmpegError, MemoryError) as err:
-            if not frames:
-                raise BadVideoError(path, _reason(err, "its frames cannot be decoded")) from None
-            log.warning("%s: decoding stopped after %d frame(s): %s", path, len(frames), err)
+    try:
+        with container:
+            return _read(container, path, settings)
+    except (av.FFmpegError, *DAMAGED) as err:
+        raise BadVideoError(path, _reason(err, "damaged or unsupported")) from None
+
+
+def _read(container, path: Path, settings: VideoSettings) -> Clip:
+    import av
+
+    if not container.streams.video:
+        raise BadVideoError(path, "no video stream (audio only, or not a video)")
+    stream = container.streams.video[0]
+    if stream.codec_context is None:
+        raise BadVideoError(
+            path, f"its video codec ({stream.codec_tag or 'unknown'}) is not supported"
+        )
+    stream.thread_type = "AUTO"
+    width, height = stream.codec_context.width, stream.codec_context.height
+    limit = settings.max_frame_pixels
+    if limit is not None and width * height > limit:
+        raise BadVideoError(
+            path, f"frames of {width}x{height} px exceed video.max_frame_pixels={limit}"
+        )
+    start, duration = _declared_span(container, stream)
+    fps = float(stream.average_rate or 0)
+    sequential = (stream.frames or duration * fps) <= SEQUENTIAL_FRAMES
+    if sequential or duration <= 0:
+        start, duration = _packet_span(container, stream) or (start, duration)
+    if settings.max_seconds is not None and duration > settings.max_seconds:
+        raise BadVideoError(
+            path, f"{duration:.0f} s long, over video.max_seconds={settings.max_seconds:g}"
+        )
+    total = stream.frames or round(duration * fps)
+    if settings.max_clip_frames is not None and total > settings.max_clip_frames:
+        raise BadVideoError(
+            path, f"{total} frames, over video.max_clip_frames={settings.max_clip_frames}"
+        )
+    times = sample_times(duration, settings)
+    decode = _decode_in_order if sequential else _decode_seeking
+    frames: list[Frame] = []
+    rotation = 0
+    try:
+        for _, frame in decode(container, stream, times, start):
+            at = round(frame.time - start, 6)
+            if frames and at <= frames[-1].time:
+                continue  # a short clip: two sampled times fell on one frame
+            rotation = _rotation(frame)
+            frames.append(Frame(at, _upright(frame, rotation)))
+    except (av.FFmpegError, MemoryError, *DAMAGED) as err:
+        if not frames:
+            raise BadVideoError(path, _reason(err, "its frames cannot be decoded")) from None
+        log.warning("%s: decoding stopped after %d frame(s): %s", path, len(frames), err)
     if not frames:
         raise BadVideoError(path, "no frame could be decoded")
     return Clip(str(path), frames, duration, width, height, fps, rotation)
 
 
 def _reason(err: Exception, fallback: str) -> str:
-    text = str(err).strip()
+    text = str(err).strip().replace(": '<none>'", "")  # FFmpeg's name for an in-memory file
     return f"{fallback} ({text})" if text else fallback

@@ -106,15 +106,24 @@ def video_preprocessing(preprocessing: Preprocessing, settings: VideoSettings) -
     return replace(preprocessing, face=replace(preprocessing.face, select=settings.faces))
 
 
-def score_clip(
-    clip: Clip,
-    preprocessing: Preprocessing,
-    score: Runner,
-    settings: VideoSettings,
-    batch_size: int = 32,
-) -> ScoredVideo:
-    """Score every sampled frame of `clip` with `score` and aggregate. `BadVideoError` when
-    no frame is left to score (every frame faceless under `face.on_missing=skip`)."""
+@dataclass
+class ClipInputs:
+    """The model inputs of a clip's frames (None for a frame left out for lack of a face),
+    and which frames had no face."""
+
+    clip: Clip
+    given: list[ImageInputs | None]
+    faceless: list[bool]
+    preprocessing: Preprocessing
+
+    @property
+    def tensors(self) -> list[torch.Tensor]:
+        return [t for g in self.given if g is not None for t in g.inputs]
+
+
+def clip_inputs(clip: Clip, preprocessing: Preprocessing, settings: VideoSettings) -> ClipInputs:
+    """Each sampled frame through the model's preprocessing. `BadVideoError` when no frame
+    is left to score (every frame faceless under `face.on_missing=skip`)."""
     preprocessing = video_preprocessing(preprocessing, settings)
     given: list[ImageInputs | None] = []
     faceless: list[bool] = []
@@ -127,34 +136,53 @@ def score_clip(
             continue
         given.append(inputs)
         faceless.append(preprocessing.face is not None and not inputs.faces)
-    scored = [g for g in given if g is not None]
-    if not scored:
+    if all(g is None for g in given):
         raise BadVideoError(clip.path, f"no face in any of its {len(clip.frames)} sampled frames")
-    tensors = [t for g in scored for t in g.inputs]
-    probs: list[float] = []
-    for start in range(0, len(tensors), batch_size):
-        probs += score(torch.stack(tensors[start : start + batch_size])).tolist()
-    own = iter(per_image(probs, scored))
-    verdict = verdict_rule(preprocessing)
+    return ClipInputs(clip, given, faceless, preprocessing)
+
+
+def scored_video(inputs: ClipInputs, probs: list[float], settings: VideoSettings) -> ScoredVideo:
+    """The clip's verdict from the scores of `inputs.tensors`, in order."""
+    own = iter(per_image(probs, [g for g in inputs.given if g is not None]))
+    verdict = verdict_rule(inputs.preprocessing)
     frames = []
-    for frame, inputs, no_face in zip(clip.frames, given, faceless, strict=True):
-        if inputs is None:
+    for frame, given, no_face in zip(
+        inputs.clip.frames, inputs.given, inputs.faceless, strict=True
+    ):
+        if given is None:
             frames.append(ScoredFrame(frame.time, None, [], True))
             continue
         frame_probs = next(own)
         faces = [
-            {**face, "prob_fake": p} for face, p in zip(inputs.faces, frame_probs, strict=False)
+            {**face, "prob_fake": p} for face, p in zip(given.faces, frame_probs, strict=False)
         ]
         frames.append(ScoredFrame(frame.time, verdict_of(frame_probs, verdict), faces, no_face))
     used = [f.prob for f in frames if f.prob is not None]
     video = ScoredVideo(
-        clip.path,
+        inputs.clip.path,
         aggregate(used, settings.aggregate, settings.topk),
         frames,
-        clip.describe(),
+        inputs.clip.describe(),
         settings.aggregate,
     )
     if video.without_face:
         what = "left out" if len(used) < len(frames) else "scored whole"
         video.note = f"{video.without_face} of {len(frames)} frame(s) without a face ({what})"
     return video
+
+
+def score_clip(
+    clip: Clip,
+    preprocessing: Preprocessing,
+    score: Runner,
+    settings: VideoSettings,
+    batch_size: int = 32,
+) -> ScoredVideo:
+    """Score every sampled frame of `clip` with `score`, `batch_size` at a time, and
+    aggregate (`clip_inputs`, then `scored_video`)."""
+    inputs = clip_inputs(clip, preprocessing, settings)
+    tensors = inputs.tensors
+    probs: list[float] = []
+    for start in range(0, len(tensors), batch_size):
+        probs += score(torch.stack(tensors[start : start + batch_size])).tolist()
+    return scored_video(inputs, probs, settings)

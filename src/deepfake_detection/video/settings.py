@@ -35,6 +35,8 @@ class VideoSettings:
     faces: str = setting(one_of(*FACES), "largest")
     #: At most this many frames are decoded and scored per clip, whatever `fps` asks.
     max_frames: int = setting(integer(1, 100_000), 600)
+    #: Clips of more frames than this in all are refused (null: no limit).
+    max_clip_frames: int | None = setting(or_null(integer(1)), None)
     #: Clips longer than this many seconds are refused (null: no limit).
     max_seconds: float | None = setting(or_null(number(0, low_open=True)), 10_800)
     #: Frames larger than this many pixels (width × height) are refused (null: no limit).
