@@ -26,9 +26,10 @@ FLOORS: dict[str, int] = {
     "console": 0,
     "seeding": 0,
     "checkpoint_io": 0,
-    # what a run reads (and the faces in it) and how it is scored
+    # what a run reads (and the faces and clips in it) and how it is scored
     "data": 1,
     "faces": 1,
+    "video": 1,
     "metrics": 1,
     "models": 2,
     # a trained detector (loading, deciding, scoring), and the reports a scoring pass leaves

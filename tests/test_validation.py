@@ -287,6 +287,21 @@ SCORING_FACE_BAD_VALUES: list[tuple[str, Any]] = [
     ("face.cache_dir", A_FILE),
 ]
 
+#: (key, bad value) for the `video.*` keys of the commands that read clips.
+VIDEO_BAD_VALUES: list[tuple[str, Any]] = [
+    ("video.frames", 0),
+    ("video.frames", "all"),
+    ("video.fps", 0),
+    ("video.fps", "30"),
+    ("video.aggregate", "vote"),
+    ("video.topk", 0),
+    ("video.faces", "first"),
+    ("video.max_frames", 0),
+    ("video.max_clip_frames", 0),
+    ("video.max_seconds", -5),
+    ("video.max_frame_pixels", 0),
+]
+
 #: (key, bad value) for `deepfake-evaluate`, on its config with an existing `ckpt_path`.
 EVALUATE_BAD_VALUES: list[tuple[str, Any]] = [
     ("calibration", "platt"),
@@ -352,6 +367,7 @@ PREDICT_BAD_VALUES: list[tuple[str, Any]] = [
     ("warn_small_face", 1.5),
     ("warn_small_face", "small"),
     *SCORING_FACE_BAD_VALUES,
+    *VIDEO_BAD_VALUES,
 ]
 
 #: (key, bad value) for `deepfake-export`.
@@ -396,6 +412,10 @@ SERVE_BAD_VALUES: list[tuple[str, Any]] = [
     ("limits.max_concurrent", 0),
     ("limits.request_timeout_s", -1),
     ("limits.max_batch", 0),
+    ("limits.max_video_mb", 0),
+    ("limits.max_concurrent_videos", 0),
+    ("limits.video_timeout_s", 0),
+    *VIDEO_BAD_VALUES,
     ("data.num_workers", -1),
     ("data.on_bad_image", "ignore"),
     ("data.max_image_pixels", 0),

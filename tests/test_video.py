@@ -13,10 +13,10 @@ from PIL import Image
 
 from conftest import astronaut, compose_config, write_clip
 from deepfake_detection.commands import PREDICT
+from deepfake_detection.detector.clip_scoring import aggregate
 from deepfake_detection.errors import DatasetError
 from deepfake_detection.video import reading
 from deepfake_detection.video.reading import BadVideoError, read_clip
-from deepfake_detection.video.scoring import aggregate
 from deepfake_detection.video.settings import VideoSettings
 
 

@@ -17,6 +17,7 @@ from deepfake_detection.data.discovery import IMAGE_EXTENSIONS, list_images
 from deepfake_detection.data.layout import VIDEO_EXTENSIONS, list_videos
 from deepfake_detection.data.preprocess import Preprocessing
 from deepfake_detection.data.scan import write_skipped_files
+from deepfake_detection.detector.clip_scoring import ScoredVideo, score_clip
 from deepfake_detection.detector.image_scoring import ScoredImage
 from deepfake_detection.detector.trained import TrainedCheckpoint, device_runner, score_files
 from deepfake_detection.errors import DatasetError
@@ -32,7 +33,6 @@ from deepfake_detection.prediction.video_outputs import (
     video_rows,
 )
 from deepfake_detection.video.reading import BadVideoError, is_video, read_clip
-from deepfake_detection.video.scoring import ScoredVideo, score_clip
 from deepfake_detection.video.settings import VideoSettings
 
 log = logging.getLogger(__name__)

@@ -7,7 +7,7 @@ import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from deepfake_detection.video.scoring import ScoredVideo
+from deepfake_detection.detector.clip_scoring import ScoredVideo
 
 VIDEOS_FILE = "videos.csv"
 FRAMES_FILE = "frames.csv"

@@ -22,6 +22,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import deepfake_detection
+from deepfake_detection.detector.clip_scoring import scored_video
 from deepfake_detection.detector.image_scoring import ScoredImage, per_image, verdict_rule
 from deepfake_detection.detector.trained import TrainedDetector
 from deepfake_detection.faces.settings import DEFAULT_WARN_SMALL_FACE
@@ -38,7 +39,6 @@ from deepfake_detection.serving.uploads import (
     read_form,
     read_uploads,
 )
-from deepfake_detection.video.scoring import scored_video
 from deepfake_detection.video.settings import VideoSettings
 
 log = logging.getLogger(__name__)

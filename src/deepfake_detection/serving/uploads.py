@@ -16,11 +16,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from deepfake_detection.data.images import BadImageError
 from deepfake_detection.data.preprocess import Preprocessing
+from deepfake_detection.detector.clip_scoring import ClipInputs, clip_inputs
 from deepfake_detection.detector.image_scoring import ImageInputs, image_inputs, no_face_note
 from deepfake_detection.faces.stage import FaceMissingError, NoFaceError
 from deepfake_detection.serving.http_errors import BodyTooLarge, ServiceError
 from deepfake_detection.video.reading import looks_like_video, read_clip
-from deepfake_detection.video.scoring import ClipInputs, clip_inputs
 from deepfake_detection.video.settings import VideoSettings
 
 #: The multipart field that carries the images.
