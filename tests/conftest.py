@@ -322,6 +322,18 @@ def face_picture(
     return canvas
 
 
+def face_frames(count: int, size: int = 128, without_face: tuple[int, ...] = ()) -> list:
+    """The astronaut's head moving across a plain background; blank frames at `without_face`."""
+    head = astronaut().crop((130, 10, 320, 220)).resize((size // 2, size // 2))
+    frames = []
+    for i in range(count):
+        canvas = Image.new("RGB", (size, size), (90, 110, 130))
+        if i not in without_face:
+            canvas.paste(head, (int(i * (size // 2) / max(1, count - 1)), size // 4))
+        frames.append(canvas)
+    return frames
+
+
 def make_face_dataset(
     root: Path, splits: dict[str, int] | None = None, size: int = 128, seed: int = 0
 ) -> Path:

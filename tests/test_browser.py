@@ -20,7 +20,7 @@ import httpx
 import numpy as np
 import pytest
 
-from conftest import face_picture, make_face_dataset, train_face_run
+from conftest import face_frames, face_picture, make_face_dataset, train_face_run, write_clip
 
 pytestmark = pytest.mark.slow
 
@@ -207,3 +207,48 @@ def test_page_draws_each_face_with_its_score_and_heatmap(chromium: str, tmp_path
             assert not card.locator(".boxes").is_visible()
             page.screenshot(path=str(tmp_path / "faces.png"), full_page=True)
             browser.close()
+
+
+def test_page_shows_a_videos_timeline_top_frame_and_heatmap(chromium: str, tmp_path: Path) -> None:
+    from playwright.sync_api import sync_playwright
+
+    run = train_face_run(make_face_dataset(tmp_path / "data"), tmp_path / "run")
+    clip = write_clip(tmp_path / "clip.mp4", face_frames(40, size=160), fps=10)
+    with serving(run, tmp_path) as url:
+        api = httpx.post(
+            f"{url}/predict", files=[("files", (clip.name, clip.read_bytes(), "video/mp4"))]
+        ).json()["results"][0]
+        assert api["kind"] == "video" and api["frames_used"] == 32
+        top = api["top_frame"]
+        assert top["prob_fake"] == max(f["prob_fake"] for f in api["frames"])
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_FLAGS)
+            page = browser.new_page(viewport={"width": 1000, "height": 900})
+            page.goto(url)
+            page.wait_for_selector("#model-info:has-text('custom_cnn')")
+            page.set_input_files("#file-input", str(clip))
+            page.wait_for_selector(".result[data-kind='video'][data-prob]")
+            card = page.locator(".result").first
+            assert card.locator(".verdict").inner_text() == f"{api['label']} (video, 32 frames)"
+            assert float(card.get_attribute("data-prob")) == api["prob_fake"]
+            # The timeline: one point per scored frame, where the API puts it.
+            points = card.locator(".timeline polyline").get_attribute("points").split()
+            assert len(points) == 32
+            for point, frame in zip(points, api["frames"], strict=True):
+                x, y = map(float, point.split(","))
+                assert x == pytest.approx(300 * frame["time"] / api["duration_s"], abs=0.01)
+                assert y == pytest.approx(100 - 100 * frame["prob_fake"], abs=0.01)
+            assert card.locator(".timeline circle.top").count() == 1
+            # The highest-scoring frame, its face boxed, and its Grad-CAM.
+            assert card.locator(".thumb").get_attribute("src").startswith("data:image/jpeg")
+            assert card.locator(".box").count() == len(top["faces"]) == 1
+            assert f"{top['time']:.2f} s" in card.locator(".prob").inner_text()
+            card.locator(".cam-toggle").check()
+            page.wait_for_selector(".result[data-cam='on']")
+            thumb = card.locator(".thumb")
+            page.wait_for_function(
+                "e => e.src.startsWith('blob:') && e.complete", arg=thumb.element_handle()
+            )
+            page.screenshot(path=str(tmp_path / "video.png"), full_page=True)
+            browser.close()
+    assert (tmp_path / "video.png").stat().st_size > 5000

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import astronaut, compose_config, write_clip
+from conftest import compose_config, face_frames, write_clip
 from deepfake_detection.commands import PREDICT
 from deepfake_detection.detector.clip_scoring import aggregate
 from deepfake_detection.errors import DatasetError
@@ -35,18 +35,6 @@ def numbered_frames(count: int, size: tuple[int, int] = (96, 64)) -> list[np.nda
 def frame_number(image: Image.Image) -> int:
     array = np.asarray(image)
     return round(float(array[array.shape[0] // 2 :, :, 0].mean()) / 5)
-
-
-def face_frames(count: int, size: int = 128, without_face: tuple[int, ...] = ()) -> list:
-    """The astronaut's head moving across a plain background; blank frames at `without_face`."""
-    head = astronaut().crop((130, 10, 320, 220)).resize((size // 2, size // 2))
-    frames = []
-    for i in range(count):
-        canvas = Image.new("RGB", (size, size), (90, 110, 130))
-        if i not in without_face:
-            canvas.paste(head, (int(i * (size // 2) / max(1, count - 1)), size // 4))
-        frames.append(canvas)
-    return frames
 
 
 CONTAINERS = [

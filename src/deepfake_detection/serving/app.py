@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import io
 import logging
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -22,7 +24,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import deepfake_detection
-from deepfake_detection.detector.clip_scoring import scored_video
+from deepfake_detection.detector.clip_scoring import ClipInputs, ScoredVideo, scored_video
 from deepfake_detection.detector.image_scoring import ScoredImage, per_image, verdict_rule
 from deepfake_detection.detector.trained import TrainedDetector
 from deepfake_detection.faces.settings import DEFAULT_WARN_SMALL_FACE
@@ -143,6 +145,29 @@ def _result(served: TrainedDetector, upload: Upload, probs: list[float]) -> dict
         }
     scored = ScoredImage.of(upload.name, upload.given, probs, verdict_rule(served.preprocessing))
     return {**common, **scored.as_json(served.label)}
+
+
+def top_frame(inputs: ClipInputs, video: ScoredVideo) -> dict[str, Any]:
+    """The clip's highest-scoring frame for the page: its number, time, size, faces and the
+    picture as a JPEG data URL (the page draws the boxes on it and asks /explain for it)."""
+    scores = [f.prob if f.prob is not None else -1.0 for f in video.frames]
+    number = max(range(len(scores)), key=scores.__getitem__)
+    image = inputs.clip.frames[number].image
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=92)
+    frame = video.frames[number]
+    return {
+        "index": number,
+        "time": frame.time,
+        "prob_fake": frame.prob,
+        "width": image.width,
+        "height": image.height,
+        "faces": [
+            {"box": face["box"], "prob_fake": face["prob_fake"], "area": face["area"]}
+            for face in frame.faces
+        ],
+        "image": "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode(),
+    }
 
 
 def _check_sizes(
@@ -304,11 +329,13 @@ def create_app(served: TrainedDetector, settings: ServiceSettings) -> FastAPI:
                 chunk = torch.stack(tensors[start : start + settings.max_batch])
                 probs += (await scorer.score(chunk)).tolist()
             video = scored_video(upload.clip, probs, settings.video)
+            top = await anyio.to_thread.run_sync(top_frame, upload.clip, video)
             return {
                 "file": upload.name,
                 "kind": "video",
                 "threshold": served.threshold,
                 **video.as_json(served.label),
+                "top_frame": top,
             }
 
         async with gate.slot():

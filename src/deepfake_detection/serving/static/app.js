@@ -1,5 +1,6 @@
-// The page of deepfake-serve: upload images, show each verdict, P(Fake), the faces found (a box
-// and a score each) and a Grad-CAM toggle for the selected face.
+// The page of deepfake-serve: upload images and videos, show each verdict, P(Fake), the faces
+// found (a box and a score each) and a Grad-CAM toggle for the selected face; for a video, a
+// timeline of its frame scores and its highest-scoring frame, with its faces and Grad-CAM.
 "use strict";
 
 const state = { auth: false, info: null };
@@ -134,6 +135,86 @@ function showResult(card, file, result) {
   }
 }
 
+const SVG = "http://www.w3.org/2000/svg";
+
+function svgElement(name, attributes) {
+  const element = document.createElementNS(SVG, name);
+  for (const [key, value] of Object.entries(attributes)) element.setAttribute(key, String(value));
+  return element;
+}
+
+// P(Fake) of each sampled frame against time (0 to 300 across, 1 at the top), the threshold as
+// a dashed line, the highest-scoring frame in red.
+function drawTimeline(card, result) {
+  const figure = card.querySelector(".timeline");
+  const svg = figure.querySelector("svg");
+  svg.replaceChildren();
+  const scored = result.frames.filter((frame) => frame.prob_fake !== null);
+  const end = Math.max(result.duration_s, ...result.frames.map((frame) => frame.time), 1e-6);
+  const x = (time) => (300 * time) / end;
+  const y = (prob) => 100 - 100 * prob;
+  svg.append(svgElement("line", {
+    class: "threshold", x1: 0, x2: 300, y1: y(result.threshold), y2: y(result.threshold),
+  }));
+  svg.append(svgElement("polyline", {
+    points: scored.map((frame) => `${x(frame.time).toFixed(2)},${y(frame.prob_fake).toFixed(2)}`).join(" "),
+  }));
+  for (const frame of scored) {
+    const top = result.top_frame && frame.time === result.top_frame.time;
+    const dot = svgElement("circle", {
+      cx: x(frame.time), cy: y(frame.prob_fake), r: top ? 3 : 1.6, class: top ? "top" : "frame",
+    });
+    const title = svgElement("title", {});
+    title.textContent = `${frame.time.toFixed(2)} s: P(Fake) = ${frame.prob_fake.toFixed(4)}`;
+    dot.append(title);
+    svg.append(dot);
+  }
+  figure.querySelector("figcaption").textContent =
+    `P(Fake) of ${scored.length} frames over ${result.duration_s.toFixed(1)} s ` +
+    `(${result.aggregate}: ${result.prob_fake.toFixed(3)}); dashed: the threshold`;
+  figure.hidden = false;
+}
+
+function dataUrlToFile(url, name) {
+  const [head, data] = url.split(",");
+  const bytes = Uint8Array.from(atob(data), (c) => c.charCodeAt(0));
+  return new File([bytes], name, { type: head.slice(5, head.indexOf(";")) });
+}
+
+function showVideoResult(card, result) {
+  card.dataset.state = result.label;
+  card.dataset.kind = "video";
+  card.dataset.prob = String(result.prob_fake);
+  const top = result.top_frame;
+  const frameFile = dataUrlToFile(top.image, `frame-${top.index}.jpg`);
+  const thumb = card.querySelector(".thumb");
+  card.querySelector(".picture").classList.remove("no-preview");
+  thumb.src = top.image;
+  card.dataset.original = top.image;
+  delete card.dataset.heatmap;
+  const cam = card.querySelector(".cam-toggle");
+  cam.replaceWith(cam.cloneNode(true));  // Grad-CAM now asks about the frame, not the clip
+  card.querySelector(".cam-toggle").addEventListener("change", (event) => {
+    toggleHeatmap(card, frameFile, event.target.checked);
+  });
+  const call = (prob) => (prob > result.threshold ? "Fake" : "Real");
+  const faces = top.faces.map((face) => ({ ...face, label: call(face.prob_fake) }));
+  showFaces(card, frameFile, { ...top, faces });
+  card.querySelector(".verdict").textContent = `${result.label} (video, ${result.frames_used} frames)`;
+  card.querySelector(".bar-fill").style.width = `${(100 * result.prob_fake).toFixed(1)}%`;
+  card.querySelector(".bar-mark").style.left = `${(100 * result.threshold).toFixed(1)}%`;
+  card.querySelector(".prob").textContent =
+    `P(Fake) = ${result.prob_fake.toFixed(4)} (threshold ${result.threshold.toFixed(4)}); ` +
+    `shown: the highest-scoring frame, at ${top.time.toFixed(2)} s (${top.prob_fake.toFixed(3)})`;
+  drawTimeline(card, result);
+  const notes = [result.note];
+  if (result.frames_without_face) notes.push(`${result.frames_without_face} frame(s) without a face`);
+  showNote(card, [...new Set(notes.filter(Boolean))].join("; "));
+  if (!state.info || state.info.explain) {
+    card.querySelector(".cam-label").hidden = false;
+  }
+}
+
 async function toggleHeatmap(card, file, checked) {
   const thumb = card.querySelector(".thumb");
   if (!checked) {
@@ -164,10 +245,13 @@ async function score(file) {
   card.querySelector(".cam-toggle").addEventListener("change", (event) => {
     toggleHeatmap(card, file, event.target.checked);
   });
-  if (state.info && file.size > state.info.limits.max_upload_mb * 1e6) {
-    showError(card, `over the upload limit of ${state.info.limits.max_upload_mb} MB`);
+  const isVideo = file.type.startsWith("video/");
+  const limit = state.info && (isVideo ? state.info.limits.max_video_mb : state.info.limits.max_upload_mb);
+  if (limit && file.size > limit * 1e6) {
+    showError(card, `over the upload limit of ${limit} MB`);
     return;
   }
+  if (isVideo) card.querySelector(".verdict").textContent = "Scoring the video…";
   const form = new FormData();
   form.append("files", file, file.name);
   try {
@@ -177,7 +261,9 @@ async function score(file) {
       return;
     }
     const body = await response.json();
-    showResult(card, file, body.results[0]);
+    const result = body.results[0];
+    if (result.kind === "video") showVideoResult(card, result);
+    else showResult(card, file, result);
   } catch (error) {
     showError(card, `the service did not answer (${error})`);
   }
