@@ -41,6 +41,22 @@ TRAIN_VARIANTS: dict[str, list[str]] = {
 # Stand-ins for paths that only exist under the test's tmp dir.
 A_FILE, A_DIR = "<an existing file>", "<an existing dir>"
 
+#: (key, bad value) for the `video.*` keys of the commands that read clips (and train).
+VIDEO_BAD_VALUES: list[tuple[str, Any]] = [
+    ("video.frames", 0),
+    ("video.frames", "all"),
+    ("video.fps", 0),
+    ("video.fps", "30"),
+    ("video.aggregate", "vote"),
+    ("video.topk", 0),
+    ("video.faces", "first"),
+    ("video.max_frames", 0),
+    ("video.max_clip_frames", 0),
+    ("video.max_seconds", -5),
+    ("video.max_frame_pixels", 0),
+    ("video.cache_dir", A_FILE),
+]
+
 #: (key, bad value, train variant whose config has the key); keys no shipped config sets
 #: (`optimizer.betas`, `trainer.fast_dev_run`) are added to the default config.
 TRAIN_BAD_VALUES: list[tuple[str, Any, str]] = [
@@ -266,6 +282,7 @@ TRAIN_BAD_VALUES: list[tuple[str, Any, str]] = [
     ("synth.ratio", 1.5, "faces"),
     ("synth.ratio", "half", "faces"),
     ("synth.only", "yes", "faces"),
+    *((key, value, "default") for key, value in VIDEO_BAD_VALUES),
 ]
 
 #: (key, bad value) of `face.*` for every command that scores with a trained detector.
@@ -285,21 +302,6 @@ SCORING_FACE_BAD_VALUES: list[tuple[str, Any]] = [
     ("face.verdict", "min"),
     ("face.cache", 1),
     ("face.cache_dir", A_FILE),
-]
-
-#: (key, bad value) for the `video.*` keys of the commands that read clips.
-VIDEO_BAD_VALUES: list[tuple[str, Any]] = [
-    ("video.frames", 0),
-    ("video.frames", "all"),
-    ("video.fps", 0),
-    ("video.fps", "30"),
-    ("video.aggregate", "vote"),
-    ("video.topk", 0),
-    ("video.faces", "first"),
-    ("video.max_frames", 0),
-    ("video.max_clip_frames", 0),
-    ("video.max_seconds", -5),
-    ("video.max_frame_pixels", 0),
 ]
 
 #: (key, bad value) for `deepfake-evaluate`, on its config with an existing `ckpt_path`.

@@ -13,8 +13,8 @@ from PIL import Image
 
 from conftest import compose_config, face_frames, write_clip
 from deepfake_detection.commands import PREDICT
-from deepfake_detection.detector.clip_scoring import aggregate
 from deepfake_detection.errors import DatasetError
+from deepfake_detection.metrics.per_clip import aggregate
 from deepfake_detection.video import reading
 from deepfake_detection.video.reading import BadVideoError, read_clip
 from deepfake_detection.video.settings import VideoSettings
@@ -380,3 +380,94 @@ def test_fuzzed_clips_never_take_the_service_down(video_service, tmp_path: Path)
         response = client.post("/predict", files=[("files", ("ok.mp4", good["mp4"], "video/mp4"))])
         assert response.status_code == 200 and response.json()["results"][0]["frames_used"] == 6
     assert statuses.count(200) >= 15  # the untouched clips, and what could still be decoded
+
+
+# --- datasets of clips: train and evaluate ------------------------------------------------
+
+
+def labelled_frames(label: int, seed: int, count: int = 12) -> list[np.ndarray]:
+    """Frames of a clip whose class shows: Fake clips carry a coarse checkerboard."""
+    rng = np.random.default_rng(seed)
+    frames = []
+    for i in range(count):
+        array = np.full((48, 64, 3), rng.integers(60, 200, 3), np.uint8)
+        array[:, i * 4 : i * 4 + 8] = 255  # something moves
+        if label:
+            array[(np.indices((48, 64)).sum(0) // 8) % 2 == 1] //= 3
+        frames.append(array)
+    return frames
+
+
+def make_clip_dataset(root: Path, per_class: dict[str, int]) -> Path:
+    for number, (split, count) in enumerate(per_class.items()):
+        for name, label in (("Fake", 1), ("Real", 0)):
+            for i in range(count):
+                seed = 1000 * number + 100 * label + i
+                write_clip(root / split / name / f"{i:02d}.mp4", labelled_frames(label, seed))
+    return root
+
+
+def test_a_dataset_of_clips_trains_and_reports_frame_and_video_levels(tmp_path: Path) -> None:
+    from deepfake_detection.commands import EVALUATE, TRAIN
+
+    data = make_clip_dataset(tmp_path / "data", {"train": 4, "valid": 2, "test": 3})
+    Image.fromarray(labelled_frames(1, 99)[0]).save(data / "train" / "Fake" / "still.png")
+    (data / "train" / "Real" / "broken.mp4").write_text("not a video")
+    run_dir = tmp_path / "run"
+    args = [
+        f"data.root={data}",
+        "data.image_size=32",
+        "data.batch_size=8",
+        "data.num_workers=0",
+        "model.widths=[4,8]",
+        "trainer.max_epochs=1",
+        "early_stopping=none",
+        "video.frames=4",
+        f"video.cache_dir={tmp_path / 'frames'}",
+    ]
+    TRAIN.run(compose_config("train", args, run_dir))
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    # 3 clips per class in test, 4 frames each: frame level over 24 frames, video over 6.
+    assert metrics["test_video/clips"] == 6 and metrics["test_video/frames"] == 24
+    assert metrics["test_video/aggregate"] == "mean"
+    for key in ("auroc", "ap", "eer", "acc"):
+        assert 0 <= metrics[f"test_video/{key}"] <= 1 and 0 <= metrics[f"test/{key}"] <= 1
+    clips = read_csv(run_dir / "predictions" / "test_videos.csv")
+    frames = read_csv(run_dir / "predictions" / "test.csv")
+    assert {Path(r["path"]).name for r in clips} == {"00.mp4", "01.mp4", "02.mp4"}
+    assert len(frames) == 24
+    first = clips[0]["path"]
+    # A clip's score is the mean of its frames'.
+    from deepfake_detection.video.frame_store import FrameStore
+
+    store = FrameStore(VideoSettings(frames=4, cache_dir=str(tmp_path / "frames")))
+    own = {str(store.folder_of(Path(first)) / f"{i:04d}.png") for i in range(4)}
+    mean = np.mean([float(r["prob_fake"]) for r in frames if r["path"] in own])
+    assert float(clips[0]["prob_fake"]) == pytest.approx(mean, abs=1e-6)
+    assert "broken.mp4" in (run_dir / "skipped_files.txt").read_text()
+
+    # Evaluate reads the same clips from the store, and reports both levels again.
+    out = tmp_path / "evaluate"
+    EVALUATE.run(compose_config("evaluate", [f"ckpt_path={run_dir}", "threshold=0.5"], out))
+    again = json.loads((out / "metrics.json").read_text())
+    assert again["test_video/auroc"] == pytest.approx(metrics["test_video/auroc"], abs=1e-6)
+    assert again["test/auroc"] == pytest.approx(metrics["test/auroc"], abs=1e-6)
+
+
+def test_clip_frames_are_extracted_once_and_kept(tmp_path: Path) -> None:
+    from deepfake_detection.video.frame_store import FrameStore
+
+    clip = write_clip(tmp_path / "a.mp4", numbered_frames(30), fps=10)
+    store = FrameStore(VideoSettings(frames=3, cache_dir=str(tmp_path / "store")))
+    first = store.prepare([clip, tmp_path / "missing.mp4"])
+    assert first.extracted == 1 and first.reused == 0 and len(first.bad) == 1
+    frames = first.frames[str(clip)]
+    assert [t for _, t in frames] == pytest.approx([0.5, 1.5, 2.5])
+    assert [frame_number(Image.open(f)) for f, _ in frames] == [5, 15, 25]
+    again = store.prepare([clip])
+    assert again.reused == 1 and again.frames == {str(clip): frames}
+    # Other sampling settings, or a changed clip, extract again.
+    other = FrameStore(VideoSettings(frames=4, cache_dir=str(tmp_path / "store")))
+    assert other.prepare([clip]).extracted == 1
+    write_clip(clip, numbered_frames(20), fps=10)
+    assert store.prepare([clip]).extracted == 1

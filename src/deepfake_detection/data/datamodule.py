@@ -6,6 +6,7 @@ import logging
 import os
 from collections import Counter
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -26,13 +27,15 @@ from deepfake_detection.data.loader import (
     process_group,
 )
 from deepfake_detection.data.perturb import Perturbation
-from deepfake_detection.data.scan import BadFile, apply_bad_image_policy
+from deepfake_detection.data.scan import BadFile, apply_bad_image_policy, stop_on_bad_image
 from deepfake_detection.data.splitting import check_fractions
 from deepfake_detection.data.synthesis.mixing import Synthesizer
 from deepfake_detection.data.synthesis.settings import SynthSettings
 from deepfake_detection.data.transforms import eval_transform, train_transform
 from deepfake_detection.errors import ConfigError, DatasetError
 from deepfake_detection.faces.settings import FaceSettings
+from deepfake_detection.video.reading import is_video
+from deepfake_detection.video.settings import VideoSettings
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +84,7 @@ class DeepfakeDataModule(L.LightningDataModule):
         test_roots: Sequence[str] | None = None,
         sampling: str = "shuffle",
         select_on: str | None = None,
+        video: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -98,6 +102,10 @@ class DeepfakeDataModule(L.LightningDataModule):
         self.augment = AugmentSettings.from_config(augment)
         #: The face stage (`face` group): None scores whole images.
         self.face = FaceSettings.from_config(face)
+        #: How clips in the dataset become frames (`video` group), and the clip each
+        #: frame file came from (for video-level metrics); empty without clips.
+        self.video = VideoSettings.from_config(video)
+        self.clip_of: dict[str, str] = {}
         #: Image path -> the file read in its place (its face crop), with the face stage.
         self.read_from: dict[str, Any] = {}
         #: Images in which the face stage found no face.
@@ -178,9 +186,52 @@ class DeepfakeDataModule(L.LightningDataModule):
             )
             if self.used_splits is not None:
                 index.splits = {s: index.splits[s] for s in self.used_splits if s in index.splits}
+            index = self._frames_of_clips(index)
             index = self._apply_bad_image_policy(index)
             self._index = self._apply_face_stage(index) if self.face else index
         return self._index
+
+    def _frames_of_clips(self, index: DatasetIndex) -> DatasetIndex:
+        """Each clip in the splits replaced by its sampled frames (extracted once, kept on
+        disk); a clip that cannot be read is left out and listed, or stops the run under
+        `data.on_bad_image=error`."""
+        clips = [path for samples in index.splits.values() for path, _ in samples if is_video(path)]
+        if not clips:
+            return index
+        from deepfake_detection.video.frame_store import FrameStore
+
+        store = FrameStore(self.video)
+        prepared = store.prepare(clips, workers=self.num_workers)
+        if prepared.bad and self.on_bad_image == "error":
+            path, reason = prepared.bad[0]
+            raise stop_on_bad_image(path, reason, len(prepared.bad) - 1)
+        self.skipped = [*self.skipped, *prepared.bad]
+        frames = sum(len(f) for f in prepared.frames.values())
+        log.info(
+            "clips: %d read as %d frames (%d extracted now, %d from %s), %d unreadable",
+            len(prepared.frames),
+            frames,
+            prepared.extracted,
+            prepared.reused,
+            store.root,
+            len(prepared.bad),
+        )
+        self.clip_of = prepared.clip_of()
+        for clip, listed in prepared.frames.items():
+            if clip in index.sources:
+                index.sources.update((frame, index.sources[clip]) for frame, _ in listed)
+        index.splits = {
+            split: [
+                (Path(frame), label)
+                for path, label in samples
+                for frame, _ in (
+                    prepared.frames.get(str(path), []) if is_video(path) else [(path, 0.0)]
+                )
+            ]
+            for split, samples in index.splits.items()
+        }
+        self._check_both_classes(index, f"reading {len(clips)} clip(s)")
+        return index
 
     def _apply_bad_image_policy(self, index: DatasetIndex) -> DatasetIndex:
         """Decode every image once; leave bad ones out (`skip`) or stop here (`error`)."""
@@ -192,7 +243,7 @@ class DeepfakeDataModule(L.LightningDataModule):
             workers=self.num_workers,
             remember_in=default_cache_dir() / "image-checks",
         )
-        self.skipped = bad
+        self.skipped = [*self.skipped, *bad]
         if bad:
             dropped = {path for path, _ in bad}
             index.splits = {

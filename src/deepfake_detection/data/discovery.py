@@ -19,9 +19,11 @@ from deepfake_detection.data.layout import (
     IMAGE_EXTENSIONS,
     SPLIT_ALIASES,
     SPLITS,
+    VIDEO_EXTENSIONS,
     ClassAliases,
     find_class_folders,
     list_images,
+    list_media,
     no_class_folders,
 )
 from deepfake_detection.data.layout import detect_layout as _detect_layout
@@ -126,14 +128,16 @@ def index_folder(
             )
         count = 0
         for folder in own:
-            images = list_images(folder.path)
+            images = list_media(folder.path)  # clips become frames in the DataModule
             count += len(images)
             samples += [(path, label) for path in images]
             if sources is not None:
                 sources.update((str(path), folder.source) for path in images)
         if not count:
-            exts = ", ".join(sorted(IMAGE_EXTENSIONS))
-            raise DatasetError(f"{own[0].path}: empty split, no images with extension {exts}")
+            exts = ", ".join(sorted(IMAGE_EXTENSIONS | VIDEO_EXTENSIONS))
+            raise DatasetError(
+                f"{own[0].path}: empty split, no images or videos with extension {exts}"
+            )
     return sorted(samples)
 
 

@@ -218,6 +218,11 @@ def list_videos(folder: Path) -> list[Path]:
     return list_files(folder, VIDEO_EXTENSIONS)
 
 
+def list_media(folder: Path) -> list[Path]:
+    """Images and video clips under `folder`: what a class folder of a dataset holds."""
+    return list_files(folder, IMAGE_EXTENSIONS | VIDEO_EXTENSIONS)
+
+
 def list_files(folder: Path, extensions: frozenset[str]) -> list[Path]:
     """Files with one of `extensions` under `folder` (see `list_images`)."""
     return sorted(

@@ -9,7 +9,6 @@ pictures, and counted either way. The clip's score is an aggregate of its frames
 
 from __future__ import annotations
 
-import statistics
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -25,21 +24,9 @@ from deepfake_detection.detector.image_scoring import (
     verdict_rule,
 )
 from deepfake_detection.faces.stage import NoFaceError
+from deepfake_detection.metrics.per_clip import aggregate
 from deepfake_detection.video.reading import BadVideoError, Clip
 from deepfake_detection.video.settings import VideoSettings
-
-
-def aggregate(probs: list[float], how: str, topk: int = 4) -> float:
-    """A clip's P(Fake) from its frames': their mean, median, highest, or the mean of the
-    `topk` highest (a short manipulated stretch in a long clip still counts)."""
-    if how == "median":
-        return float(statistics.median(probs))
-    if how == "max":
-        return max(probs)
-    if how == "topk_mean":
-        top = sorted(probs, reverse=True)[:topk]
-        return sum(top) / len(top)
-    return sum(probs) / len(probs)
 
 
 @dataclass

@@ -27,6 +27,7 @@ from deepfake_detection.reports.figures import (
     prediction_figures,
     save_figures,
 )
+from deepfake_detection.reports.per_clip_tables import flat, report_per_clip
 from deepfake_detection.reports.per_source_tables import FIGURE_NAME as PER_SOURCE_FIGURE
 from deepfake_detection.reports.per_source_tables import report_per_source
 from deepfake_detection.reports.summaries import evaluate_summary, roots_summary
@@ -201,6 +202,20 @@ def _report(cfg: DictConfig, job: ScoringJob, per_root: bool = False) -> dict[st
     }
     if per_source is not None:
         metrics["per_source"] = per_source
+    if datamodule.clip_of:
+        video = datamodule.video
+        clips = report_per_clip(
+            output_dir,
+            predictions,
+            datamodule.clip_of,
+            split,
+            threshold,
+            video.aggregate,
+            video.topk,
+            scored.metrics,
+        )
+        if clips is not None:
+            metrics.update(flat(split, clips))
     write_json(output_dir / METRICS_FILE, metrics)
     log.info(evaluate_summary(metrics, split, output_dir))
     return metrics

@@ -28,6 +28,7 @@ from deepfake_detection.reports.figures import (
     render_pngs,
     save_pngs,
 )
+from deepfake_detection.reports.per_clip_tables import flat, report_per_clip
 from deepfake_detection.reports.per_source_tables import FIGURE_NAME as PER_SOURCE_FIGURE
 from deepfake_detection.reports.per_source_tables import report_per_source
 from deepfake_detection.training.artifacts import save_state_dict
@@ -218,6 +219,21 @@ def test_best_checkpoint(run: FittedRun) -> dict[str, Any]:
         # The validation split per source, at its own threshold: what `val/auroc_sources`
         # followed while fitting, for the checkpoint kept.
         metrics["val_per_source"] = val_sources
+    if datamodule.clip_of:
+        # Clips in the dataset: the video level beside the frame level, at the same threshold.
+        video = datamodule.video
+        clips = report_per_clip(
+            output_dir if writer else None,
+            test_predictions,
+            datamodule.clip_of,
+            "test",
+            0.5 if val_threshold is None else val_threshold,
+            video.aggregate,
+            video.topk,
+            test_metrics,
+        )
+        if clips is not None:
+            metrics.update(flat("test", clips))
     if datamodule.test_roots:
         metrics.update(test_other_roots(run, val_threshold))
     if writer:

@@ -42,6 +42,7 @@ from deepfake_detection.rules import (
     validate,
     value_at,
 )
+from deepfake_detection.video.settings import VIDEO_RULES
 
 #: Metrics logged while fitting, so the only ones callbacks can monitor. Keep in sync with
 #: `binary_metrics` (metrics/binary.py), `BaseDetector.on_validation_epoch_end` and
@@ -240,6 +241,7 @@ def _train_rules(model: dict[str, Rule]) -> dict[str, Rule]:
         **AUGMENT_RULES,
         **FACE_RULES,
         **SYNTH_RULES,
+        **VIDEO_RULES,
         **rules_of(LoggerSettings, "logger"),
         **rules_of(ProgressSettings, "progress"),
     }

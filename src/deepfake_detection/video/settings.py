@@ -13,7 +13,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from deepfake_detection.rules import Rule, integer, number, one_of, or_null, rules_of, setting
+from deepfake_detection.rules import (
+    Rule,
+    cache_dir,
+    integer,
+    number,
+    one_of,
+    or_null,
+    rules_of,
+    setting,
+)
 
 #: `video.aggregate`: how a clip's P(Fake) follows from its frames'.
 AGGREGATES = ("mean", "median", "max", "topk_mean")
@@ -41,6 +50,8 @@ class VideoSettings:
     max_seconds: float | None = setting(or_null(number(0, low_open=True)), 10_800)
     #: Frames larger than this many pixels (width × height) are refused (null: no limit).
     max_frame_pixels: int | None = setting(or_null(integer(1)), 8_294_400)
+    #: Where a dataset's clips are kept as frames (null: the user cache).
+    cache_dir: str | None = setting(cache_dir(), None)
 
     @classmethod
     def from_config(cls, node: Mapping[str, Any] | None) -> VideoSettings:

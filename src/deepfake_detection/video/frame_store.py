@@ -1,0 +1,114 @@
+"""A dataset's clips as the frames a detector trains and is evaluated on: sampled, decoded
+and written once as lossless PNGs, kept on disk for later epochs, runs and commands.
+
+A clip's frames are keyed on the file (its absolute path, size and modification time) and on
+the sampling settings, so an edited clip, or other `video.*` settings, extracts again, and
+nothing else does. Each clip's folder is written under a temporary name and renamed when
+complete: an interrupted extraction never leaves half a clip behind. The frames then go
+through the rest of the data pipeline (the image check, the face stage and its crop cache,
+augmentation) as images, each remembering the clip it came from for video-level metrics.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from deepfake_detection.data.images import BadImageError
+from deepfake_detection.files import atomic_write_bytes
+from deepfake_detection.video.reading import read_clip
+from deepfake_detection.video.settings import VideoSettings
+
+log = logging.getLogger(__name__)
+
+#: Changes whenever what a stored frame holds changes, so old stores are not reused.
+STORE_VERSION = 1
+INDEX_FILE = "frames.json"
+
+
+def default_frames_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "deepfake-detection" / "frames"
+
+
+@dataclass
+class PreparedFrames:
+    """What a dataset's clips became: each clip's frame files (with their times), and the
+    clips that could not be read, with the reason."""
+
+    frames: dict[str, list[tuple[str, float]]] = field(default_factory=dict)
+    bad: list[tuple[str, str]] = field(default_factory=list)
+    extracted: int = 0
+    reused: int = 0
+
+    def clip_of(self) -> dict[str, str]:
+        """Frame file -> the clip it was taken from."""
+        return {frame: clip for clip, frames in self.frames.items() for frame, _ in frames}
+
+
+class FrameStore:
+    """Where the sampled frames of clips live on disk (see the module's docstring)."""
+
+    def __init__(self, settings: VideoSettings) -> None:
+        self.settings = settings
+        ignored = ("aggregate", "topk", "faces", "cache_dir")  # not what a frame holds
+        sampling = {k: v for k, v in settings.describe().items() if k not in ignored}
+        digest = hashlib.sha256(
+            json.dumps({"version": STORE_VERSION, **sampling}, sort_keys=True).encode()
+        ).hexdigest()[:16]
+        self.root = Path(settings.cache_dir or default_frames_dir()) / digest
+
+    def folder_of(self, clip: Path) -> Path:
+        stat = clip.stat()
+        key = f"{clip.resolve()}\n{stat.st_size}\n{stat.st_mtime_ns}"
+        return self.root / hashlib.sha256(key.encode()).hexdigest()[:24]
+
+    def prepare(self, clips: list[Path], workers: int = 1) -> PreparedFrames:
+        """Every clip's frames, extracted now or read from the store; unreadable clips are
+        listed in `bad` with their reason, never raised."""
+        prepared = PreparedFrames()
+        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+            for clip, result in zip(clips, pool.map(self._one, clips), strict=True):
+                if isinstance(result, str):
+                    prepared.bad.append((str(clip), result))
+                    continue
+                frames, reused = result
+                prepared.frames[str(clip)] = frames
+                prepared.reused += reused
+                prepared.extracted += not reused
+        return prepared
+
+    def _one(self, clip: Path) -> tuple[list[tuple[str, float]], bool] | str:
+        try:
+            folder = self.folder_of(clip)
+        except OSError as err:
+            return f"cannot read video: {err.strerror or err}"
+        index = folder / INDEX_FILE
+        if index.is_file():
+            stored = json.loads(index.read_text())
+            return [(str(folder / f["file"]), f["time"]) for f in stored["frames"]], True
+        try:
+            read = read_clip(clip, self.settings)
+        except BadImageError as err:  # BadVideoError
+            return err.reason
+        partial = folder.with_name(folder.name + f".partial-{os.getpid()}")
+        shutil.rmtree(partial, ignore_errors=True)
+        partial.mkdir(parents=True)
+        listed = []
+        for number, frame in enumerate(read.frames):
+            name = f"{number:04d}.png"
+            frame.image.save(partial / name, compress_level=1)
+            listed.append({"file": name, "time": frame.time})
+        description = {"clip": str(clip), **read.describe(), "frames": listed}
+        atomic_write_bytes(partial / INDEX_FILE, json.dumps(description, indent=1).encode())
+        try:
+            partial.rename(folder)
+        except OSError:  # another process stored it first: keep theirs
+            shutil.rmtree(partial, ignore_errors=True)
+        return [(str(folder / f["file"]), f["time"]) for f in listed], False
