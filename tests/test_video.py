@@ -471,3 +471,63 @@ def test_clip_frames_are_extracted_once_and_kept(tmp_path: Path) -> None:
     assert other.prepare([clip]).extracted == 1
     write_clip(clip, numbered_frames(20), fps=10)
     assert store.prepare([clip]).extracted == 1
+
+
+def test_a_clip_with_a_video_stream_but_no_frames(tmp_path: Path) -> None:
+    import av
+
+    path = tmp_path / "empty-stream.mp4"
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        container.mux(stream.encode())
+    with pytest.raises(BadVideoError, match="no frame could be decoded|cannot"):
+        read_clip(path, VideoSettings())
+
+
+def test_a_clip_being_scored_does_not_hold_up_image_requests(video_service, tmp_path) -> None:
+    import threading
+    import time
+    from dataclasses import replace
+
+    import torch
+
+    def slow(batch: torch.Tensor) -> torch.Tensor:
+        time.sleep(0.25)
+        return torch.zeros(len(batch))
+
+    clip = write_clip(tmp_path / "c.mp4", numbered_frames(30), fps=10).read_bytes()
+    image = tmp_path / "a.png"
+    Image.fromarray(numbered_frames(1)[0]).save(image)
+    done: dict[str, tuple[float, int]] = {}
+    served = replace(video_service, score=slow)
+    with video_client(served, video=VideoSettings(frames=12), max_batch=2) as client:
+
+        def send_clip() -> None:
+            response = client.post("/predict", files=[("files", ("c.mp4", clip, "video/mp4"))])
+            done["clip"] = (time.monotonic(), response.status_code)
+
+        sender = threading.Thread(target=send_clip)
+        sender.start()
+        time.sleep(0.6)  # the clip's 6 batches of 2 frames take 1.5 s
+        files = [("files", ("a.png", image.read_bytes(), "image/png"))]
+        response = client.post("/predict", files=files)
+        done["image"] = (time.monotonic(), response.status_code)
+        sender.join()
+    assert done["clip"][1] == done["image"][1] == 200
+    assert done["image"][0] < done["clip"][0]  # answered between the clip's batches
+
+
+@pytest.mark.slow
+def test_predict_scores_a_clip_alike_on_onnx(tiny_run, tmp_path: Path) -> None:
+    clip = write_clip(tmp_path / "clip.mkv", numbered_frames(20), fps=10)
+    for backend in ("torch", "onnx"):
+        run_predict(
+            [f"ckpt_path={tiny_run}", f"input={clip}", "video.frames=5", f"backend={backend}"],
+            tmp_path / backend,
+        )
+    torch_frames = read_csv(tmp_path / "torch" / "frames.csv")
+    onnx_frames = read_csv(tmp_path / "onnx" / "frames.csv")
+    assert len(torch_frames) == len(onnx_frames) == 5
+    for ours, theirs in zip(torch_frames, onnx_frames, strict=True):
+        assert float(ours["prob_fake"]) == pytest.approx(float(theirs["prob_fake"]), abs=1e-4)
