@@ -149,7 +149,7 @@ def test_a_broken_file_is_one_clear_error(tmp_path: Path) -> None:
         assert 0 < len(clip.frames) <= 8  # what could be decoded, no more
 
 
-def test_limits_refuse_a_clip_with_the_key_named(tmp_path: Path) -> None:
+def test_limits_refuse_a_clip_with_the_key_named(tmp_path: Path, monkeypatch) -> None:
     path = write_clip(tmp_path / "clip.mp4", numbered_frames(30), fps=10)
     with pytest.raises(BadVideoError, match=r"96x64 px exceed video.max_frame_pixels=1000"):
         read_clip(path, VideoSettings(max_frame_pixels=1000))
@@ -157,6 +157,9 @@ def test_limits_refuse_a_clip_with_the_key_named(tmp_path: Path) -> None:
         read_clip(path, VideoSettings(max_seconds=2))
     with pytest.raises(BadVideoError, match=r"30 frames, over video.max_clip_frames=20"):
         read_clip(path, VideoSettings(max_clip_frames=20))
+    monkeypatch.setattr(reading, "MAX_DECODED_BYTES", 96 * 64 * 3 * 4)
+    with pytest.raises(BadVideoError, match=r"5 frames of 96x64 px would take .* video.frames"):
+        read_clip(path, VideoSettings(frames=5))
 
 
 def test_a_two_hour_file_is_sampled_over_its_whole_length(tmp_path: Path) -> None:

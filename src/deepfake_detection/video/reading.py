@@ -24,6 +24,8 @@ from deepfake_detection.video.settings import VideoSettings
 
 log = logging.getLogger(__name__)
 
+#: The sampled frames of one clip are held in memory together; more than this is refused.
+MAX_DECODED_BYTES = 4_000_000_000
 #: Clips holding at most this many frames are decoded front to back (cheaper than a seek
 #: per sampled frame, which decodes from the previous keyframe each time).
 SEQUENTIAL_FRAMES = 3000
@@ -230,6 +232,14 @@ def _read(container, path: Path, settings: VideoSettings) -> Clip:
             path, f"{total} frames, over video.max_clip_frames={settings.max_clip_frames}"
         )
     times = sample_times(duration, settings)
+    needed = len(times) * width * height * 3
+    if needed > MAX_DECODED_BYTES:
+        raise BadVideoError(
+            path,
+            f"{len(times)} frames of {width}x{height} px would take {needed / 1e9:.1f} GB in "
+            f"memory (at most {MAX_DECODED_BYTES / 1e9:g} GB): lower video.frames, video.fps "
+            "or video.max_frames",
+        )
     decode = _decode_in_order if sequential else _decode_seeking
     frames: list[Frame] = []
     rotation = 0
