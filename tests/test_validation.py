@@ -55,6 +55,7 @@ VIDEO_BAD_VALUES: list[tuple[str, Any]] = [
     ("video.max_seconds", -5),
     ("video.max_frame_pixels", 0),
     ("video.cache_dir", A_FILE),
+    ("video.max_decoded_mb", 0),
 ]
 
 #: (key, bad value, train variant whose config has the key); keys no shipped config sets
@@ -344,6 +345,10 @@ EVALUATE_BAD_VALUES: list[tuple[str, Any]] = [
     ("trainer.devices", 0),
     ("trainer.precision", "half"),
     *SCORING_FACE_BAD_VALUES,
+    ("video.frames", 0),
+    ("video.fps", -1),
+    ("video.aggregate", "vote"),
+    ("video.topk", 0),
 ]
 
 #: (key, bad value) for `deepfake-predict`.

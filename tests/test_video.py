@@ -149,7 +149,19 @@ def test_a_broken_file_is_one_clear_error(tmp_path: Path) -> None:
         assert 0 < len(clip.frames) <= 8  # what could be decoded, no more
 
 
-def test_limits_refuse_a_clip_with_the_key_named(tmp_path: Path, monkeypatch) -> None:
+def test_one_damaged_byte_loses_at_most_a_frame(tmp_path: Path) -> None:
+    data = write_clip(tmp_path / "clip.mp4", numbered_frames(40), fps=10).read_bytes()
+    rng = np.random.default_rng(0)
+    for i in range(12):
+        damaged = bytearray(data)
+        damaged[int(rng.integers(len(data) // 4, 3 * len(data) // 4))] ^= 0xFF
+        path = tmp_path / f"damaged{i}.mp4"
+        path.write_bytes(bytes(damaged))
+        clip = read_clip(path, VideoSettings(frames=8))
+        assert len(clip.frames) == 8, (i, clip.damaged)
+
+
+def test_limits_refuse_a_clip_with_the_key_named(tmp_path: Path) -> None:
     path = write_clip(tmp_path / "clip.mp4", numbered_frames(30), fps=10)
     with pytest.raises(BadVideoError, match=r"96x64 px exceed video.max_frame_pixels=1000"):
         read_clip(path, VideoSettings(max_frame_pixels=1000))
@@ -157,9 +169,10 @@ def test_limits_refuse_a_clip_with_the_key_named(tmp_path: Path, monkeypatch) ->
         read_clip(path, VideoSettings(max_seconds=2))
     with pytest.raises(BadVideoError, match=r"30 frames, over video.max_clip_frames=20"):
         read_clip(path, VideoSettings(max_clip_frames=20))
-    monkeypatch.setattr(reading, "MAX_DECODED_BYTES", 96 * 64 * 3 * 4)
-    with pytest.raises(BadVideoError, match=r"5 frames of 96x64 px would take .* video.frames"):
-        read_clip(path, VideoSettings(frames=5))
+    with pytest.raises(
+        BadVideoError, match=r"5 frames of 96x64 px would take 0 MB in memory, over"
+    ):
+        read_clip(path, VideoSettings(frames=5, max_decoded_mb=0.05))
 
 
 def test_a_two_hour_file_is_sampled_over_its_whole_length(tmp_path: Path) -> None:
@@ -344,12 +357,19 @@ def test_serve_refuses_clips_beyond_its_limits(video_service, tmp_path: Path) ->
         assert response.status_code == status, (settings, response.text)
         assert words in response.json()["detail"], response.json()
         assert response.headers["content-type"].startswith("application/json")
-    with video_client(video_service) as client:
+    with video_client(video_service, max_upload_bytes=1000) as client:
+        two = [("files", (f"c{i}.mp4", clip, "video/mp4")) for i in range(2)]
+        response = client.post("/predict", files=two)
+        assert response.status_code == 400 and "2 videos in one request" in response.text
+        # /explain takes images only, held to the images' limit.
+        response = client.post("/explain", files=[("files", ("a.png", b"x" * 2000, "image/png"))])
+        assert response.status_code == 413 and "limits.max_upload_mb" in response.text
         response = client.post("/predict", files=[("files", ("c.mp4", b"junk", "video/mp4"))])
         assert response.status_code == 422
         assert response.json()["detail"].startswith("c.mp4: not a usable video: ")
         info = client.get("/info").json()["limits"]
         assert info["max_video_mb"] == 200 and info["video"]["frames"] == 6
+        assert info["max_upload_mb"] == 0.001
 
 
 def test_fuzzed_clips_never_take_the_service_down(video_service, tmp_path: Path) -> None:
@@ -455,6 +475,15 @@ def test_a_dataset_of_clips_trains_and_reports_frame_and_video_levels(tmp_path: 
     again = json.loads((out / "metrics.json").read_text())
     assert again["test_video/auroc"] == pytest.approx(metrics["test_video/auroc"], abs=1e-6)
     assert again["test/auroc"] == pytest.approx(metrics["test/auroc"], abs=1e-6)
+    # ... and may score each clip by another aggregate of the same frames.
+    out = tmp_path / "evaluate-max"
+    overrides = [f"ckpt_path={run_dir}", "threshold=0.5", "video.aggregate=max"]
+    EVALUATE.run(compose_config("evaluate", overrides, out))
+    assert json.loads((out / "metrics.json").read_text())["test_video/aggregate"] == "max"
+    frame_probs = read_csv(out / "predictions" / "test.csv")
+    top = max(float(r["prob_fake"]) for r in frame_probs if r["path"] in own)
+    clip_rows = {r["path"]: r for r in read_csv(out / "predictions" / "test_videos.csv")}
+    assert float(clip_rows[first]["prob_fake"]) == pytest.approx(top, abs=1e-6)
 
 
 def test_clip_frames_are_extracted_once_and_kept(tmp_path: Path) -> None:

@@ -152,9 +152,13 @@ def scored_video(inputs: ClipInputs, probs: list[float], settings: VideoSettings
         inputs.clip.describe(),
         settings.aggregate,
     )
+    notes = []
     if video.without_face:
         what = "left out" if len(used) < len(frames) else "scored whole"
-        video.note = f"{video.without_face} of {len(frames)} frame(s) without a face ({what})"
+        notes.append(f"{video.without_face} of {len(frames)} frame(s) without a face ({what})")
+    if inputs.clip.damaged:
+        notes.append(f"{inputs.clip.damaged} damaged packet(s) skipped while decoding")
+    video.note = "; ".join(notes)
     return video
 
 

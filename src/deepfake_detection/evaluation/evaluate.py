@@ -31,6 +31,7 @@ from deepfake_detection.reports.per_clip_tables import flat, report_per_clip
 from deepfake_detection.reports.per_source_tables import FIGURE_NAME as PER_SOURCE_FIGURE
 from deepfake_detection.reports.per_source_tables import report_per_source
 from deepfake_detection.reports.summaries import evaluate_summary, roots_summary
+from deepfake_detection.video.settings import scoring_video
 
 log = logging.getLogger(__name__)
 
@@ -52,10 +53,14 @@ def scoring_datamodule(
     split: str,
     perturb: Any = None,
     face: Any = None,
+    video: Any = None,
 ) -> DeepfakeDataModule:
     """The training run's data settings, with the given overrides, reading only `split`,
-    through the training run's face stage as the command's `face.*` (`face`) adjusts it."""
+    through the training run's face stage as the command's `face.*` (`face`) adjusts it,
+    and its clips read and scored as the command's `video.*` adjusts the run's."""
     data = {**train_data, **given(overrides, DATA_OVERRIDES + READING_OVERRIDES)}
+    video = OmegaConf.to_container(video) if OmegaConf.is_config(video) else video
+    data["video"] = scoring_video(train_data.get("video"), video)
     face = OmegaConf.to_container(face) if OmegaConf.is_config(face) else face
     stage = scoring_face(train_data.get("face"), face)
     data["face"] = asdict(stage) if stage is not None else None
@@ -103,7 +108,9 @@ def warn_about_training_files(
         return
     trained = set(read_split_lists(lists_dir).get("train", []))
     index = datamodule.index
-    scored = [path.relative_to(index.root).as_posix() for path, _ in index.splits[split]]
+    # A clip's frames live in the frame store: the clip is what the split lists recorded.
+    files = {Path(datamodule.clip_of.get(str(path), path)) for path, _ in index.splits[split]}
+    scored = [p.relative_to(index.root).as_posix() for p in files if p.is_relative_to(index.root)]
     overlap = sum(1 for path in scored if path in trained)
     if overlap:
         log.warning(
@@ -151,7 +158,7 @@ class ScoringJob:
         logger = TensorBoardLogger(str(output_dir), name="tensorboard", version="")
         trained = TrainedCheckpoint.load(cfg, logger, decide=False)
         datamodule = scoring_datamodule(
-            trained.data, cfg.data, split, cfg.get("perturb"), cfg.get("face")
+            trained.data, cfg.data, split, cfg.get("perturb"), cfg.get("face"), cfg.get("video")
         )
         log.info("checkpoint: %s (%s)", trained.ckpt_file, trained.model.model_name)
         log.info("data: %s", datamodule.describe())  # indexes and checks every image
@@ -246,7 +253,7 @@ def evaluate_roots(cfg: DictConfig, roots: list[str]) -> dict[str, Any]:
     for name, root in zip(root_names(roots), roots, strict=True):
         overrides = OmegaConf.merge(cfg.data, {"root": root})
         datamodule = scoring_datamodule(
-            trained.data, overrides, split, cfg.get("perturb"), cfg.get("face")
+            trained.data, overrides, split, cfg.get("perturb"), cfg.get("face"), cfg.get("video")
         )
         log.info("data (%s): %s", name, datamodule.describe())
         root_dir = output_dir / "roots" / name

@@ -28,6 +28,7 @@ from deepfake_detection.rules import (
     validate,
     value_at,
 )
+from deepfake_detection.video.settings import SCORING_VIDEO_RULES
 
 
 def _severity_fits(value: Any, cfg: DictConfig) -> str | None:
@@ -89,6 +90,7 @@ _DATASET_RULES: dict[str, Rule] = {
     **rules_of(SplitSettings, "data"),
     **rules_of(ScoringDataSettings, "data"),
     **SCORING_FACE_RULES,
+    **SCORING_VIDEO_RULES,
 }
 
 #: Which split of which dataset, how it is laid out: named first, before how to decide.

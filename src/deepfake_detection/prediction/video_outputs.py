@@ -25,6 +25,7 @@ VIDEO_HEADER = (
     "height",
     "fps",
     "rotation",
+    "damaged_packets",
     "note",
 )
 FRAME_HEADER = (
@@ -57,6 +58,7 @@ def video_rows(videos: Sequence[ScoredVideo], call: Callable[[float], str]) -> l
             v.clip["height"],
             v.clip["fps"],
             v.clip["rotation"],
+            v.clip["damaged_packets"],
             v.note,
         )
         for v in videos

@@ -7,6 +7,7 @@ import base64
 import io
 import logging
 import secrets
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -39,7 +40,6 @@ from deepfake_detection.serving.uploads import (
     decode_uploads,
     is_clip,
     read_form,
-    read_uploads,
 )
 from deepfake_detection.video.settings import VideoSettings
 
@@ -200,9 +200,10 @@ def _face_number(value: str, upload: Upload) -> int:
 
 def create_app(served: TrainedDetector, settings: ServiceSettings) -> FastAPI:
     scorer = BatchScorer(served.score, settings.max_batch)
-    reading = {"warn_small_face": settings.warn_small_face}
     gate = _Gate(settings.max_concurrent)
     videos = _Gate(settings.max_concurrent_videos, "limits.max_concurrent_videos", "clips")
+    #: Threads that decode clips, apart from the ones images are decoded in.
+    clip_threads = anyio.CapacityLimiter(settings.max_concurrent_videos)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -303,7 +304,12 @@ def create_app(served: TrainedDetector, settings: ServiceSettings) -> FastAPI:
 
         async def work(contents: list[tuple[str, bytes]]) -> dict[str, Any]:
             uploads = await decode_uploads(
-                contents, served.preprocessing, settings.warn_small_face, settings.video
+                contents,
+                served.preprocessing,
+                settings.warn_small_face,
+                settings.video,
+                deadline=time.monotonic() + settings.video_timeout_s,
+                clip_threads=clip_threads,
             )
             images = [u for u in uploads if isinstance(u, Upload)]
             inputs = [tensor for upload in images for tensor in upload.inputs]
@@ -339,8 +345,18 @@ def create_app(served: TrainedDetector, settings: ServiceSettings) -> FastAPI:
             }
 
         async with gate.slot():
-            contents, _ = await timed(read_form(request, settings.max_files))
+            # A body larger than images may be is a clip's upload: its own time to arrive.
+            length = request.headers.get("content-length", "")
+            big = length.isdigit() and int(length) > settings.max_upload_bytes
+            timeout, key = settings.request_timeout_s, "limits.request_timeout_s"
+            if big:
+                timeout, key = settings.video_timeout_s, "limits.video_timeout_s"
+            contents, _ = await timed(read_form(request, settings.max_files), timeout, key)
             clips = [name for name, data in contents if is_clip(name, data)]
+            if len(clips) > 1:
+                raise ServiceError(
+                    400, f"{len(clips)} videos in one request: send each clip in its own request"
+                )
             _check_sizes(contents, clips, settings)
             if not clips:
                 return await timed(work(contents))
@@ -371,15 +387,13 @@ def create_app(served: TrainedDetector, settings: ServiceSettings) -> FastAPI:
         detector = served.detector
 
         async def work() -> Response:
-            uploads, fields = await read_uploads(
-                request,
-                served.preprocessing,
-                max_files=1,
-                limit_name="/explain takes ",
-                fields=("face",),
-                **reading,
+            contents, fields = await read_form(
+                request, max_files=1, limit_name="/explain takes ", fields=("face",)
             )
-            upload = uploads[0]
+            _check_sizes(contents, [], settings)  # an image: the images' limit
+            decoded = await decode_uploads(contents, served.preprocessing, settings.warn_small_face)
+            upload = decoded[0]
+            assert isinstance(upload, Upload)
             number = _face_number(fields.get("face", "0"), upload)
             model_input = upload.inputs[number]
             seen = upload.given.crops[number] if upload.given.crops else upload.image

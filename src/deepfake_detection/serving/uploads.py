@@ -143,21 +143,6 @@ async def read_form(
     return contents, given
 
 
-async def read_uploads(
-    request: Request,
-    preprocessing: Preprocessing,
-    max_files: int,
-    limit_name: str = "limits.max_files=",
-    warn_small_face: float | None = None,
-    fields: tuple[str, ...] = (),
-) -> tuple[list[Upload], dict[str, str]]:
-    """Every file of the `files` field, decoded and preprocessed as an image (in worker
-    threads), and the text `fields` asked for; 422 naming each file that is not a usable
-    image (`read_form` for the other refusals)."""
-    contents, given = await read_form(request, max_files, limit_name, fields)
-    return await decode_uploads(contents, preprocessing, warn_small_face), given
-
-
 def is_clip(name: str, data: bytes) -> bool:
     return looks_like_video(name, data[:16])
 
@@ -167,17 +152,19 @@ async def decode_uploads(
     preprocessing: Preprocessing,
     warn_small_face: float | None = None,
     video: VideoSettings | None = None,
+    deadline: float | None = None,
+    clip_threads: anyio.CapacityLimiter | None = None,
 ) -> list[Upload | ClipUpload]:
     """Each upload decoded and preprocessed in a worker thread: an image into its model
-    inputs, and with `video`, a clip into its sampled frames' (`ClipUpload`). 422 naming
-    every file that is neither."""
+    inputs, and with `video`, a clip into its sampled frames' (`ClipUpload`), in one of the
+    `clip_threads`, giving up at `deadline` (`time.monotonic()`). 422 naming every file
+    that is neither."""
 
     def decode(name: str, data: bytes) -> Upload | ClipUpload | str:
         if video is not None and is_clip(name, data):
             try:
-                return ClipUpload(
-                    name, clip_inputs(read_clip(data, video, name), preprocessing, video)
-                )
+                clip = read_clip(data, video, name, deadline=deadline)
+                return ClipUpload(name, clip_inputs(clip, preprocessing, video))
             except BadImageError as err:  # BadVideoError: no frame left, or beyond a limit
                 return err.reason
             except FaceMissingError as err:
@@ -196,7 +183,11 @@ async def decode_uploads(
             return str(err).removeprefix(f"{name}: ")
         return Upload(name, image, given)
 
-    decoded = [await anyio.to_thread.run_sync(decode, name, data) for name, data in contents]
+    decoded = []
+    for name, data in contents:
+        clip = video is not None and is_clip(name, data)
+        limiter = clip_threads if clip else None  # clips never take the images' threads
+        decoded.append(await anyio.to_thread.run_sync(decode, name, data, limiter=limiter))
     problems = [
         {"file": name, "error": result}
         for (name, _), result in zip(contents, decoded, strict=True)

@@ -4,18 +4,22 @@ and written once as lossless PNGs, kept on disk for later epochs, runs and comma
 A clip's frames are keyed on the file (its absolute path, size and modification time) and on
 the sampling settings, so an edited clip, or other `video.*` settings, extracts again, and
 nothing else does. Each clip's folder is written under a temporary name and renamed when
-complete: an interrupted extraction never leaves half a clip behind. The frames then go
-through the rest of the data pipeline (the image check, the face stage and its crop cache,
-augmentation) as images, each remembering the clip it came from for video-level metrics.
+complete: an interrupted extraction never leaves half a clip where a later run would read
+it (its temporary folder, named with a leading dot, is removed unless the process is
+killed). The frames then go through the rest of the data pipeline (the image check, the
+face stage and its crop cache, augmentation) as images, each remembering the clip it came
+from for video-level metrics.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import os
 import shutil
+import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,6 +61,8 @@ class FrameStore:
 
     def __init__(self, settings: VideoSettings) -> None:
         self.settings = settings
+        #: Threads of each clip's decoder (`prepare` shares the cores among its workers).
+        self.threads = 0
         ignored = ("aggregate", "topk", "faces", "cache_dir")  # not what a frame holds
         sampling = {k: v for k, v in settings.describe().items() if k not in ignored}
         digest = hashlib.sha256(
@@ -65,15 +71,21 @@ class FrameStore:
         self.root = Path(settings.cache_dir or default_frames_dir()) / digest
 
     def folder_of(self, clip: Path) -> Path:
+        """The clip's folder, keyed on its path as given (a link and its target are two
+        clips, each with its own frames) and on its size and modification time."""
         stat = clip.stat()
-        key = f"{clip.resolve()}\n{stat.st_size}\n{stat.st_mtime_ns}"
+        key = f"{clip.absolute()}\n{stat.st_size}\n{stat.st_mtime_ns}"
         return self.root / hashlib.sha256(key.encode()).hexdigest()[:24]
 
     def prepare(self, clips: list[Path], workers: int = 1) -> PreparedFrames:
         """Every clip's frames, extracted now or read from the store; unreadable clips are
         listed in `bad` with their reason, never raised."""
         prepared = PreparedFrames()
-        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        clips = list(dict.fromkeys(clips))  # the same clip listed twice is read once
+        workers = max(1, min(workers, len(clips)))
+        # Each decoder gets its share of the cores, not all of them each.
+        self.threads = max(1, (os.cpu_count() or 1) // workers)
+        with ThreadPoolExecutor(max_workers=workers) as pool:
             for clip, result in zip(clips, pool.map(self._one, clips), strict=True):
                 if isinstance(result, str):
                     prepared.bad.append((str(clip), result))
@@ -94,21 +106,21 @@ class FrameStore:
             stored = json.loads(index.read_text())
             return [(str(folder / f["file"]), f["time"]) for f in stored["frames"]], True
         try:
-            read = read_clip(clip, self.settings)
+            read = read_clip(clip, self.settings, threads=self.threads)
         except BadImageError as err:  # BadVideoError
             return err.reason
-        partial = folder.with_name(folder.name + f".partial-{os.getpid()}")
-        shutil.rmtree(partial, ignore_errors=True)
-        partial.mkdir(parents=True)
-        listed = []
-        for number, frame in enumerate(read.frames):
-            name = f"{number:04d}.png"
-            frame.image.save(partial / name, compress_level=1)
-            listed.append({"file": name, "time": frame.time})
-        description = {"clip": str(clip), **read.describe(), "frames": listed}
-        atomic_write_bytes(partial / INDEX_FILE, json.dumps(description, indent=1).encode())
+        self.root.mkdir(parents=True, exist_ok=True)
+        partial = Path(tempfile.mkdtemp(prefix=f".{folder.name}.partial-", dir=self.root))
         try:
-            partial.rename(folder)
-        except OSError:  # another process stored it first: keep theirs
-            shutil.rmtree(partial, ignore_errors=True)
+            listed = []
+            for number, frame in enumerate(read.frames):
+                name = f"{number:04d}.png"
+                frame.image.save(partial / name, compress_level=1)
+                listed.append({"file": name, "time": frame.time})
+            description = {"clip": str(clip), **read.describe(), "frames": listed}
+            atomic_write_bytes(partial / INDEX_FILE, json.dumps(description, indent=1).encode())
+            with contextlib.suppress(OSError):  # another process stored it first: keep theirs
+                partial.rename(folder)
+        finally:
+            shutil.rmtree(partial, ignore_errors=True)  # gone once renamed, or on a failure
         return [(str(folder / f["file"]), f["time"]) for f in listed], False

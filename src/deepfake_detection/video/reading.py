@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import logging
 import math
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,8 +25,6 @@ from deepfake_detection.video.settings import VideoSettings
 
 log = logging.getLogger(__name__)
 
-#: The sampled frames of one clip are held in memory together; more than this is refused.
-MAX_DECODED_BYTES = 4_000_000_000
 #: Clips holding at most this many frames are decoded front to back (cheaper than a seek
 #: per sampled frame, which decodes from the previous keyframe each time).
 SEQUENTIAL_FRAMES = 3000
@@ -61,6 +60,8 @@ class Clip:
     fps: float
     #: Degrees the frames were turned counter-clockwise to stand upright.
     rotation: int = 0
+    #: Packets that could not be decoded and were skipped (a damaged file).
+    damaged: int = 0
 
     def describe(self) -> dict[str, object]:
         return {
@@ -69,6 +70,7 @@ class Clip:
             "height": self.height,
             "fps": round(self.fps, 3),
             "rotation": self.rotation,
+            "damaged_packets": self.damaged,
         }
 
 
@@ -141,40 +143,61 @@ def _packet_span(container, stream) -> tuple[float, float] | None:
     return first, max(0.0, last - first)
 
 
-def _decode_in_order(container, stream, times: list[float], start: float):
-    """Each wanted time's frame, the one on screen at that time, decoding front to back."""
-    wanted = iter(times)
-    target = next(wanted, None)
-    shown = None
-    for frame in container.decode(stream):
-        if frame.time is None:
-            continue
-        while target is not None and frame.time - start > target + 1e-6:
-            yield target, shown or frame
-            target = next(wanted, None)
-        if target is None:
-            return
-        shown = frame
-    while target is not None and shown is not None:  # times past the last frame
-        yield target, shown
-        target = next(wanted, None)
+class _Decoding:
+    """Decoded frames of one stream, packet by packet: a packet that fails to decode is
+    counted and skipped (one damaged byte loses a frame, not the rest of the clip), and
+    past `deadline` (time.monotonic()) decoding stops with a `BadVideoError`."""
 
+    def __init__(self, container, stream, path: Path, deadline: float | None) -> None:
+        self.container, self.stream, self.path = container, stream, path
+        self.deadline = deadline
+        self.lost = 0
 
-def _decode_seeking(container, stream, times: list[float], start: float):
-    """Each wanted time's frame on screen, seeking to the keyframe before it (long clips)."""
-    base = stream.time_base
-    for target in times:
-        container.seek(int((start + target) / base), stream=stream, backward=True)
-        shown = None
-        for frame in container.decode(stream):
-            if frame.time is None:
+    def frames(self):
+        import av
+
+        for packet in self.container.demux(self.stream):
+            if self.deadline is not None and time.monotonic() > self.deadline:
+                raise BadVideoError(self.path, "reading it took longer than allowed")
+            try:
+                decoded = packet.decode()
+            except (av.FFmpegError, *DAMAGED):
+                self.lost += 1
                 continue
-            if frame.time - start > target + 1e-6:
-                shown = shown or frame
-                break
+            for frame in decoded:
+                if frame.time is not None:
+                    yield frame
+
+    def in_order(self, times: list[float], start: float):
+        """Each wanted time's frame, the one on screen at that time, front to back."""
+        wanted = iter(times)
+        target = next(wanted, None)
+        shown = None
+        for frame in self.frames():
+            while target is not None and frame.time - start > target + 1e-6:
+                yield target, shown or frame
+                target = next(wanted, None)
+            if target is None:
+                return
             shown = frame
-        if shown is not None:
+        while target is not None and shown is not None:  # times past the last frame
             yield target, shown
+            target = next(wanted, None)
+
+    def seeking(self, times: list[float], start: float):
+        """Each wanted time's frame on screen, seeking to the keyframe before it (long
+        clips)."""
+        base = self.stream.time_base
+        for target in times:
+            self.container.seek(int((start + target) / base), stream=self.stream, backward=True)
+            shown = None
+            for frame in self.frames():
+                if frame.time - start > target + 1e-6:
+                    shown = shown or frame
+                    break
+                shown = frame
+            if shown is not None:
+                yield target, shown
 
 
 #: What a damaged file can raise from inside PyAV besides its own errors: a header that
@@ -182,9 +205,17 @@ def _decode_seeking(container, stream, times: list[float], start: float):
 DAMAGED = (AttributeError, ArithmeticError, EOFError, IndexError, OSError, TypeError, ValueError)
 
 
-def read_clip(source: str | Path | bytes, settings: VideoSettings, name: str = "") -> Clip:
+def read_clip(
+    source: str | Path | bytes,
+    settings: VideoSettings,
+    name: str = "",
+    deadline: float | None = None,
+    threads: int = 0,
+) -> Clip:
     """The sampled frames of a clip file (or its bytes, an upload named `name`), upright.
-    `BadVideoError` for what cannot be read as a video, or is beyond `settings`' limits."""
+    `BadVideoError` for what cannot be read as a video, is beyond `settings`' limits, or is
+    still being read at `deadline` (`time.monotonic()`). `threads`: the decoder's threads
+    (0: as many as FFmpeg picks)."""
     import av
 
     path = Path(name) if isinstance(source, bytes) else Path(source)
@@ -195,12 +226,14 @@ def read_clip(source: str | Path | bytes, settings: VideoSettings, name: str = "
         raise BadVideoError(path, _reason(err, "not a video FFmpeg can open")) from None
     try:
         with container:
-            return _read(container, path, settings)
+            return _read(container, path, settings, deadline, threads)
     except (av.FFmpegError, *DAMAGED) as err:
         raise BadVideoError(path, _reason(err, "damaged or unsupported")) from None
 
 
-def _read(container, path: Path, settings: VideoSettings) -> Clip:
+def _read(
+    container, path: Path, settings: VideoSettings, deadline: float | None, threads: int
+) -> Clip:
     import av
 
     if not container.streams.video:
@@ -211,6 +244,8 @@ def _read(container, path: Path, settings: VideoSettings) -> Clip:
             path, f"its video codec ({stream.codec_tag or 'unknown'}) is not supported"
         )
     stream.thread_type = "AUTO"
+    if threads:
+        stream.codec_context.thread_count = threads
     width, height = stream.codec_context.width, stream.codec_context.height
     limit = settings.max_frame_pixels
     if limit is not None and width * height > limit:
@@ -233,18 +268,19 @@ def _read(container, path: Path, settings: VideoSettings) -> Clip:
         )
     times = sample_times(duration, settings)
     needed = len(times) * width * height * 3
-    if needed > MAX_DECODED_BYTES:
+    if needed > settings.max_decoded_mb * 1e6:
         raise BadVideoError(
             path,
-            f"{len(times)} frames of {width}x{height} px would take {needed / 1e9:.1f} GB in "
-            f"memory (at most {MAX_DECODED_BYTES / 1e9:g} GB): lower video.frames, video.fps "
-            "or video.max_frames",
+            f"{len(times)} frames of {width}x{height} px would take {needed / 1e6:.0f} MB in "
+            f"memory, over video.max_decoded_mb={settings.max_decoded_mb:g}: lower "
+            "video.frames, video.fps or video.max_frames",
         )
-    decode = _decode_in_order if sequential else _decode_seeking
+    decoding = _Decoding(container, stream, path, deadline)
+    decode = decoding.in_order if sequential else decoding.seeking
     frames: list[Frame] = []
     rotation = 0
     try:
-        for _, frame in decode(container, stream, times, start):
+        for _, frame in decode(times, start):
             at = round(frame.time - start, 6)
             if frames and at <= frames[-1].time:
                 continue  # a short clip: two sampled times fell on one frame
@@ -256,7 +292,9 @@ def _read(container, path: Path, settings: VideoSettings) -> Clip:
         log.warning("%s: decoding stopped after %d frame(s): %s", path, len(frames), err)
     if not frames:
         raise BadVideoError(path, "no frame could be decoded")
-    return Clip(str(path), frames, duration, width, height, fps, rotation)
+    if decoding.lost:
+        log.warning("%s: %d damaged packet(s) skipped", path, decoding.lost)
+    return Clip(str(path), frames, duration, width, height, fps, rotation, decoding.lost)
 
 
 def _reason(err: Exception, fallback: str) -> str:

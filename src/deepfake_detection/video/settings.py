@@ -50,6 +50,8 @@ class VideoSettings:
     max_seconds: float | None = setting(or_null(number(0, low_open=True)), 10_800)
     #: Frames larger than this many pixels (width × height) are refused (null: no limit).
     max_frame_pixels: int | None = setting(or_null(integer(1)), 8_294_400)
+    #: The sampled frames of one clip are held in memory together: at most this many MB.
+    max_decoded_mb: float = setting(number(0, low_open=True), 4000)
     #: Where a dataset's clips are kept as frames (null: the user cache).
     cache_dir: str | None = setting(cache_dir(), None)
 
@@ -65,3 +67,18 @@ class VideoSettings:
 
 #: Keys of `video.*`, for the commands that read video.
 VIDEO_RULES: dict[str, Rule] = rules_of(VideoSettings, "video")
+
+
+#: What a scoring command may change about how a dataset's clips are read and scored (null:
+#: as in the training run): `deepfake-evaluate video.frames=32 video.aggregate=max`.
+SCORING_KEYS = ("frames", "fps", "aggregate", "topk")
+SCORING_VIDEO_RULES: dict[str, Rule] = {
+    f"video.{name}": or_null(rule)
+    for name, rule in rules_of(VideoSettings, only=SCORING_KEYS).items()
+}
+
+
+def scoring_video(trained: Mapping[str, Any] | None, given: Mapping[str, Any] | None) -> dict:
+    """The training run's `video` settings with a scoring command's non-null `video.*`."""
+    changed = {k: v for k, v in dict(given or {}).items() if k in SCORING_KEYS and v is not None}
+    return {**dict(trained or {}), **changed}

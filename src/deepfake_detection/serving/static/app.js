@@ -245,7 +245,8 @@ async function score(file) {
   card.querySelector(".cam-toggle").addEventListener("change", (event) => {
     toggleHeatmap(card, file, event.target.checked);
   });
-  const isVideo = file.type.startsWith("video/");
+  // Some systems give clips no type (an .mkv, say): their name tells then.
+  const isVideo = file.type.startsWith("video/") || /\.(mp4|mov|m4v|webm|avi|mkv)$/i.test(file.name);
   const limit = state.info && (isVideo ? state.info.limits.max_video_mb : state.info.limits.max_upload_mb);
   if (limit && file.size > limit * 1e6) {
     showError(card, `over the upload limit of ${limit} MB`);
