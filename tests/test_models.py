@@ -5,11 +5,13 @@ import torch
 from torch import nn
 
 from deepfake_detection.errors import ConfigError
-from deepfake_detection.models import CustomCNNDetector, MobileNetV2Detector
+from deepfake_detection.models import CustomCNNDetector, MobileNetV2Detector, TimmDetector
 
 MODELS = {
     "custom_cnn": lambda **kw: CustomCNNDetector(widths=[8, 16], hidden_units=16, **kw),
     "mobilenet_v2": lambda **kw: MobileNetV2Detector(pretrained=False, **kw),
+    "timm_cnn": lambda **kw: TimmDetector(name="test_resnet", pretrained=False, **kw),
+    "timm_vit": lambda **kw: TimmDetector(name="test_vit", pretrained=False, **kw),
 }
 
 

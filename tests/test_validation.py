@@ -36,6 +36,7 @@ TRAIN_VARIANTS: dict[str, list[str]] = {
     "preset": ["experiment=seed_mobilenet_finetune"],  # variant=mobilenet_last3 and more
     "ddp": ["trainer=ddp", "trainer.accelerator=cpu"],
     "faces": ["face=crop", "synth=sbi+upsample"],
+    "timm": ["model=timm", "model.pretrained=false"],
 }
 
 # Stand-ins for paths that only exist under the test's tmp dir.
@@ -148,6 +149,9 @@ TRAIN_BAD_VALUES: list[tuple[str, Any, str]] = [
     ("model.pretrained", 0, "mobilenet"),
     ("model.weights_path", "no/such/weights.pth", "mobilenet"),
     ("model.weights_path", A_DIR, "mobilenet"),
+    ("model.name", "", "timm"),
+    ("model.name", 50, "timm"),
+    ("model.weights_path", "no/such/weights.safetensors", "timm"),
     ("freeze.name", "partial", "default"),
     ("freeze.name", True, "default"),
     ("freeze.name", "last_n", "default"),  # freeze=none has no freeze.n

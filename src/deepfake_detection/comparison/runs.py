@@ -224,6 +224,8 @@ def _hparams_from_config(config: Mapping[str, Any]) -> dict[str, Any]:
         hparams["augment"] = "basic"
     if isinstance(model.get("_target_"), str):
         hparams["model"] = registry.name_for_target(model["_target_"], config_dir())
+        if hparams["model"] == "timm" and isinstance(model.get("name"), str):
+            hparams["model"] = f"timm:{model['name']}"  # as the run logged it
     if "name" in freeze:
         hparams["freeze"] = freeze["name"]
         hparams["freeze_n"] = freeze.get("n")

@@ -16,6 +16,7 @@ _EXPORTS = {
     # The built-in detectors; their configs' `_target_` name them here.
     "CustomCNNDetector": "deepfake_detection.models.architectures.custom_cnn",
     "MobileNetV2Detector": "deepfake_detection.models.architectures.mobilenet_v2",
+    "TimmDetector": "deepfake_detection.models.architectures.timm_models",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -81,6 +81,12 @@ class BaseDetector(L.LightningModule):
     def head_rest(self, pooled: torch.Tensor) -> torch.Tensor:
         """The rest of the head: `net(x)` is `head_rest(head_pool(blocks(x)))`."""
 
+    @property
+    def display_name(self) -> str:
+        """How runs name this detector (logs, hparams, compare): the architecture, and for
+        a family of models, which one (`timm:resnet50`)."""
+        return self.model_name
+
     def frozen_depth(self) -> int:
         """How many leading feature blocks the freeze setting leaves without trainable weights:
         their output never changes while training, so it can be computed once."""

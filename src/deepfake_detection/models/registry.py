@@ -60,6 +60,9 @@ class Architecture:
     default_weights: str | None = None
     #: The layer Grad-CAM explains.
     gradcam_layer: Callable[[BaseDetector], nn.Module] = last_feature_block
+    #: For a layer whose output is not a (N, C, H, W) map (a transformer's tokens), what
+    #: turns it into one, given the detector; None: used as it is.
+    gradcam_reshape: Callable[[BaseDetector], Callable | None] | None = None
 
     @property
     def targets(self) -> tuple[str, ...]:
@@ -97,6 +100,7 @@ def register(
     settings: type | None = None,
     default_weights: str | None = None,
     gradcam_layer: Callable[[BaseDetector], nn.Module] = last_feature_block,
+    gradcam_reshape: Callable[[BaseDetector], Callable | None] | None = None,
 ) -> Callable[[type[BaseDetector]], type[BaseDetector]]:
     """Class decorator: register a `BaseDetector` subclass as architecture `name`."""
 
@@ -105,7 +109,9 @@ def register(
         if known is not None and known.detector.__qualname__ != cls.__qualname__:
             raise ValueError(f"architecture {name!r} is registered already ({known.detector})")
         cls.model_name, cls.settings = name, settings
-        _REGISTRY[name] = Architecture(name, cls, settings, default_weights, gradcam_layer)
+        _REGISTRY[name] = Architecture(
+            name, cls, settings, default_weights, gradcam_layer, gradcam_reshape
+        )
         return cls
 
     return decorate

@@ -36,8 +36,13 @@ def grad_cam(detector: BaseDetector, model_input: torch.Tensor) -> np.ndarray:
 
     detector.eval()
     batch = model_input.unsqueeze(0).clone().requires_grad_(True)
-    layer = registry.of(detector).gradcam_layer(detector)  # the architecture's choice
-    with torch.enable_grad(), GradCAM(_Logit(detector), [layer]) as cam:
+    architecture = registry.of(detector)
+    layer = architecture.gradcam_layer(detector)  # the architecture's choice
+    reshape = architecture.gradcam_reshape(detector) if architecture.gradcam_reshape else None
+    with (
+        torch.enable_grad(),
+        GradCAM(_Logit(detector), [layer], reshape_transform=reshape) as cam,
+    ):
         heatmap = cam(input_tensor=batch, targets=[ClassifierOutputTarget(0)])
     detector.zero_grad(set_to_none=True)
     return heatmap[0]

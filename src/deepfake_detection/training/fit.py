@@ -110,7 +110,7 @@ def _describe_model(model: BaseDetector, counts: dict[str, int], image_size: int
     freeze = f"{spec.name}, n={spec.n}" if spec.name == "last_n" else spec.name
     gflops = model.flops_per_image(image_size) / 1e9
     return (
-        f"model: {model.model_name} (freeze={freeze}): {counts['params/total']:,} params, "
+        f"model: {model.display_name} (freeze={freeze}): {counts['params/total']:,} params, "
         f"{counts['params/trainable']:,} trainable; {gflops:.3g} GFLOPs per {image_size} px image"
     )
 

@@ -30,7 +30,7 @@ def run_hparams(cfg: DictConfig, model: BaseDetector, image_size: int) -> dict[s
     """Flat, scalar-valued summary of what this run chose."""
     optimizer = cfg.get("optimizer") or {}
     return {
-        "model": model.model_name,
+        "model": model.display_name,
         "freeze": model.freeze_spec.name,
         "freeze_n": model.freeze_spec.n,
         # Runs made before the `augment` group existed trained with what is now `basic`.
