@@ -34,6 +34,7 @@ from deepfake_detection.reports.per_source_tables import report_per_source
 from deepfake_detection.training.artifacts import save_state_dict
 from deepfake_detection.training.fit import FittedRun
 from deepfake_detection.training.hparams import log_hparams, run_hparams
+from deepfake_detection.training.loggers import share_figures, tensorboard_writer
 
 log = logging.getLogger(__name__)
 
@@ -185,7 +186,8 @@ def test_best_checkpoint(run: FittedRun) -> dict[str, Any]:
                     else _render_figures(run, test_predictions, threshold, per_source)
                 )
     if writer:
-        save_pngs(pngs, output_dir, getattr(run.logger, "experiment", None), trainer.global_step)
+        written = save_pngs(pngs, output_dir, tensorboard_writer(run.loggers), trainer.global_step)
+        share_figures(run.loggers, written, trainer.global_step)
 
     best_score = run.checkpoint.best_model_score
     val_threshold = _val_threshold(val_predictions)
@@ -237,6 +239,6 @@ def test_best_checkpoint(run: FittedRun) -> dict[str, Any]:
     if datamodule.test_roots:
         metrics.update(test_other_roots(run, val_threshold))
     if writer:
-        log_hparams(run.logger, metrics["hparams"], metrics)
+        log_hparams(run.loggers, metrics["hparams"], metrics)
         write_json(output_dir / METRICS_FILE, metrics)
     return metrics

@@ -44,6 +44,11 @@ from deepfake_detection.training.callbacks import (
     last_epoch_checkpoint,
 )
 from deepfake_detection.training.interrupts import InterruptCheckpoint
+from deepfake_detection.training.loggers import (
+    instantiate_loggers,
+    share_figures,
+    tensorboard_writer,
+)
 from deepfake_detection.training.progress import ProgressLog
 from deepfake_detection.training.resume import (
     LAST_CHECKPOINT,
@@ -68,7 +73,8 @@ class FittedRun:
     model: BaseDetector
     datamodule: DeepfakeDataModule
     checkpoint: ModelCheckpoint
-    logger: Logger
+    #: The run's loggers (`logger=`; several with `logger=many`), possibly none.
+    loggers: list[Logger]
     notice: InterruptCheckpoint
     counts: dict[str, int]
     #: Per-epoch train/val loss and accuracy (testing the best checkpoint rewinds the model's).
@@ -205,14 +211,15 @@ def fit(cfg: DictConfig) -> FittedRun | FinishedRun:
         callbacks.append(SelectionSet(datamodule, datamodule.select_on))
     callbacks += [EpochSeeding(cfg.seed), clock, notice, progress]
     checkpoint = next(cb for cb in callbacks if isinstance(cb, ModelCheckpoint))
-    logger = instantiate(cfg.logger)
+    loggers = instantiate_loggers(cfg.get("logger"))
     if writer and datamodule.synth is not None:
         examples = {"synthetic_fakes": synthetic_fakes_figure(datamodule.synthetic_examples())}
-        save_figures(examples, output_dir, getattr(logger, "experiment", None))
+        written = save_figures(examples, output_dir, tensorboard_writer(loggers))
+        share_figures(loggers, written)
     trainer: L.Trainer = instantiate(
         cfg.trainer,
         callbacks=callbacks,
-        logger=logger,
+        logger=loggers or False,
         # Checkpoints are written in a thread from a copy taken at the save point, while
         # training goes on; the fit waits for the last write before it returns.
         plugins=[BackgroundCheckpointIO(SafeAtomicCheckpointIO())],
@@ -223,7 +230,8 @@ def fit(cfg: DictConfig) -> FittedRun | FinishedRun:
     # of MobileNetV2. The algorithms stay deterministic; no correct op reads that memory.
     torch.utils.deterministic.fill_uninitialized_memory = False
     if resume is None and writer:
-        logger.log_metrics({k: float(v) for k, v in counts.items()}, step=0)
+        for logger in loggers:
+            logger.log_metrics({k: float(v) for k, v in counts.items()}, step=0)
 
     with notice.guard():
         if resume is not None and datamodule.feature_cache.enabled:
@@ -250,7 +258,7 @@ def fit(cfg: DictConfig) -> FittedRun | FinishedRun:
         model=model,
         datamodule=datamodule,
         checkpoint=checkpoint,
-        logger=logger,
+        loggers=loggers,
         notice=notice,
         counts=counts,
         history=dict(model.history),

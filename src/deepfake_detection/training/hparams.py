@@ -7,6 +7,7 @@ from typing import Any
 from omegaconf import DictConfig
 
 from deepfake_detection.models.base import BaseDetector
+from deepfake_detection.training.loggers import log_hyperparameters
 
 #: Final metrics shown next to the hyperparameters in TensorBoard's HParams tab.
 HPARAMS_METRICS = (
@@ -49,12 +50,13 @@ def run_hparams(cfg: DictConfig, model: BaseDetector, image_size: int) -> dict[s
     }
 
 
-def log_hparams(logger: Any, hparams: dict[str, Any], metrics: dict[str, Any]) -> None:
-    """Log the hyperparameters with the run's final metrics, as `hp/<metric>` scalars.
+def log_hparams(loggers: Any, hparams: dict[str, Any], metrics: dict[str, Any]) -> None:
+    """Log the hyperparameters with the run's final metrics, as `hp/<metric>` scalars, on
+    every logger of the run.
 
     Distinct tags keep the extra step-0 points the HParams summary needs off the real curves.
     """
-    if logger is None:
+    if not loggers:
         return
     final = {
         f"hp/{name.replace('/', '_')}": float(metrics[name])
@@ -63,4 +65,4 @@ def log_hparams(logger: Any, hparams: dict[str, Any], metrics: dict[str, Any]) -
     }
     # TensorBoard's HParams plugin only accepts numbers, strings and booleans.
     params = {k: ("none" if v is None else v) for k, v in hparams.items()}
-    logger.log_hyperparams(params, metrics=final)
+    log_hyperparameters(loggers if isinstance(loggers, list) else [loggers], params, final)
