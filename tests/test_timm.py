@@ -184,5 +184,5 @@ def test_efficientnet_lite0_loads_the_packaged_imagenet_weights() -> None:
 
         image = preprocessing.model_input(Image.fromarray(getattr(data, name)()), name)
         with torch.no_grad():
-            top = int(classifier(detector.net.renormalised(image[None])).argmax())
+            top = int(classifier(detector.net.renormalise(image[None])).argmax())
         assert top in classes, (name, top)

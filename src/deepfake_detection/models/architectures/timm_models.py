@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import difflib
 import logging
-import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +22,13 @@ from torch import nn
 
 from deepfake_detection.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from deepfake_detection.errors import ConfigError, WeightsError
+from deepfake_detection.models.adapters import (
+    GroupedDetector,
+    ParameterGroup,
+    Renormalise,
+    parameter_groups,
+    token_grid,
+)
 from deepfake_detection.models.base import BaseDetector, OptimizerFactory, SchedulerFactory
 from deepfake_detection.models.pretrained import load_backbone_weights, read_state_dict
 from deepfake_detection.models.registry import register
@@ -67,47 +73,22 @@ class TimmNet(nn.Module):
         std: Sequence[float] = IMAGENET_STD,
     ) -> None:
         super().__init__()
+        self.renormalise = Renormalise(mean, std)
         self.backbone = backbone
         self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(backbone.num_features, 1))
-        given_mean, given_std = torch.tensor(IMAGENET_MEAN), torch.tensor(IMAGENET_STD)
-        own_mean, own_std = torch.tensor(mean, dtype=torch.float32), torch.tensor(std)
-        # x_own = (x * given_std + given_mean - own_mean) / own_std
-        self.register_buffer("input_scale", (given_std / own_std).view(1, 3, 1, 1))
-        self.register_buffer("input_shift", ((given_mean - own_mean) / own_std).view(1, 3, 1, 1))
 
     @property
     def weights_normalisation(self) -> dict[str, list[float]]:
-        """The mean and standard deviation the backbone's weights expect (export metadata),
-        read back from the buffers: a rebuilt checkpoint has them from its state_dict."""
-        given_mean, given_std = torch.tensor(IMAGENET_MEAN), torch.tensor(IMAGENET_STD)
-        std = given_std / self.input_scale.flatten().cpu()
-        mean = given_mean - self.input_shift.flatten().cpu() * std
-        return {
-            "mean": [round(float(v), 6) for v in mean],
-            "std": [round(float(v), 6) for v in std],
-        }
-
-    def renormalised(self, images: torch.Tensor) -> torch.Tensor:
-        return images * self.input_scale + self.input_shift
+        """The mean and standard deviation the backbone's weights expect (export metadata)."""
+        return self.renormalise.target
 
     def pooled(self, images: torch.Tensor) -> torch.Tensor:
         """timm's own pooling of its features (average, class token, ...)."""
-        features = self.backbone.forward_features(self.renormalised(images))
+        features = self.backbone.forward_features(self.renormalise(images))
         return self.backbone.forward_head(features, pre_logits=True)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.head(self.pooled(images))
-
-
-class _ParameterGroup(nn.Module):
-    """Parameters of one of timm's groups, gathered so freezing can treat them as a block.
-
-    It is never a child of the network: its parameters stay the network's, once each."""
-
-    def __init__(self, named: Sequence[tuple[str, nn.Parameter]]) -> None:
-        super().__init__()
-        for name, parameter in named:
-            self.register_parameter(name.replace(".", "__"), parameter)
 
 
 class _Pooled(nn.Module):
@@ -115,11 +96,11 @@ class _Pooled(nn.Module):
 
     def __init__(self, net: TimmNet) -> None:
         super().__init__()
+        self.renormalise = net.renormalise
         self.backbone = net.backbone  # the backbone alone: the head is not cached
-        self.renormalised = net.renormalised
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        features = self.backbone.forward_features(self.renormalised(images))
+        features = self.backbone.forward_features(self.renormalise(images))
         return self.backbone.forward_head(features, pre_logits=True)
 
 
@@ -227,23 +208,12 @@ def last_stage(detector: BaseDetector) -> nn.Module:
     return detector.feature_blocks()[-1]
 
 
-def token_grid(detector: BaseDetector) -> Callable[[torch.Tensor], torch.Tensor] | None:
-    """For a transformer's (N, tokens, C) activations, the (N, C, h, w) map Grad-CAM needs:
-    the class and register tokens dropped, the patch tokens laid back on their grid."""
+def transformer_tokens(detector: BaseDetector) -> Callable[[torch.Tensor], torch.Tensor] | None:
+    """For a vision transformer, its tokens laid back on their grid for Grad-CAM."""
     backbone = detector.net.backbone
     if not hasattr(backbone, "num_prefix_tokens"):
         return None
-    prefix = int(backbone.num_prefix_tokens)
-
-    def reshape(tokens: torch.Tensor) -> torch.Tensor:
-        if tokens.dim() != 3:
-            return tokens
-        patches = tokens[:, prefix:, :]
-        side = math.isqrt(patches.shape[1])
-        grid = patches.reshape(patches.shape[0], side, side, patches.shape[2])
-        return grid.permute(0, 3, 1, 2)
-
-    return reshape
+    return token_grid(int(backbone.num_prefix_tokens))
 
 
 @register(
@@ -252,9 +222,9 @@ def token_grid(detector: BaseDetector) -> Callable[[torch.Tensor], torch.Tensor]
     default_weights="timm's pretrained weights of model.name (Hugging Face hub): "
     "model.weights_path, else timm's download",
     gradcam_layer=last_stage,
-    gradcam_reshape=token_grid,
+    gradcam_reshape=transformer_tokens,
 )
-class TimmDetector(BaseDetector):
+class TimmDetector(GroupedDetector):
     """A timm model (`model.name`) with a one-logit head."""
 
     def __init__(
@@ -293,29 +263,19 @@ class TimmDetector(BaseDetector):
         self.save_hyperparameters(ignore=["optimizer", "scheduler"])
 
     @staticmethod
-    def _parameter_groups(net: TimmNet) -> list[_ParameterGroup]:
+    def _parameter_groups(net: TimmNet) -> list[ParameterGroup]:
         """timm's coarse groups of the backbone's parameters (stem, then each stage or
         block), input to output."""
         from timm.models import group_parameters
 
         backbone = net.backbone
         groups = group_parameters(backbone, backbone.group_matcher(coarse=True))
-        named = dict(backbone.named_parameters())
-        ordered = [groups[key] for key in sorted(groups)]
-        return [_ParameterGroup([(n, named[n]) for n in names]) for names in ordered]
-
-    def __setattr__(self, name: str, value: object) -> None:
-        if name == "_groups":  # a plain list: the groups are views, not children
-            object.__setattr__(self, name, value)
-            return
-        super().__setattr__(name, value)
+        order = {name: number for number, key in enumerate(sorted(groups)) for name in groups[key]}
+        return parameter_groups(backbone, order.get)
 
     @property
     def display_name(self) -> str:
         return f"timm:{self.timm_name}"
-
-    def feature_blocks(self) -> Sequence[nn.Module]:
-        return self._groups
 
     def head_pool(self, features: torch.Tensor) -> torch.Tensor:
         return self.net.backbone.forward_head(features, pre_logits=True)
@@ -323,14 +283,5 @@ class TimmDetector(BaseDetector):
     def head_rest(self, pooled: torch.Tensor) -> torch.Tensor:
         return self.net.head(pooled)
 
-    def frozen_depth(self) -> int:
-        """The feature cache stores the pooled features of a wholly frozen backbone only:
-        timm's groups are not a chain of modules a partial prefix could run."""
-        blocks = self.feature_blocks()
-        frozen = all(not p.requires_grad for block in blocks for p in block.parameters())
-        return len(blocks) if frozen else 0
-
-    def feature_prefix(self, depth: int) -> nn.Module:
-        if depth != len(self.feature_blocks()):
-            raise ConfigError("model=timm: the feature cache needs freeze=backbone")
+    def pooled_prefix(self) -> nn.Module:
         return _Pooled(self.net)
