@@ -37,6 +37,7 @@ TRAIN_VARIANTS: dict[str, list[str]] = {
     "ddp": ["trainer=ddp", "trainer.accelerator=cpu"],
     "faces": ["face=crop", "synth=sbi+upsample"],
     "timm": ["model=timm", "model.pretrained=false"],
+    "clip": ["model=clip", "model.pretrained=null"],
 }
 
 # Stand-ins for paths that only exist under the test's tmp dir.
@@ -152,6 +153,10 @@ TRAIN_BAD_VALUES: list[tuple[str, Any, str]] = [
     ("model.name", "", "timm"),
     ("model.name", 50, "timm"),
     ("model.weights_path", "no/such/weights.safetensors", "timm"),
+    ("model.arch", "", "clip"),
+    ("model.arch", 32, "clip"),
+    ("model.pretrained", 5, "clip"),
+    ("model.weights_path", "no/such/open_clip.pt", "clip"),
     ("freeze.name", "partial", "default"),
     ("freeze.name", True, "default"),
     ("freeze.name", "last_n", "default"),  # freeze=none has no freeze.n

@@ -17,6 +17,7 @@ _EXPORTS = {
     "CustomCNNDetector": "deepfake_detection.models.architectures.custom_cnn",
     "MobileNetV2Detector": "deepfake_detection.models.architectures.mobilenet_v2",
     "TimmDetector": "deepfake_detection.models.architectures.timm_models",
+    "ClipDetector": "deepfake_detection.models.architectures.clip_models",
 }
 
 __all__ = sorted(_EXPORTS)
