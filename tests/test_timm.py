@@ -104,6 +104,10 @@ def test_train_evaluate_export_serve_and_explain(name: str, tmp_path: Path) -> N
     )
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["hparams"]["model"] == f"timm:{name}"
+    from deepfake_detection.comparison import compare_runs
+
+    table = compare_runs([run_dir], tmp_path / "compare", plots=False).files
+    assert f"timm:{name}" in (tmp_path / "compare" / "comparison.md").read_text(), table
     EVALUATE.run(compose_config("evaluate", [f"ckpt_path={run_dir}"], tmp_path / "evaluate"))
     again = json.loads((tmp_path / "evaluate" / "metrics.json").read_text())
     assert again["test/auroc"] == pytest.approx(metrics["test/auroc"], abs=1e-6)
