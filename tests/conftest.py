@@ -405,3 +405,17 @@ def write_clip(
             container.mux(sound.encode(silence))
             container.mux(sound.encode())
     return path
+
+
+def patch_gradient(detector, layer) -> float:
+    """How much gradient of the Fake logit reaches the patch tokens at `layer`."""
+    seen = {}
+    handle = layer.register_forward_hook(lambda m, i, out: seen.update(out=out))
+    try:
+        detector.eval()
+        image = torch.randn(1, 3, 32, 32, requires_grad=True)
+        logit = detector.net(image).sum()
+        (grad,) = torch.autograd.grad(logit, seen["out"])
+    finally:
+        handle.remove()
+    return float(grad[:, 1:, :].abs().sum())

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import compose_config, make_dataset
+from conftest import compose_config, make_dataset, patch_gradient
 from deepfake_detection.errors import ConfigError, WeightsError
 
 open_clip = pytest.importorskip("open_clip")
@@ -110,3 +110,14 @@ def test_a_linear_probe_on_cached_embeddings_trains_exports_and_explains(tmp_pat
         assert client.post("/predict", files=files).status_code == 200
         heatmap = client.post("/explain", files=files)
         assert heatmap.status_code == 200, heatmap.text
+
+
+def test_grad_cam_reads_patch_tokens_that_carry_gradient() -> None:
+    from deepfake_detection.models import ClipDetector, registry
+    from deepfake_detection.serving.explain import grad_cam
+
+    torch.manual_seed(0)
+    detector = ClipDetector(arch=TINY, pretrained=None)
+    layer = registry.of(detector).gradcam_layer(detector)
+    assert patch_gradient(detector, layer) > 0
+    assert grad_cam(detector, torch.randn(3, 32, 32)).shape == (32, 32)

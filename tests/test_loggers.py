@@ -37,11 +37,11 @@ def train_with(logger: str, tmp_path: Path, *extra: str) -> Path:
 
 def test_csv_keeps_the_curves_and_the_hyperparameters(tmp_path: Path) -> None:
     run_dir = train_with("csv", tmp_path)
-    with open(run_dir / "csv" / "metrics.csv", newline="") as handle:
+    with open(run_dir / "csv" / "version_0" / "metrics.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert sum(1 for row in rows if row.get("val/auroc")) == 2  # one per epoch
     assert any(row.get("hp/test_auroc") for row in rows)  # the final metrics
-    hparams = yaml.safe_load((run_dir / "csv" / "hparams.yaml").read_text())
+    hparams = yaml.safe_load((run_dir / "csv" / "version_0" / "hparams.yaml").read_text())
     assert hparams["summary/model"] == "custom_cnn" and hparams["summary/max_epochs"] == 2
     assert not (run_dir / "tensorboard").exists()
 
@@ -74,4 +74,4 @@ def test_wandb_offline_keeps_the_run_on_disk(tmp_path: Path, monkeypatch) -> Non
 def test_several_loggers_at_once(tmp_path: Path) -> None:
     run_dir = train_with("many", tmp_path)
     assert list((run_dir / "tensorboard").glob("events.out.tfevents.*"))
-    assert (run_dir / "csv" / "metrics.csv").is_file()
+    assert (run_dir / "csv" / "version_0" / "metrics.csv").is_file()

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import compose_config, make_dataset
+from conftest import compose_config, make_dataset, patch_gradient
 from deepfake_detection.errors import ConfigError, WeightsError
 from deepfake_detection.models import TimmDetector
 
@@ -190,3 +190,21 @@ def test_efficientnet_lite0_loads_the_packaged_imagenet_weights() -> None:
         with torch.no_grad():
             top = int(classifier(detector.net.renormalise(image[None])).argmax())
         assert top in classes, (name, top)
+
+
+def test_grad_cam_reads_patch_tokens_that_carry_gradient() -> None:
+    from deepfake_detection.models import registry
+    from deepfake_detection.serving.explain import grad_cam
+
+    torch.manual_seed(0)
+    vit = TimmDetector(name="test_vit", pretrained=False)
+    layer = registry.of(vit).gradcam_layer(vit)
+    assert patch_gradient(vit, layer) > 0  # the last block's output would give exactly 0
+    assert grad_cam(vit, torch.randn(3, 32, 32)).shape == (32, 32)
+    cnn = TimmDetector(name="test_resnet", pretrained=False)
+    assert grad_cam(cnn, torch.randn(3, 32, 32)).shape == (32, 32)
+
+
+def test_a_model_with_a_pre_logits_layer_gets_the_right_head() -> None:
+    detector = TimmDetector(name="mobilenetv3_small_050", pretrained=False)
+    assert detector(torch.randn(2, 3, 32, 32)).shape == (2,)

@@ -153,6 +153,7 @@ TRAIN_BAD_VALUES: list[tuple[str, Any, str]] = [
     ("model.name", "", "timm"),
     ("model.name", 50, "timm"),
     ("model.weights_path", "no/such/weights.safetensors", "timm"),
+    ("trainer.sync_batchnorm", True, "timm"),
     ("model.arch", "", "clip"),
     ("model.arch", 32, "clip"),
     ("model.pretrained", 5, "clip"),

@@ -224,8 +224,10 @@ def _hparams_from_config(config: Mapping[str, Any]) -> dict[str, Any]:
         hparams["augment"] = "basic"
     if isinstance(model.get("_target_"), str):
         hparams["model"] = registry.name_for_target(model["_target_"], config_dir())
-        if hparams["model"] == "timm" and isinstance(model.get("name"), str):
-            hparams["model"] = f"timm:{model['name']}"  # as the run logged it
+        # A family of models is named by which one, as the run logged it.
+        which = {"timm": "name", "clip": "arch"}.get(hparams["model"])
+        if which is not None and isinstance(model.get(which), str):
+            hparams["model"] = f"{hparams['model']}:{model[which]}"
     if "name" in freeze:
         hparams["freeze"] = freeze["name"]
         hparams["freeze_n"] = freeze.get("n")

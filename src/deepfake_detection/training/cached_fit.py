@@ -85,7 +85,11 @@ def _check_cacheable(prefix: nn.Module, model: BaseDetector) -> None:
     """The prefix must compute in a training step what it computes in eval mode."""
     frozen_bn = {id(m) for m in model.frozen_batchnorms}
     problems = [f"trainable weights ({n})" for n, p in prefix.named_parameters() if p.requires_grad]
-    problems += [f"dropout ({n})" for n, m in prefix.named_modules() if isinstance(m, _DROPOUT)]
+    problems += [
+        f"dropout ({n})"
+        for n, m in prefix.named_modules()
+        if isinstance(m, _DROPOUT) and getattr(m, "p", 1) > 0  # timm keeps p=0 ones around
+    ]
     problems += [
         f"BatchNorm that trains ({n})"
         for n, m in prefix.named_modules()

@@ -88,6 +88,11 @@ def _sync_batchnorm_needs_gpus(value: Any, cfg: DictConfig) -> str | None:
     # torch's SyncBatchNorm runs on CUDA only; on CPU processes it fails at the first step.
     if value and value_at(cfg, "trainer.accelerator") == "cpu":
         return "needs GPUs (SyncBatchNorm is CUDA-only): set it to false on the CPU"
+    # timm fuses the activation into many of its BatchNorm layers (BatchNormAct2d); torch's
+    # conversion to SyncBatchNorm keeps the statistics and silently drops the activation.
+    target = str(value_at(cfg, "model._target_") or "")
+    if value and target.endswith("TimmDetector"):
+        return "is not supported with model=timm (its fused BatchNorm activations would be lost)"
     return None
 
 

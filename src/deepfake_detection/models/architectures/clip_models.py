@@ -42,8 +42,12 @@ def _is_name(value: object) -> bool:
 class ClipSettings:
     """The `model.*` keys of `model=clip` (conf/model/clip.yaml)."""
 
-    #: An OpenCLIP architecture (`open_clip.list_models()`): ViT-B-32, ViT-L-14, ...
-    arch: str = setting(Rule(expected="an OpenCLIP model name", accepts=_is_name), "ViT-B-32")
+    #: An OpenCLIP architecture (`open_clip.list_models()`). OpenAI's weights need the
+    #: `-quickgelu` ones (ViT-B-32-quickgelu, ViT-L-14-quickgelu): the plain names build
+    #: GELU towers, on which those weights load but compute something else.
+    arch: str = setting(
+        Rule(expected="an OpenCLIP model name", accepts=_is_name), "ViT-B-32-quickgelu"
+    )
     #: OpenCLIP's pretrained tag for `arch` (`open_clip.list_pretrained()`), e.g. openai.
     pretrained: str | None = setting(text(nullable=True), "openai")
     #: A local copy of the pretrained weights (an OpenCLIP checkpoint): used first.
@@ -123,12 +127,13 @@ def _group_of(blocks: int) -> Callable[[str], int]:
 
 
 def last_block(detector: BaseDetector) -> nn.Module:
-    """Grad-CAM's layer: the tower's last residual block."""
+    """Grad-CAM's layer: the first norm of the tower's last residual block (the block's
+    output feeds only the pooled class token, so its patch tokens get no gradient)."""
     visual = detector.net.visual
     blocks = getattr(getattr(visual, "transformer", None), "resblocks", None)
     if blocks is None:
         raise ConfigError("Grad-CAM for model=clip needs a ViT tower")
-    return blocks[-1]
+    return getattr(blocks[-1], "ln_1", blocks[-1])
 
 
 def class_token_grid(detector: BaseDetector) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -148,7 +153,7 @@ class ClipDetector(GroupedDetector):
 
     def __init__(
         self,
-        arch: str = "ViT-B-32",
+        arch: str = "ViT-B-32-quickgelu",
         pretrained: str | None = "openai",
         weights_path: str | None = None,
         dropout: float = 0.0,

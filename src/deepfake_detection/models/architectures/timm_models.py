@@ -75,7 +75,10 @@ class TimmNet(nn.Module):
         super().__init__()
         self.renormalise = Renormalise(mean, std)
         self.backbone = backbone
-        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(backbone.num_features, 1))
+        # What `forward_head(pre_logits=True)` returns: more than num_features for models
+        # with a pre-logits layer (MobileNetV3, MambaOut).
+        width = getattr(backbone, "head_hidden_size", None) or backbone.num_features
+        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(width, 1))
 
     @property
     def weights_normalisation(self) -> dict[str, list[float]]:
@@ -213,8 +216,14 @@ def _classifier_prefix(backbone: nn.Module) -> str:
 
 
 def last_stage(detector: BaseDetector) -> nn.Module:
-    """Grad-CAM's layer: the last stage timm lists in `feature_info`."""
+    """Grad-CAM's layer: the last stage timm lists in `feature_info`; for a transformer
+    read through its class token, the last block's first norm (its output tokens feed
+    only the class token forward, so the patch tokens there get no gradient)."""
     backbone = detector.net.backbone
+    blocks = getattr(backbone, "blocks", None)
+    if getattr(backbone, "num_prefix_tokens", 0) and blocks is not None:
+        last = blocks[-1]
+        return getattr(last, "norm1", last)
     info = getattr(backbone, "feature_info", None)
     if info:
         last = info[-1]["module"] if isinstance(info, list) else info.module_name()[-1]
