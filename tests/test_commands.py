@@ -79,7 +79,7 @@ def test_help_follows_the_overrides_given() -> None:
     train = COMMANDS["train"]
     assert "weights_path" not in train.help_text()
     chosen = train.help_text(["model=mobilenet_v2"])
-    assert "weights_path" in chosen and "  model: mobilenet_v2, custom_cnn" in chosen
+    assert "weights_path" in chosen and "  model: mobilenet_v2, clip, custom_cnn, timm" in chosen
     assert train.help_text(["model=no_such_model"]) == train.help_text()
 
 

@@ -25,7 +25,8 @@ def test_valid_group_overrides_pass(overrides: list[str]) -> None:
     [
         (
             ["model=resnet"],
-            "model=resnet: unknown model option; choose one of: custom_cnn, mobilenet_v2",
+            "model=resnet: unknown model option; choose one of: "
+            "clip, custom_cnn, mobilenet_v2, timm",
         ),
         (["model=custom_cnn,resnet"], "model=resnet: unknown model option"),
         (["early_stopping=val_acc"], "choose one of: none, val_auroc, val_loss"),
