@@ -47,7 +47,16 @@ def test_a_name_timm_does_not_know_is_one_line() -> None:
 
 
 def test_offline_without_weights_names_both_ways_out(monkeypatch) -> None:
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    import timm
+
+    create = timm.create_model
+
+    def offline(name, pretrained=False, **kwargs):  # as timm fails with no network
+        if pretrained:
+            raise OSError("We couldn't connect to 'https://huggingface.co'")
+        return create(name, pretrained=False, **kwargs)
+
+    monkeypatch.setattr(timm, "create_model", offline)
     with pytest.raises(WeightsError, match=r"model.weights_path=.*model.pretrained=false"):
         TimmDetector(name="test_resnet", pretrained=True)
 
