@@ -50,7 +50,7 @@ def run_hparams(cfg: DictConfig, model: BaseDetector, image_size: int) -> dict[s
     }
 
 
-def log_hparams(loggers: Any, hparams: dict[str, Any], metrics: dict[str, Any]) -> None:
+def log_hparams(loggers: list[Any], hparams: dict[str, Any], metrics: dict[str, Any]) -> None:
     """Log the hyperparameters with the run's final metrics, as `hp/<metric>` scalars, on
     every logger of the run.
 
@@ -65,4 +65,4 @@ def log_hparams(loggers: Any, hparams: dict[str, Any], metrics: dict[str, Any]) 
     }
     # TensorBoard's HParams plugin only accepts numbers, strings and booleans.
     params = {k: ("none" if v is None else v) for k, v in hparams.items()}
-    log_hyperparameters(loggers if isinstance(loggers, list) else [loggers], params, final)
+    log_hyperparameters(loggers, params, final)

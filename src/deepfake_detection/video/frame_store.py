@@ -61,8 +61,6 @@ class FrameStore:
 
     def __init__(self, settings: VideoSettings) -> None:
         self.settings = settings
-        #: Threads of each clip's decoder (`prepare` shares the cores among its workers).
-        self.threads = 0
         ignored = ("aggregate", "topk", "faces", "cache_dir")  # not what a frame holds
         sampling = {k: v for k, v in settings.describe().items() if k not in ignored}
         digest = hashlib.sha256(
@@ -84,9 +82,10 @@ class FrameStore:
         clips = list(dict.fromkeys(clips))  # the same clip listed twice is read once
         workers = max(1, min(workers, len(clips)))
         # Each decoder gets its share of the cores, not all of them each.
-        self.threads = max(1, (os.cpu_count() or 1) // workers)
+        threads = max(1, (os.cpu_count() or 1) // workers)
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            for clip, result in zip(clips, pool.map(self._one, clips), strict=True):
+            results = pool.map(lambda clip: self._one(clip, threads), clips)
+            for clip, result in zip(clips, results, strict=True):
                 if isinstance(result, str):
                     prepared.bad.append((str(clip), result))
                     continue
@@ -96,7 +95,7 @@ class FrameStore:
                 prepared.extracted += not reused
         return prepared
 
-    def _one(self, clip: Path) -> tuple[list[tuple[str, float]], bool] | str:
+    def _one(self, clip: Path, threads: int = 0) -> tuple[list[tuple[str, float]], bool] | str:
         try:
             folder = self.folder_of(clip)
         except OSError as err:
@@ -106,7 +105,7 @@ class FrameStore:
             stored = json.loads(index.read_text())
             return [(str(folder / f["file"]), f["time"]) for f in stored["frames"]], True
         try:
-            read = read_clip(clip, self.settings, threads=self.threads)
+            read = read_clip(clip, self.settings, threads=threads)
         except BadImageError as err:  # BadVideoError
             return err.reason
         self.root.mkdir(parents=True, exist_ok=True)

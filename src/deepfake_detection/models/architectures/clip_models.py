@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import nn
@@ -25,17 +25,13 @@ from deepfake_detection.models.adapters import (
 )
 from deepfake_detection.models.base import BaseDetector, OptimizerFactory, SchedulerFactory
 from deepfake_detection.models.registry import register
-from deepfake_detection.rules import Rule, boolean, existing_file, number, setting, text
+from deepfake_detection.rules import boolean, existing_file, number, setting, text
 
 log = logging.getLogger(__name__)
 
 #: The normalisation CLIP's image towers were trained with.
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
-
-
-def _is_name(value: object) -> bool:
-    return isinstance(value, str) and bool(value.strip())
 
 
 @dataclass(frozen=True)
@@ -45,9 +41,7 @@ class ClipSettings:
     #: An OpenCLIP architecture (`open_clip.list_models()`). OpenAI's weights need the
     #: `-quickgelu` ones (ViT-B-32-quickgelu, ViT-L-14-quickgelu): the plain names build
     #: GELU towers, on which those weights load but compute something else.
-    arch: str = setting(
-        Rule(expected="an OpenCLIP model name", accepts=_is_name), "ViT-B-32-quickgelu"
-    )
+    arch: str = setting(replace(text(), expected="an OpenCLIP model name"), "ViT-B-32-quickgelu")
     #: OpenCLIP's pretrained tag for `arch` (`open_clip.list_pretrained()`), e.g. openai.
     pretrained: str | None = setting(text(nullable=True), "openai")
     #: A local copy of the pretrained weights (an OpenCLIP checkpoint): used first.

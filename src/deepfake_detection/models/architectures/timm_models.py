@@ -14,7 +14,7 @@ from __future__ import annotations
 import difflib
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -32,13 +32,9 @@ from deepfake_detection.models.adapters import (
 from deepfake_detection.models.base import BaseDetector, OptimizerFactory, SchedulerFactory
 from deepfake_detection.models.pretrained import load_backbone_weights, read_state_dict
 from deepfake_detection.models.registry import register
-from deepfake_detection.rules import Rule, boolean, existing_file, number, setting
+from deepfake_detection.rules import boolean, existing_file, number, setting, text
 
 log = logging.getLogger(__name__)
-
-
-def _is_model_name(value: object) -> bool:
-    return isinstance(value, str) and bool(value.strip())
 
 
 @dataclass(frozen=True)
@@ -46,9 +42,7 @@ class TimmSettings:
     """The `model.*` keys of `model=timm` (conf/model/timm.yaml)."""
 
     #: A timm model name (`timm.list_models()`), e.g. efficientnet_b0, resnet50, convnext_tiny.
-    name: str = setting(
-        Rule(expected="a timm model name", accepts=_is_model_name), "efficientnet_b0"
-    )
+    name: str = setting(replace(text(), expected="a timm model name"), "efficientnet_b0")
     pretrained: bool = setting(boolean(), True)
     #: A local copy of the pretrained weights (.pth/.bin state_dict, or .safetensors).
     weights_path: str | None = setting(existing_file(nullable=True, blank_is_null=True), None)
