@@ -116,7 +116,7 @@ def test_threshold_val_uses_the_stored_validation_threshold(trained: Path, tmp_p
     trained_metrics = json.loads((trained / "metrics.json").read_text())
     metrics = run_evaluate([f"ckpt_path={trained}", "threshold=val"], tmp_path / "eval")
     assert metrics["threshold"] == pytest.approx(trained_metrics["val/threshold"])
-    assert metrics["threshold/rule"] == "youden_j"
+    assert metrics["threshold/rule"] == "val"
     # Training reported the same numbers at that threshold, as `test/<name>@val`.
     for name in ("acc", "precision", "recall", "f1", "real_acc", "fake_acc", "balanced_acc"):
         assert trained_metrics[f"test/{name}@val"] == pytest.approx(metrics[f"test/{name}"]), name
@@ -135,7 +135,7 @@ def test_threshold_val_is_chosen_on_validation_not_on_test(trained: Path, tmp_pa
     fixed = run_evaluate([f"ckpt_path={shifted}"], tmp_path / "fixed")
     chosen = run_evaluate([f"ckpt_path={shifted}", "threshold=val"], tmp_path / "val")
     assert fixed["test/real_acc"] == 0.0 and fixed["test/fake_acc"] == 1.0
-    assert chosen["threshold"] > 0.8 and chosen["threshold/rule"] == "youden_j"
+    assert chosen["threshold"] > 0.8 and chosen["threshold/rule"] == "val"
     assert chosen["test/real_acc"] > 0.0
     assert chosen["test/auroc"] == pytest.approx(fixed["test/auroc"])
 

@@ -85,6 +85,8 @@ class DeepfakeDataModule(L.LightningDataModule):
         sampling: str = "shuffle",
         select_on: str | None = None,
         video: Mapping[str, Any] | None = None,
+        one_class: bool = False,
+        label: str | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -138,6 +140,10 @@ class DeepfakeDataModule(L.LightningDataModule):
         #: Split -> stored features that the fit's train/val loaders read in place of images.
         self.cached_datasets: dict[str, Dataset] = {}
         self.root = root
+        #: Scoring only: a split may hold one class (`one_class`), or every file under the
+        #: root is of class `label` (`data.label`): a false-positive or detection-rate audit.
+        self.one_class = one_class or label is not None
+        self.label = label
         #: How a flat root is split, the class folder names, the source level, and the
         #: file lists that replace derived splits (see `discovery.discover`).
         self.split_fractions = check_fractions(split_fractions)
@@ -183,6 +189,8 @@ class DeepfakeDataModule(L.LightningDataModule):
                 class_aliases=self.class_aliases,
                 source_depth=self.source_depth,
                 split_lists=self.split_lists,
+                one_class=self.one_class,
+                label=self.label,
             )
             if self.used_splits is not None:
                 index.splits = {s: index.splits[s] for s in self.used_splits if s in index.splits}
@@ -292,6 +300,8 @@ class DeepfakeDataModule(L.LightningDataModule):
     def _check_both_classes(self, index: DatasetIndex, after: str) -> None:
         for split, samples in index.splits.items():
             labels = {label for _, label in samples}
+            if self.one_class and labels:
+                continue
             if labels != {0, 1}:
                 raise DatasetError(
                     f"data.root={index.root}: the {split} split has no readable "

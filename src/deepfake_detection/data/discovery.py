@@ -107,8 +107,10 @@ def index_folder(
     source_depth: int = 1,
     sources: dict[str, str] | None = None,
     what: str = "data.root",
+    one_class: bool = False,
 ) -> list[Sample]:
-    """Every image of every class folder at or below `top`; both classes must have images.
+    """Every image of every class folder at or below `top`; both classes must have images,
+    unless `one_class` (a scoring command's folder of only reals, say).
 
     `sources`, when given, receives each image's source (`layout.find_class_folders`).
     """
@@ -118,6 +120,8 @@ def index_folder(
     samples: list[Sample] = []
     for label in sorted(CLASS_NAMES):
         own = [f for f in folders if f.label == label]
+        if not own and one_class and not _unrecognised_siblings(folders, aliases):
+            continue
         if not own:
             found = ", ".join(sorted({f.path.name for f in folders}))
             names = "|".join(aliases.fake if label else aliases.real)
@@ -141,6 +145,20 @@ def index_folder(
     return sorted(samples)
 
 
+def _unrecognised_siblings(folders: list, aliases: ClassAliases) -> list[str]:
+    """Folders beside the class folders that name no class: a misspelt class folder is
+    more likely than a one-class set, so scoring one class alone needs none of them."""
+    parents = {folder.path.parent for folder in folders}
+    return sorted(
+        child.name
+        for parent in parents
+        for child in parent.iterdir()
+        if child.is_dir()
+        and not child.name.startswith(".")
+        and aliases.label_of(child.name) is None
+    )
+
+
 def _check_depth(source_depth: object) -> int:
     if not isinstance(source_depth, int) or isinstance(source_depth, bool) or source_depth < 1:
         raise ConfigError(f"data.source_depth={source_depth}: must be an integer >= 1")
@@ -157,6 +175,8 @@ def discover(
     class_aliases: ClassAliases | Mapping[str, Sequence[str]] | None = None,
     source_depth: int = 1,
     split_lists: str | Path | None = None,
+    one_class: bool = False,
+    label: str | None = None,
 ) -> DatasetIndex:
     """Index `root` (any layout of `layout`) into the splits `required` needs.
 
@@ -166,6 +186,9 @@ def discover(
       unless exactly one split is required (scoring a folder): then it is that split.
     - `split_lists` (a run's `splits/` folder) replaces each split it lists with exactly
       those files.
+    - `one_class`: a split may hold one class only (scoring: a false-positive audit).
+    - `label` (`real` or `fake`): every image and clip under `root` is of that class, class
+      folders or not; the root is the one split `required` names.
     """
     root = Path(root).expanduser()
     required = tuple(required)
@@ -177,17 +200,19 @@ def discover(
         else ClassAliases.from_config(class_aliases)
     )
     source_depth = _check_depth(source_depth)
+    if label is not None:
+        return _index_as_one_class(root, label, required, source_depth)
     layout = _detect_layout(root, aliases)
     index = DatasetIndex(root=root, layout=layout.kind, source_depth=source_depth)
     lists = read_split_lists(split_lists) if split_lists not in (None, "") else {}
     if layout.kind == SPLITS:
         for split, folder in layout.folders.items():
             index.splits[split] = index_folder(
-                folder, aliases, source_depth, index.sources, f"the {split} split"
+                folder, aliases, source_depth, index.sources, f"the {split} split", one_class
             )
         pool = [sample for samples in index.splits.values() for sample in samples]
     else:
-        pool = index_folder(root, aliases, source_depth, index.sources)
+        pool = index_folder(root, aliases, source_depth, index.sources, one_class=one_class)
         if lists:
             pass  # the splits are the listed files
         elif len(required) == 1:
@@ -210,6 +235,27 @@ def discover(
                 f"named {names}, any case); add <root>/{split}/ with its class folders"
             )
     index.splits = {split: index.splits[split] for split in SPLIT_ALIASES if split in index.splits}
+    return index
+
+
+def _index_as_one_class(
+    root: Path, label: str, required: tuple[str, ...], source_depth: int
+) -> DatasetIndex:
+    """`data.label`: everything under `root` is of class `label`, scored as one split."""
+    if len(required) != 1:
+        raise ConfigError(
+            f"data.label={label}: a folder of one class can only be scored as one split, not "
+            f"split into {', '.join(required)}"
+        )
+    target = CLASS_LABELS.get(str(label).lower())
+    if target is None:
+        raise ConfigError(f"data.label={label}: choose real or fake")
+    files = list_media(root)
+    if not files:
+        exts = ", ".join(sorted(IMAGE_EXTENSIONS | VIDEO_EXTENSIONS))
+        raise DatasetError(f"data.root={root}: no images or videos with extension {exts}")
+    index = DatasetIndex(root=root, layout=f"one class ({label})", source_depth=source_depth)
+    index.splits[required[0]] = [(path, target) for path in files]
     return index
 
 

@@ -160,6 +160,9 @@ class ScoringDataSettings:
     num_workers: int | None = setting(NUM_WORKERS, None)
     on_bad_image: str | None = setting(or_null(ON_BAD_IMAGE), None)
     max_image_pixels: int | None = setting(or_null(MAX_IMAGE_PIXELS), None)
+    #: Every file under `root` is of this class, with or without class folders: a folder of
+    #: real photos scored for its false-positive rate (null: class folders say).
+    label: str | None = setting(one_of("real", "fake", nullable=True), None)
 
 
 #: How images are read, for a command that may score a split again (`export`, `serve`).

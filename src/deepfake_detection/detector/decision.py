@@ -23,8 +23,9 @@ from deepfake_detection.metrics.calibration import (
     fit_temperature,
     moved_threshold,
 )
+from deepfake_detection.metrics.operating_points import threshold_for, validation_points
 from deepfake_detection.metrics.predictions import Predictions
-from deepfake_detection.metrics.threshold import THRESHOLD_RULE, youden_threshold
+from deepfake_detection.metrics.threshold_rules import STANDARD_RULES, describe_rule, parse_rule
 from deepfake_detection.models.base import BaseDetector
 
 log = logging.getLogger(__name__)
@@ -63,6 +64,9 @@ class Decision:
     rule: str
     #: The fitted temperature under `calibration=temperature`, else None (1).
     temperature: float | None
+    #: {rule: threshold, validation FPR and TPR} of the standard operating points, on
+    #: scores at this temperature; None when they were not computed.
+    operating_points: dict[str, dict[str, Any]] | None = None
 
     @property
     def divisor(self) -> float:
@@ -126,33 +130,78 @@ def calibrate(source: CheckpointSource) -> float | None:
     return temperature
 
 
-def choose_threshold(source: CheckpointSource, temperature: float = 1.0) -> tuple[float, str]:
-    """(threshold, how it was chosen) for scores at `temperature`. `val` never looks at the
-    evaluated labels."""
-    value = source.cfg.threshold
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value), "fixed"
+def _stored_youden(source: CheckpointSource, temperature: float) -> float | None:
+    """`threshold=val` as training chose it for its best checkpoint (no file read twice)."""
     run_dir = source.run_dir
     stored = read_json(run_dir / METRICS_FILE).get("val/threshold") if run_dir else None
-    if stored is not None and is_best_of_run(run_dir, source.ckpt_file):
-        threshold = moved_threshold(stored, temperature)
-        log.info(
-            "threshold=val: %.6f, chosen on validation when this checkpoint was trained", threshold
-        )
-        return threshold, THRESHOLD_RULE
+    if stored is None or not is_best_of_run(run_dir, source.ckpt_file):
+        return None
+    return moved_threshold(stored, temperature)
+
+
+def choose_threshold(source: CheckpointSource, temperature: float = 1.0) -> tuple[float, str]:
+    """(threshold, the rule that chose it: `fixed`, `val`, `val_fpr:0.01`, ...) for scores at
+    `temperature`. A validation rule never looks at the evaluated labels."""
+    rule = parse_rule(source.cfg.threshold)
+    if rule.kind == "fixed":
+        return float(rule.value), "fixed"
+    if rule.kind == "val":
+        stored = _stored_youden(source, temperature)
+        if stored is not None:
+            log.info(
+                "threshold=val: %.6f, chosen on validation when this checkpoint was trained",
+                stored,
+            )
+            return stored, rule.name
     scores = training_validation_scores(source, temperature)
     try:
-        threshold = youden_threshold(scores.probs, scores.targets)
+        threshold = threshold_for(rule, scores.probs, scores.targets)
     except ValueError as err:
         raise ConfigError(
-            f"threshold=val needs the training run's validation split, which failed: {err}"
+            f"threshold={rule.name} needs the training run's validation split, which failed: {err}"
         ) from None
-    log.info("threshold=val: %.6f, Youden's J on the training run's validation split", threshold)
-    return threshold, THRESHOLD_RULE
+    log.info(
+        "threshold=%s: %.6f, %s on the training run's validation split",
+        rule.name,
+        threshold,
+        describe_rule(rule),
+    )
+    return threshold, rule.name
 
 
-def decide(source: CheckpointSource) -> Decision:
-    """Apply the command's `calibration` and `threshold` to the checkpoint."""
+def validation_is_at_hand(source: CheckpointSource) -> bool:
+    """Whether the validation scores are read already or saved beside the checkpoint, so the
+    operating points cost no scoring pass."""
+    if source.raw_validation is not None:
+        return True
+    run_dir = source.run_dir
+    saved = run_dir / PREDICTIONS_DIR / "val.csv" if run_dir is not None else None
+    return bool(saved and saved.is_file() and is_best_of_run(run_dir, source.ckpt_file))
+
+
+def operating_points(
+    source: CheckpointSource, temperature: float, chosen: str | None = None
+) -> dict[str, dict[str, Any]] | None:
+    """The standard operating points (and `chosen`, when it is another validation rule) on
+    the training run's validation split at `temperature`: each one's threshold and its
+    validation FPR and TPR. None, with a warning, when the validation split cannot be read
+    or lacks a class."""
+    rules = tuple(STANDARD_RULES)
+    if chosen not in (None, "fixed"):
+        rules += (parse_rule(chosen).name,)
+    try:
+        scores = training_validation_scores(source, temperature)
+        return validation_points(scores.probs, scores.targets, rules)
+    except (UserInputError, ValueError) as err:
+        log.warning("no validation operating points: %s", err)
+        return None
+
+
+def decide(source: CheckpointSource, points: bool | None = None) -> Decision:
+    """Apply the command's `calibration` and `threshold` to the checkpoint, with the
+    validation operating points when `points` is true, or when None and they are at hand."""
     temperature = calibrate(source)
     threshold, rule = choose_threshold(source, temperature or 1.0)
-    return Decision(threshold, rule, temperature)
+    wanted = validation_is_at_hand(source) if points is None else points
+    found = operating_points(source, temperature or 1.0, rule) if wanted else None
+    return Decision(threshold, rule, temperature, found)

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from deepfake_detection.metrics.threshold_rules import EXPECTED, rule_problem
 from deepfake_detection.rules import (
     Rule,
     either,
     existing_path,
     integer,
     list_of,
-    number,
     one_of,
     or_null,
     rules_of,
@@ -50,8 +50,9 @@ DEVICES = either(
     expected="auto, -1 (all), an integer >= 1 or a non-empty list of device indices",
 )
 PRECISION = one_of(*PRECISIONS)
-#: A decision threshold: a number, or `val` (chosen on the training run's validation split).
-THRESHOLD = either(number(0, 1), one_of("val"), expected="a number in [0, 1], or val")
+#: A decision threshold: a number, or a rule applied to the training run's validation split
+#: (`val`, `val_eer`, `val_fpr:<rate>`, `val_tpr:<rate>`; `metrics.operating_points`).
+THRESHOLD = Rule(expected=EXPECTED, accepts=lambda value: rule_problem(value) is None)
 CALIBRATION = one_of(*CALIBRATIONS)
 
 

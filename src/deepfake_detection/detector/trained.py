@@ -99,12 +99,14 @@ class TrainedCheckpoint:
             trained.decide()
         return trained
 
-    def decide(self) -> Decision:
-        """Choose the temperature and threshold (on the training run's validation split)."""
+    def decide(self, points: bool | None = None) -> Decision:
+        """Choose the temperature and threshold (on the training run's validation split), and
+        the validation operating points: always with `points`, never with `points=False`,
+        and when None only if the validation scores are saved beside the checkpoint."""
         source = CheckpointSource(
             self.cfg, self.checkpoint, self.ckpt_file, self.run_dir, self.trainer, self.model
         )
-        self.decision = decide_on(source)
+        self.decision = decide_on(source, points)
         return self.decision
 
     def onnx_runner(self, preprocessing: Preprocessing, output_dir: Path) -> Runner:

@@ -27,9 +27,20 @@ from deepfake_detection.reports.figures import (
     prediction_figures,
     save_figures,
 )
+from deepfake_detection.reports.operating_point_tables import (
+    interval_metrics,
+    one_class_of,
+    scored_points,
+)
 from deepfake_detection.reports.per_clip_tables import flat, report_per_clip
 from deepfake_detection.reports.per_source_tables import FIGURE_NAME as PER_SOURCE_FIGURE
 from deepfake_detection.reports.per_source_tables import report_per_source
+from deepfake_detection.reports.protocol import (
+    checkpoint_record,
+    datamodule_preprocessing,
+    protocol_record,
+    split_record,
+)
 from deepfake_detection.reports.summaries import evaluate_summary, roots_summary
 from deepfake_detection.video.settings import scoring_video
 
@@ -44,6 +55,7 @@ DATA_OVERRIDES = (
     "class_aliases",
     "source_depth",
     "split_lists",
+    "label",
 )
 
 
@@ -74,8 +86,15 @@ def scoring_datamodule(
         # Another dataset: the training run's file lists name files of its own.
         data["split_lists"] = None
     perturb = OmegaConf.to_container(perturb) if OmegaConf.is_config(perturb) else perturb
+    # A scored folder may hold one class: its false-positive (or detection) rate is reported.
     return DeepfakeDataModule(
-        **{**data, "required_splits": required, "used_splits": [split], "perturb": perturb}
+        **{
+            **data,
+            "required_splits": required,
+            "used_splits": [split],
+            "perturb": perturb,
+            "one_class": True,
+        }
     )
 
 
@@ -164,8 +183,29 @@ class ScoringJob:
         log.info("data: %s", datamodule.describe())  # indexes and checks every image
         warn_about_training_files(trained.run_dir, datamodule, split)
         write_skipped_files(output_dir, datamodule.skipped)
-        trained.decide()
+        trained.decide(points=True if one_class_split(datamodule, split) else None)
         return cls(output_dir, split, trained, datamodule, logger)
+
+    def protocol(self, cfg: DictConfig) -> dict[str, Any]:
+        """The protocol record of this job's scores (`reports.protocol`)."""
+        trained, datamodule = self.trained, self.datamodule
+        return protocol_record(
+            data=split_record(datamodule, self.split),
+            preprocessing=datamodule_preprocessing(datamodule),
+            checkpoint=checkpoint_record(trained.ckpt_file, trained.run_dir, trained.checkpoint),
+            threshold={"rule": trained.rule, "value": trained.threshold},
+            calibration={
+                "method": cfg.get("calibration", "none"),
+                "temperature": trained.temperature,
+            },
+            perturbation=datamodule.perturbation.label,
+            backbone_library=trained.model.backbone_library,
+        )
+
+
+def one_class_split(datamodule: DeepfakeDataModule, split: str) -> bool:
+    """Whether the split to score holds images of one class only."""
+    return len({label for _, label in datamodule.index.splits[split]}) == 1
 
 
 def _report(cfg: DictConfig, job: ScoringJob, per_root: bool = False) -> dict[str, Any]:
@@ -190,8 +230,14 @@ def _report(cfg: DictConfig, job: ScoringJob, per_root: bool = False) -> dict[st
         figures[PER_SOURCE_FIGURE] = per_source_figure(per_source)
     save_figures(figures, output_dir, None if per_root else job.logger.experiment)
 
+    one_class = one_class_of(predictions)
+    points = scored_points(predictions, trained.decided.operating_points, threshold, rule)
     metrics = {
         **scored.metrics,
+        **interval_metrics(predictions, split, {"acc": threshold}),
+        "operating_points": points,
+        "one_class": one_class,
+        "protocol": job.protocol(cfg),
         "threshold": threshold,
         "threshold/rule": rule,
         "checkpoint": str(trained.ckpt_file),

@@ -24,6 +24,8 @@ from torchmetrics.functional.classification import (
     binary_stat_scores,
 )
 
+from deepfake_detection.metrics.operating_points import TPR_KEYS, tpr_at_fpr_metrics
+
 #: Bins of the expected calibration error.
 ECE_BINS = 15
 
@@ -70,9 +72,9 @@ def compute_metrics(
     """Every test metric of P(Fake) scores against 0/1 targets.
 
     An image is called Fake when its score is above `threshold`. Threshold-free metrics
-    (AUROC, AP, EER) and the calibration error ignore it. `ece` is torchmetrics' binary
-    calibration error: the L1 gap between P(Fake) and the observed Fake rate, over
-    `ECE_BINS` equal-width bins.
+    (AUROC, AP, EER, the TPR at 1 % and 0.1 % FPR) and the calibration error ignore it.
+    `ece` is torchmetrics' binary calibration error: the L1 gap between P(Fake) and the
+    observed Fake rate, over `ECE_BINS` equal-width bins.
     """
     probs = probs.detach().float().flatten().cpu()
     targets = targets.detach().long().flatten().cpu()
@@ -98,6 +100,7 @@ def compute_metrics(
         "real_acc": real_acc,
         "fake_acc": fake_acc,
         "balanced_acc": (real_acc + fake_acc) / 2,
+        **(tpr_at_fpr_metrics(probs, targets) if both_classes else dict.fromkeys(TPR_KEYS, nan)),
         "ece": float(binary_calibration_error(probs, targets, n_bins=ECE_BINS, norm="l1")),
         "tp": tp,
         "fp": fp,

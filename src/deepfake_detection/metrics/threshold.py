@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from torchmetrics.functional.classification import binary_roc
 
-#: How `threshold=val` picks its threshold; recorded next to the value in metrics.json.
-THRESHOLD_RULE = "youden_j"
+#: The rule name of Youden's J (`threshold=val`), recorded next to the value in metrics.json.
+THRESHOLD_RULE = "val"
 
 
 def youden_threshold(probs: torch.Tensor, targets: torch.Tensor) -> float:

@@ -31,6 +31,9 @@ class BaseDetector(L.LightningModule):
     """
 
     model_name: str = "detector"
+    #: The distribution its backbone comes from (`timm`, `torchvision`, ...), whose version
+    #: a result's protocol record names; None for a network of this package alone.
+    backbone_library: str | None = None
     #: What a fit's training and validation steps run on their inputs: None, the whole
     #: network on images; for a fit from stored features, the wrapper of the network that
     #: `training.cached_fit` installs (`FeatureForward`, the trainable rest on features).

@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from deepfake_detection.reports.operating_point_tables import operating_point_lines
+
 
 def shown_path(path: str | Path) -> str:
     """`path` relative to the working directory when below it (shorter to copy), quoted
@@ -34,20 +36,36 @@ def _thresholded(metrics: Mapping[str, Any], split: str, suffix: str = "") -> st
     """`acc … precision … recall … F1 …` of `<split>/<name><suffix>` keys."""
     value = lambda name: _number(metrics.get(f"{split}/{name}{suffix}"))  # noqa: E731
     return (
-        f"acc {value('acc')}  precision {value('precision')}  recall {value('recall')}  "
-        f"F1 {value('f1')}"
+        f"acc {_with_interval(metrics, f'{split}/acc{suffix}')}  "
+        f"precision {value('precision')}  recall {value('recall')}  F1 {value('f1')}"
     )
 
 
+def _with_interval(metrics: Mapping[str, Any], key: str) -> str:
+    """`0.9933 [0.9901, 0.9958]` from `key` and its bootstrap interval `key_ci`, when kept."""
+    interval = metrics.get(f"{key}_ci")
+    shown = _number(metrics.get(key))
+    if isinstance(interval, list | tuple) and len(interval) == 2 and None not in interval:
+        shown += f" [{interval[0]:.4f}, {interval[1]:.4f}]"
+    return shown
+
+
 def metric_lines(metrics: Mapping[str, Any], split: str) -> list[str]:
-    """`acc … F1 … at threshold t` and `AUROC … AP … EER …` for `<split>/<name>` keys."""
+    """`acc … F1 … at threshold t`, `AUROC … AP … EER …` (with 95 % intervals when kept) and
+    the TPR at 1 % and 0.1 % FPR, for `<split>/<name>` keys."""
     value = lambda name: _number(metrics.get(f"{split}/{name}"))  # noqa: E731
     images = sum(int(metrics.get(f"{split}/{k}", 0)) for k in ("tp", "fp", "tn", "fn"))
-    return [
+    lines = [
         f"  {images} images: {_thresholded(metrics, split)}  "
         f"(Fake when P(Fake) > {metrics.get(f'{split}/threshold', 0.5):g})",
-        f"  AUROC {value('auroc')}  AP {value('ap')}  EER {value('eer')}",
+        f"  AUROC {_with_interval(metrics, f'{split}/auroc')}  "
+        f"AP {_with_interval(metrics, f'{split}/ap')}  EER {value('eer')}",
     ]
+    if f"{split}/tpr@fpr0.01" in metrics:
+        lines.append(
+            f"  TPR at 1 % FPR {value('tpr@fpr0.01')}, at 0.1 % FPR {value('tpr@fpr0.001')}"
+        )
+    return lines
 
 
 def train_summary(
@@ -66,6 +84,7 @@ def train_summary(
     lines = [
         f"test metrics of the best checkpoint ({best}):",
         *metric_lines(metrics, "test"),
+        *low_fpr_lines(metrics),
         *per_source_lines(metrics),
     ]
     threshold = metrics.get("val/threshold")
@@ -84,17 +103,25 @@ def train_summary(
 
 
 def evaluate_summary(metrics: Mapping[str, Any], split: str, output_dir: str | Path) -> str:
-    """What `deepfake-evaluate` ends with."""
+    """What `deepfake-evaluate` ends with; a split of one class (a false-positive audit)
+    shows its rate at each operating point instead of the ranking metrics it cannot have."""
+    one_class = metrics.get("one_class")
+    head = f"{split} split of {metrics.get('data/root')}" + (
+        f", perturbed: {metrics['perturb']}" if metrics.get("perturb", "clean") != "clean" else ""
+    )
+    if one_class:
+        body = [
+            f"  {metrics.get('data/images')} {one_class.capitalize()} images only: no AUROC "
+            "(it needs both classes)",
+        ]
+    else:
+        body = [*metric_lines(metrics, split), *per_source_lines(metrics)]
+    points = metrics.get("operating_points") or {}
     return "\n".join(
         [
-            f"{split} split of {metrics.get('data/root')}"
-            + (
-                f", perturbed: {metrics['perturb']}:"
-                if metrics.get("perturb", "clean") != "clean"
-                else ":"
-            ),
-            *metric_lines(metrics, split),
-            *per_source_lines(metrics),
+            f"{head}:",
+            *body,
+            *operating_point_lines(points, one_class),
             f"outputs in {shown_path(output_dir)}{os.sep}",
         ]
     )
@@ -121,6 +148,17 @@ def roots_summary(
     )
     lines.append(f"outputs in {shown_path(output_dir)}{os.sep} (one folder per root in roots/)")
     return "\n".join(lines)
+
+
+def low_fpr_lines(metrics: Mapping[str, Any], rule: str = "val_fpr:0.01") -> list[str]:
+    """What the test split does at the threshold that flagged 1 % of validation reals."""
+    row = (metrics.get("test/operating_points") or {}).get(rule)
+    if not row or row.get("fpr") is None or row.get("tpr") is None:
+        return []
+    return [
+        f"  at {rule} (threshold {row['threshold']:.4g}): test FPR {100 * row['fpr']:.2f} %, "
+        f"TPR {100 * row['tpr']:.2f} %"
+    ]
 
 
 def per_source_lines(metrics: Mapping[str, Any]) -> list[str]:

@@ -17,6 +17,7 @@ from deepfake_detection.data.layout import root_names
 from deepfake_detection.detector.scoring import score_split
 from deepfake_detection.files import METRICS_FILE, PREDICTIONS_DIR, WEIGHTS_FILE, write_json
 from deepfake_detection.metrics.binary import compute_metrics
+from deepfake_detection.metrics.operating_points import validation_points
 from deepfake_detection.metrics.per_source import mean_over, per_source_metrics
 from deepfake_detection.metrics.predictions import Predictions
 from deepfake_detection.metrics.threshold import THRESHOLD_RULE, youden_threshold
@@ -28,9 +29,15 @@ from deepfake_detection.reports.figures import (
     render_pngs,
     save_pngs,
 )
+from deepfake_detection.reports.operating_point_tables import interval_metrics, scored_points
 from deepfake_detection.reports.per_clip_tables import flat, report_per_clip
 from deepfake_detection.reports.per_source_tables import FIGURE_NAME as PER_SOURCE_FIGURE
 from deepfake_detection.reports.per_source_tables import report_per_source
+from deepfake_detection.reports.protocol import (
+    datamodule_preprocessing,
+    protocol_record,
+    split_record,
+)
 from deepfake_detection.training.artifacts import save_state_dict
 from deepfake_detection.training.fit import FittedRun
 from deepfake_detection.training.hparams import log_hparams, run_hparams
@@ -68,6 +75,36 @@ def at_val_threshold(predictions: Predictions, threshold: float | None) -> dict[
         return {f"test/{name}@val": None for name in AT_VAL_METRICS}
     values = compute_metrics(predictions.probs, predictions.targets, threshold)
     return {f"test/{name}@val": values[name] for name in AT_VAL_METRICS}
+
+
+def _validation_points(predictions: Predictions) -> dict[str, dict[str, Any]] | None:
+    """The standard operating points on the best checkpoint's validation scores."""
+    try:
+        return validation_points(predictions.probs, predictions.targets)
+    except ValueError as err:
+        log.warning("no validation operating points: %s", err)
+        return None
+
+
+def _protocol(run: FittedRun, best_path: str | None, val_threshold: float | None) -> dict:
+    """The protocol record of the test metrics: the test and validation splits scored, the
+    preprocessing, the checkpoint rule (what was monitored) and the threshold rule."""
+    datamodule, checkpoint = run.datamodule, run.checkpoint
+    return protocol_record(
+        data=split_record(datamodule, "test"),
+        validation=split_record(datamodule, "val"),
+        preprocessing=datamodule_preprocessing(datamodule),
+        checkpoint={
+            "rule": f"best {checkpoint.monitor} ({checkpoint.mode})"
+            if best_path
+            else "the last weights",
+            "epoch": _checkpoint_epoch(best_path) if best_path else run.trainer.current_epoch,
+        },
+        threshold={"rule": "fixed", "value": 0.5, "val": val_threshold},
+        calibration={"method": "none", "temperature": None},
+        perturbation=datamodule.perturbation.label,
+        backbone_library=run.model.backbone_library,
+    )
 
 
 def _checkpoint_epoch(path: str) -> int:
@@ -191,9 +228,18 @@ def test_best_checkpoint(run: FittedRun) -> dict[str, Any]:
 
     best_score = run.checkpoint.best_model_score
     val_threshold = _val_threshold(val_predictions)
+    val_points = _validation_points(val_predictions)
+    acc_thresholds = {"acc": threshold}
+    if val_threshold is not None:
+        acc_thresholds["acc@val"] = val_threshold
     metrics = {
         **test_metrics,
         **at_val_threshold(test_predictions, val_threshold),
+        **interval_metrics(test_predictions, "test", acc_thresholds),
+        "val/auroc_ci": interval_metrics(val_predictions, "val", {})["val/auroc_ci"],
+        "val/operating_points": val_points,
+        "test/operating_points": scored_points(test_predictions, val_points, threshold, "fixed"),
+        "protocol": _protocol(run, best_path, val_threshold),
         "val/auroc_best": run.val_auroc_best,
         "val/threshold": val_threshold,
         "val/threshold_rule": THRESHOLD_RULE,

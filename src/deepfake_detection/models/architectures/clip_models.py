@@ -145,6 +145,8 @@ def class_token_grid(detector: BaseDetector) -> Callable[[torch.Tensor], torch.T
 class ClipDetector(GroupedDetector):
     """CLIP's image tower (`model.arch`) with a one-logit head."""
 
+    backbone_library = "open_clip_torch"
+
     def __init__(
         self,
         arch: str = "ViT-B-32-quickgelu",

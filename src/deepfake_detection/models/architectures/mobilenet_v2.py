@@ -48,6 +48,8 @@ class MobileNetV2Detector(BaseDetector):
     torchvision's download.
     """
 
+    backbone_library = "torchvision"
+
     def __init__(
         self,
         pretrained: bool = True,

@@ -244,6 +244,8 @@ def transformer_tokens(detector: BaseDetector) -> Callable[[torch.Tensor], torch
 class TimmDetector(GroupedDetector):
     """A timm model (`model.name`) with a one-logit head."""
 
+    backbone_library = "timm"
+
     def __init__(
         self,
         name: str = "efficientnet_b0",
