@@ -369,3 +369,399 @@ def test_pngs_are_not_written_without_finished_runs(tmp_path: Path) -> None:
     assert {path.name for path in result.files} == {"comparison.md", "comparison.csv"}
     assert not (tmp_path / "roc_overlay.png").exists()
     assert "No best model" in result.report
+
+
+# Protocol records and bootstrap intervals, as training writes them into metrics.json.
+TEST_DATA = "9f2c" + "0" * 60
+OTHER_DATA = "77ab" + "1" * 60
+VAL_DATA = "5d6e" + "2" * 60
+
+
+def protocol(
+    fingerprint: str = TEST_DATA,
+    split: str = "test",
+    files: tuple[int, int] = (150, 150),
+    image_size: int = 224,
+    torch_version: str = "2.5.1",
+    threshold_rule: str = "val",
+) -> dict:
+    """A `protocol` record; the defaults describe one comparable setup."""
+    return {
+        "data": {
+            "root": "data/set",
+            "split": split,
+            "fingerprint": fingerprint,
+            "files": {"fake": files[0], "real": files[1]},
+        },
+        "validation": {
+            "root": "data/set",
+            "split": "val",
+            "fingerprint": VAL_DATA,
+            "files": {"fake": 50, "real": 50},
+        },
+        "perturbation": "clean",
+        "preprocessing": {
+            "image_size": image_size,
+            "resize_to": 256,
+            "crop_fraction": 0.875,
+            "mean": [0.485, 0.456, 0.406],
+            "std": [0.229, 0.224, 0.225],
+            "face": None,
+            "video": None,
+        },
+        "checkpoint": {"rule": "best val/auroc (max)", "epoch": 3},
+        "threshold": {"rule": threshold_rule, "value": 0.4312},
+        "calibration": {"method": "none", "temperature": None},
+        "bootstrap": {"resamples": 1000, "seed": 0, "level": 0.95},
+        "versions": {
+            "deepfake_detection": "0.1.0",
+            "python": "3.11.2",
+            "torch": torch_version,
+            "torchvision": "0.20.1",
+            "lightning": "2.4.0",
+            "backbone": {"timm": "1.0.15"},
+        },
+        "git": {"commit": "a1b2c3d4" * 5, "dirty": False},
+    }
+
+
+def recorded(
+    val_auroc: float,
+    test_auroc: float,
+    record: dict,
+    val_ci: tuple[float, float] | None = None,
+    test_ci: tuple[float, float] | None = None,
+) -> dict:
+    """metrics.json of a finished run with a protocol record and, if given, intervals."""
+    metrics = finished(val_auroc, test_auroc, "custom_cnn", "none")
+    metrics["protocol"] = record
+    metrics["test/tpr@fpr0.01"] = 0.8125
+    metrics["test/tpr@fpr0.001"] = 0.5
+    if val_ci is not None:
+        metrics["val/auroc_ci"] = list(val_ci)
+    if test_ci is not None:
+        metrics["test/auroc_ci"] = list(test_ci)
+        metrics["test/ap_ci"] = [0.9, 0.95]
+    return metrics
+
+
+def best_names(report: str) -> list[str]:
+    rows = table_rows(report)
+    return [name for name, row in rows.items() if row["best"] == "★"]
+
+
+@pytest.fixture
+def two_splits(tmp_path: Path) -> Path:
+    """Runs a and b tested on the test split; c, with the best val AUROC, on another split."""
+    make_run(tmp_path / "a", metrics=recorded(0.90, 0.91, protocol()))
+    make_run(tmp_path / "b", metrics=recorded(0.93, 0.92, protocol()))
+    other = protocol(OTHER_DATA, split="valid", files=(90, 90))
+    make_run(tmp_path / "c", metrics=recorded(0.99, 0.98, other))
+    return tmp_path
+
+
+def test_runs_tested_on_different_data_are_not_ranked_together(two_splits: Path) -> None:
+    result = compare_runs([two_splits], plots=False)
+    rows = table_rows(result.report)
+
+    assert {name: row["protocol"] for name, row in rows.items()} == {"a": "A", "b": "A", "c": "B"}
+    assert best_names(result.report) == ["b", "c"]  # one ★ per group
+    assert result.best is None and [run.name for run in result.bests] == ["b", "c"]
+    assert (
+        "- data.fingerprint: A 9f2c0000… (test, 150 fake/150 real) "
+        "vs B 77ab1111… (valid, 90 fake/90 real)"
+    ) in result.report
+    assert "Protocols: 2 groups of comparable runs" in result.report
+    assert "Best performing model in protocol A (chosen on val/auroc_best): b" in result.report
+    assert "Best performing model in protocol B (chosen on val/auroc_best): c" in result.report
+    assert "Also differ" not in result.report  # the split's name is shown with its data
+
+
+def test_mixed_protocols_allow_ranks_every_run_together(two_splits: Path) -> None:
+    result = compare_runs([two_splits], plots=False, mixed_protocols="allow")
+
+    assert best_names(result.report) == ["c"]
+    assert result.best is not None and result.best.name == "c"
+    assert table_rows(result.report)["a"]["protocol"] == "A"
+    assert "Ranked together on request (compare.mixed_protocols=allow)" in result.report
+    assert "- data.fingerprint: A 9f2c0000…" in result.report
+    scope = "across protocols A, B (chosen on val/auroc_best, ranked together on request)"
+    assert f"Best performing model {scope}: c" in result.report
+
+
+def test_cli_takes_compare_settings_among_the_paths(two_splits: Path, capsys) -> None:
+    from deepfake_detection.comparison.compare import main
+
+    args = [str(two_splits / "a"), "compare.mixed_protocols=allow", str(two_splits / "c")]
+    assert main([*args, "--output-dir", str(two_splits / "out"), "--no-plots"]) == 0
+    assert best_names(capsys.readouterr().out) == ["c"]
+
+
+@pytest.mark.parametrize(
+    ("setting", "expected"),
+    [
+        ("compare.mixed_protocols=maybe", "compare.mixed_protocols=maybe: must be refuse or allow"),
+        ("compare.mixed=allow", "compare.mixed: unknown key; known: compare.mixed_protocols"),
+    ],
+)
+def test_bad_compare_setting_is_a_one_line_error(
+    two_splits: Path, capsys, setting: str, expected: str
+) -> None:
+    from deepfake_detection.comparison.compare import main
+
+    assert main([str(two_splits), setting, "--no-plots"]) == 2
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {expected}"), captured.err
+    assert "refuse" in lines[0] and "allow" in lines[0]
+    assert captured.out == "" and not (two_splits / "comparison.md").exists()
+
+
+@pytest.mark.slow
+def test_cli_bad_compare_setting_exits_2(two_splits: Path) -> None:
+    result = run_compare([".", "compare.mixed_protocols=maybe"], two_splits)
+
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr == "error: compare.mixed_protocols=maybe: must be refuse or allow\n"
+
+
+def test_runs_without_a_protocol_record_are_a_group_of_their_own(tmp_path: Path) -> None:
+    make_run(tmp_path / "new", metrics=recorded(0.90, 0.91, protocol()))
+    make_run(tmp_path / "old", metrics=finished(0.95, 0.96, "custom_cnn", "none"))
+    make_run(tmp_path / "older", metrics={"val/auroc_best": 0.97})
+    result = compare_runs([tmp_path], plots=False)
+    rows = table_rows(result.report)
+
+    assert [rows[name]["protocol"] for name in ("new", "old", "older")] == ["A", "B", "B"]
+    assert best_names(result.report) == ["new", "older"]
+    assert "- B (2 runs: old, older): no protocol record" in result.report
+    assert "Differ between groups" not in result.report  # nothing recorded to compare with
+
+
+def test_sweep_without_protocol_records_compares_as_before(sweep: Path) -> None:
+    result = compare_runs([sweep], plots=False)
+
+    assert "Protocol A (3 runs: 0, 1, 10): no protocol record" in result.report
+    assert "compared as before" in result.report
+    assert result.best is not None and result.best.name == "1"
+    assert "95% CI" not in result.report and "TPR@1%FPR" not in result.report  # nothing to show
+
+
+def test_a_preprocessing_difference_splits_groups(tmp_path: Path) -> None:
+    make_run(tmp_path / "big", metrics=recorded(0.90, 0.91, protocol(image_size=224)))
+    make_run(tmp_path / "small", metrics=recorded(0.95, 0.96, protocol(image_size=160)))
+    report = compare_runs([tmp_path], plots=False).report
+
+    assert best_names(report) == ["big", "small"]
+    assert "Differ between groups:\n- preprocessing.image_size: A 224 vs B 160\n" in report
+
+
+def test_a_version_difference_is_a_note_only(tmp_path: Path) -> None:
+    make_run(tmp_path / "a", metrics=recorded(0.90, 0.91, protocol(torch_version="2.5.1")))
+    make_run(tmp_path / "b", metrics=recorded(0.95, 0.96, protocol(torch_version="2.6.0")))
+    make_run(tmp_path / "c", metrics=recorded(0.93, 0.96, protocol(threshold_rule="0.5")))
+    result = compare_runs([tmp_path], plots=False)
+
+    assert best_names(result.report) == ["b"] and result.best is not None
+    assert {row["protocol"] for row in table_rows(result.report).values()} == {"A"}
+    assert "Differ between groups" not in result.report
+    assert "Also differ (without splitting groups):" in result.report
+    assert "- threshold.rule: val (a, b) vs 0.5 (c)" in result.report
+    assert "- versions.torch: 2.5.1 (a, c) vs 2.6.0 (b)" in result.report
+
+
+def test_notes_name_groups_when_each_group_has_one_value(tmp_path: Path) -> None:
+    make_run(tmp_path / "a", metrics=recorded(0.9, 0.9, protocol(image_size=224)))
+    small = protocol(image_size=160, torch_version="2.6.0")
+    make_run(tmp_path / "b", metrics=recorded(0.9, 0.9, small))
+    report = compare_runs([tmp_path], plots=False).report
+
+    assert "- versions.torch: A 2.5.1 vs B 2.6.0" in report
+
+
+def test_nested_preprocessing_differences_are_listed_by_field(tmp_path: Path) -> None:
+    faces = protocol()
+    faces["preprocessing"]["face"] = {"detector": "yunet", "margin": 2.0}
+    cropped = protocol()
+    cropped["preprocessing"]["face"] = {"detector": "yunet", "margin": 1.5}
+    make_run(tmp_path / "a", metrics=recorded(0.9, 0.9, protocol()))
+    make_run(tmp_path / "b", metrics=recorded(0.9, 0.9, faces))
+    make_run(tmp_path / "c", metrics=recorded(0.9, 0.9, cropped))
+    report = compare_runs([tmp_path], plots=False).report
+
+    assert best_names(report) == ["a", "b", "c"]
+    assert '- preprocessing.face: A none vs B {"detector": "yunet", "margin": 2.0} vs C' in report
+    # Same key order, different values: the record is compared as canonical JSON.
+    reordered = protocol()
+    reordered["preprocessing"] = dict(reversed(list(reordered["preprocessing"].items())))
+    make_run(tmp_path / "d", metrics=recorded(0.9, 0.9, reordered))
+    rows = table_rows(compare_runs([tmp_path], plots=False).report)
+    assert rows["d"]["protocol"] == "A"
+
+
+def test_intervals_appear_in_markdown_and_csv(tmp_path: Path) -> None:
+    make_run(
+        tmp_path / "a",
+        metrics=recorded(0.95, 0.985, protocol(), val_ci=(0.93, 0.97), test_ci=(0.981, 0.992)),
+    )
+    make_run(tmp_path / "b", metrics=recorded(0.90, 0.91, protocol()))  # no intervals
+    result = compare_runs([tmp_path], plots=False)
+    rows = table_rows(result.report)
+
+    assert rows["a"]["test AUROC 95% CI"] == "0.9810–0.9920"
+    assert rows["a"]["val AUROC 95% CI"] == "0.9300–0.9700"
+    assert rows["a"]["test TPR@1%FPR"] == "0.8125"
+    assert rows["b"]["test AUROC 95% CI"] == "—"
+    assert "val AUROC 0.9500 [0.9300–0.9700]" in result.report
+    assert "AUROC 0.9850 [0.9810–0.9920], TPR 0.8125 at 1% FPR" in result.report
+    with (tmp_path / "comparison.csv").open(newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        assert tuple(reader.fieldnames or ()) == HEADERS
+        csv_rows = {row["run"]: row for row in reader}
+    row = csv_rows["a"]
+    assert (float(row["test AUROC CI low"]), float(row["test AUROC CI high"])) == (0.981, 0.992)
+    assert (float(row["val AUROC CI low"]), float(row["val AUROC CI high"])) == (0.93, 0.97)
+    assert float(row["test TPR@1%FPR"]) == 0.8125 and float(row["test TPR@0.1%FPR"]) == 0.5
+    assert row["protocol"] == "A" and csv_rows["b"]["test AUROC CI low"] == ""
+
+
+def test_best_run_whose_interval_overlaps_is_not_clearly_better(tmp_path: Path) -> None:
+    make_run(tmp_path / "a", metrics=recorded(0.950, 0.9, protocol(), val_ci=(0.93, 0.97)))
+    make_run(tmp_path / "b", metrics=recorded(0.948, 0.9, protocol(), val_ci=(0.92, 0.96)))
+    make_run(tmp_path / "c", metrics=recorded(0.700, 0.9, protocol(), val_ci=(0.65, 0.75)))
+    report = compare_runs([tmp_path], plots=False).report
+
+    assert best_names(report) == ["a"]
+    assert ". Not clearly better than b: validation AUROC intervals overlap" in report
+
+    make_run(tmp_path / "d", metrics=recorded(0.990, 0.9, protocol(), val_ci=(0.98, 1.0)))
+    report = compare_runs([tmp_path], plots=False).report
+    assert best_names(report) == ["d"] and "Not clearly better" not in report
+
+
+def test_malformed_records_and_intervals_do_not_break_the_comparison(tmp_path: Path) -> None:
+    broken = recorded(0.9, 0.9, protocol(), test_ci=(0.99, 0.98))  # low above high
+    broken["protocol"] = "not a record"
+    broken["val/auroc_ci"] = [0.8]
+    make_run(tmp_path / "a", metrics=broken)
+    partial = recorded(0.8, 0.8, {"data": {"fingerprint": TEST_DATA}, "versions": None})
+    make_run(tmp_path / "b", metrics=partial)
+    make_run(tmp_path / "c", metrics=recorded(0.7, 0.7, protocol()))
+    result = compare_runs([tmp_path], plots=False)
+    rows = table_rows(result.report)
+
+    assert "test AUROC 95% CI" not in rows["a"]  # no usable interval anywhere
+    assert rows["a"]["protocol"] == "A"
+    assert "no protocol record" in result.report
+    assert "- preprocessing.image_size: B not recorded vs C 224" in result.report
+    assert "- validation.fingerprint: B not recorded vs C 5d6e2222… (val, 50 fake/50 real)" in (
+        result.report
+    )
+    assert "- versions.torch: B not recorded vs C 2.5.1" in result.report
+    assert "- versions:" not in result.report
+
+
+def test_rows_are_listed_group_by_group(tmp_path: Path) -> None:
+    make_run(tmp_path / "0", metrics=recorded(0.9, 0.9, protocol()))
+    make_run(tmp_path / "1", log="[2026-11-22 10:00:01,000][train][ERROR] - error: boom\n")
+    make_run(tmp_path / "2", metrics=recorded(0.9, 0.9, protocol(image_size=160)))
+    make_run(tmp_path / "3", metrics=recorded(0.8, 0.9, protocol()))
+    compare_runs([tmp_path], plots=False)
+
+    assert list(table_rows((tmp_path / "comparison.md").read_text())) == ["0", "3", "2", "1"]
+    with (tmp_path / "comparison.csv").open(newline="", encoding="utf-8") as handle:
+        assert [row["run"] for row in csv.DictReader(handle)] == ["0", "3", "2", "1"]
+
+
+def test_hydra_callback_takes_mixed_protocols(two_splits: Path, capsys) -> None:
+    from deepfake_detection.errors import UserInputError
+
+    config = OmegaConf.create({"hydra": {"sweep": {"dir": str(two_splits)}}})
+    CompareOnMultirunEnd(plots=False, mixed_protocols="allow").on_multirun_end(config)
+    assert best_names(capsys.readouterr().out) == ["c"]
+    with pytest.raises(UserInputError, match=r"mixed_protocols=maybe: must be refuse or allow"):
+        CompareOnMultirunEnd(mixed_protocols="maybe")
+
+
+def test_train_config_names_the_callback_setting() -> None:
+    from deepfake_detection.config import config_dir
+
+    node = OmegaConf.load(config_dir() / "train.yaml").hydra.callbacks.compare
+    callback = CompareOnMultirunEnd(**{k: v for k, v in node.items() if k != "_target_"})
+    assert callback.mixed_protocols == "refuse"
+
+
+def test_figures_are_drawn_for_several_groups(two_splits: Path, tmp_path: Path) -> None:
+    result = compare_runs([two_splits], tmp_path / "figures")
+
+    assert {path.name for path in result.files} == {
+        "comparison.md",
+        "comparison.csv",
+        "metrics_bar.png",  # no run saved predictions: no ROC curves
+    }
+    assert (tmp_path / "figures" / "metrics_bar.png").read_bytes().startswith(PNG_SIGNATURE)
+
+
+def scored(n: int, seed: int, shift: float) -> list[tuple[int, float]]:
+    """Predictions for n images, half of them fake; a larger shift separates them better."""
+    import random
+
+    rng = random.Random(seed)
+    return [(i % 2, min(1.0, rng.random() * 0.7 + shift * (i % 2))) for i in range(n)]
+
+
+def test_paired_bootstrap_of_the_auroc_difference_to_the_best(tmp_path: Path) -> None:
+    make_run(
+        tmp_path / "a", metrics=recorded(0.95, 0.9, protocol()), predictions=scored(80, 1, 0.4)
+    )
+    make_run(
+        tmp_path / "b", metrics=recorded(0.90, 0.9, protocol()), predictions=scored(80, 2, 0.1)
+    )
+    make_run(tmp_path / "c", metrics=recorded(0.80, 0.9, protocol()))  # no predictions
+    other = protocol(OTHER_DATA)
+    make_run(tmp_path / "d", metrics=recorded(0.99, 0.9, other), predictions=scored(80, 3, 0.1))
+    result = compare_runs([tmp_path], plots=False)
+    rows = table_rows(result.report)
+
+    header = "ΔAUROC vs best (95% CI)"
+    assert rows["a"][header] == "reference" and rows["c"][header] == "—"
+    assert rows["d"][header] == "—"  # the best of its own group
+    delta, interval = rows["b"][header].split(" ", 1)
+    assert float(delta) < 0 and interval.startswith("[-")
+    with (tmp_path / "comparison.csv").open(newline="", encoding="utf-8") as handle:
+        row = {r["run"]: r for r in csv.DictReader(handle)}["b"]
+    low, high = float(row["ΔAUROC vs best CI low"]), float(row["ΔAUROC vs best CI high"])
+    assert low <= float(row["ΔAUROC vs best"]) <= high < 0  # clearly worse on test
+    # Seeded: the same interval every time.
+    assert compare_runs([tmp_path], plots=False).report == result.report
+
+
+def test_paired_bootstrap_needs_the_same_images(tmp_path: Path) -> None:
+    make_run(
+        tmp_path / "a", metrics=recorded(0.95, 0.9, protocol()), predictions=scored(80, 1, 0.4)
+    )
+    make_run(
+        tmp_path / "b", metrics=recorded(0.90, 0.9, protocol()), predictions=scored(60, 2, 0.1)
+    )
+    report = compare_runs([tmp_path], plots=False).report
+
+    assert "ΔAUROC" not in report
+
+
+def test_paired_auroc_matches_the_plain_auroc() -> None:
+    from deepfake_detection.comparison.paired import paired_delta
+
+    best = {"w": (0, 0.1), "x": (0, 0.4), "y": (1, 0.35), "z": (1, 0.8)}  # AUROC 0.75
+    other = {"w": (0, 0.1), "x": (0, 0.2), "y": (1, 0.35), "z": (1, 0.8)}  # AUROC 1.0
+    delta = paired_delta(best, other, resamples=50)
+    assert delta is not None and delta.delta == pytest.approx(0.25) and delta.images == 4
+    assert paired_delta(best, {**other, "z": (0, 0.8)}) is None  # labels disagree
+
+
+def test_compare_imports_neither_torch_nor_numpy() -> None:
+    code = (
+        "import sys; import deepfake_detection.comparison.compare; "
+        "print(sorted({'torch', 'numpy'} & set(sys.modules)))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.stdout.strip() == "[]", result.stderr

@@ -20,6 +20,7 @@ import torch  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from torchmetrics.classification import BinaryROC  # noqa: E402
 
+from deepfake_detection.comparison.protocols import Grouping  # noqa: E402
 from deepfake_detection.comparison.runs import Run, read_predictions  # noqa: E402
 from deepfake_detection.comparison.table import (  # noqa: E402
     BEST_MARKER,
@@ -49,13 +50,22 @@ def _save(fig: Figure, path: Path) -> Path:
     return atomic_write_bytes(path, buffer.getvalue())
 
 
-def _label(run: Run) -> str:
+def _label(run: Run, grouping: Grouping) -> str:
+    """The run, its setup, and its protocol group when there are several: curves measured
+    on different data must not be read as one ranking."""
     setup = setup_label(run)
-    return f"{run.name} ({setup})" if setup else run.name
+    label = f"{run.name} ({setup})" if setup else run.name
+    return f"{label} [{grouping.label(run)}]" if len(grouping.groups) > 1 else label
 
 
-def _tick(run: Run, best: Run | None) -> str:
-    name = f"{run.name} {BEST_MARKER}" if run is best else run.name
+def _is_best(run: Run, bests: Sequence[Run]) -> bool:
+    return any(run is best for best in bests)
+
+
+def _tick(run: Run, bests: Sequence[Run], grouping: Grouping) -> str:
+    name = f"{run.name} {BEST_MARKER}" if _is_best(run, bests) else run.name
+    if len(grouping.groups) > 1:
+        name += f" [{grouping.label(run)}]"
     setup = setup_label(run)
     return f"{name}\n{setup}" if setup else name
 
@@ -86,7 +96,7 @@ def roc_curve(run: Run) -> tuple[torch.Tensor, torch.Tensor, float] | None:
     return fpr, tpr, float(auroc)
 
 
-def plot_roc_overlay(runs: Sequence[Run], output_dir: Path) -> Path | None:
+def plot_roc_overlay(runs: Sequence[Run], output_dir: Path, grouping: Grouping) -> Path | None:
     """One ROC curve per finished run that saved `predictions/test.csv`."""
     path = output_dir / ROC_FILE
     curves = [(run, roc_curve(run)) for run in runs if run.status == "ok"]
@@ -99,7 +109,7 @@ def plot_roc_overlay(runs: Sequence[Run], output_dir: Path) -> Path | None:
     try:
         ax.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=1, label="chance")
         for run, (fpr, tpr, auroc) in curves:
-            label = f"{_label(run)}  AUROC {auroc:.4f}"
+            label = f"{_label(run, grouping)}  AUROC {auroc:.4f}"
             ax.plot(fpr.numpy(), tpr.numpy(), linewidth=1.5, label=label)
         ax.set(xlim=(0, 1), ylim=(0, 1.01), xlabel="false positive rate (Real called Fake)")
         ax.set(ylabel="true positive rate (Fake caught)", title="ROC on the test split")
@@ -110,7 +120,9 @@ def plot_roc_overlay(runs: Sequence[Run], output_dir: Path) -> Path | None:
         plt.close(fig)
 
 
-def plot_metrics_bar(runs: Sequence[Run], output_dir: Path, best: Run | None) -> Path | None:
+def plot_metrics_bar(
+    runs: Sequence[Run], output_dir: Path, bests: Sequence[Run], grouping: Grouping
+) -> Path | None:
     """Test accuracy, precision, recall, F1 and AUROC of each finished run, grouped by run."""
     path = output_dir / BAR_FILE
     finished = [run for run in runs if run.status == "ok"]
@@ -126,14 +138,16 @@ def plot_metrics_bar(runs: Sequence[Run], output_dir: Path, best: Run | None) ->
             values = [v if isinstance(v, int | float) else math.nan for v in values]
             shift = (i - (len(BAR_METRICS) - 1) / 2) * width
             ax.bar([x + shift for x in range(len(finished))], values, width=width, label=name)
-        ticks = [_tick(run, best) for run in finished]
+        ticks = [_tick(run, bests, grouping) for run in finished]
         many = len(finished) > 5
         ax.set_xticks(range(len(finished)), ticks, rotation=30 if many else 0, fontsize="small")
         ax.set(ylim=(0, 1.05), ylabel="score on the test split")
         title = "Test metrics per run"
-        if best is not None:
-            val = format_value(best.metric(SELECTION_METRIC), "metric")
-            title += f" ({BEST_MARKER} best on val AUROC: {best.name}, {val})"
+        if len(bests) == 1:
+            val = format_value(bests[0].metric(SELECTION_METRIC), "metric")
+            title += f" ({BEST_MARKER} best on val AUROC: {bests[0].name}, {val})"
+        elif bests:
+            title += f" ({BEST_MARKER} best on val AUROC within each protocol [group])"
         ax.set_title(title, fontsize="medium")
         ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize="small")
         ax.grid(axis="y", alpha=0.3)
@@ -142,6 +156,11 @@ def plot_metrics_bar(runs: Sequence[Run], output_dir: Path, best: Run | None) ->
         plt.close(fig)
 
 
-def write_plots(runs: Sequence[Run], output_dir: Path, best: Run | None) -> list[Path]:
-    written = [plot_roc_overlay(runs, output_dir), plot_metrics_bar(runs, output_dir, best)]
+def write_plots(
+    runs: Sequence[Run], output_dir: Path, bests: Sequence[Run], grouping: Grouping
+) -> list[Path]:
+    written = [
+        plot_roc_overlay(runs, output_dir, grouping),
+        plot_metrics_bar(runs, output_dir, bests, grouping),
+    ]
     return [path for path in written if path is not None]

@@ -84,6 +84,33 @@ class Run:
     def metric(self, key: str) -> Any:
         return self.metrics.get(key)
 
+    @property
+    def protocol(self) -> Mapping[str, Any] | None:
+        """The data and settings that produced the metrics, as the run recorded them.
+
+        None for a run from before runs recorded it (or with a damaged record): such runs
+        can still be compared, but nothing says they were tested alike.
+        """
+        record = self.metrics.get("protocol")
+        return record if isinstance(record, Mapping) else None
+
+    def interval(self, key: str) -> tuple[float, float] | None:
+        """The bootstrap interval stored beside `key` (`<key>_ci`), if it is a usable one.
+
+        A malformed interval reads as missing rather than failing the whole comparison.
+        """
+        value = self.metrics.get(f"{key}_ci")
+        if not isinstance(value, list | tuple) or len(value) != 2:
+            return None
+        low, high = value
+        if not all(_is_finite(bound) for bound in (low, high)) or low > high:
+            return None
+        return float(low), float(high)
+
+
+def _is_finite(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
 
 def is_run_dir(path: Path) -> bool:
     """A training run's folder; `evaluate` output folders (they have `ckpt_path`) are not."""

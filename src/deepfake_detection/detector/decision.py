@@ -14,6 +14,7 @@ import lightning as L
 from omegaconf import DictConfig
 
 from deepfake_detection.data.datamodule import DeepfakeDataModule
+from deepfake_detection.data.split_fingerprint import split_fingerprint
 from deepfake_detection.detector.loading import saved_data_arguments
 from deepfake_detection.detector.scoring import score_split
 from deepfake_detection.errors import ConfigError, UserInputError
@@ -67,6 +68,8 @@ class Decision:
     #: {rule: threshold, validation FPR and TPR} of the standard operating points, on
     #: scores at this temperature; None when they were not computed.
     operating_points: dict[str, dict[str, Any]] | None = None
+    #: The validation files they were chosen on (root, fingerprint, class counts).
+    validation: dict[str, Any] | None = None
 
     @property
     def divisor(self) -> float:
@@ -197,6 +200,22 @@ def operating_points(
         return None
 
 
+def validation_record(source: CheckpointSource) -> dict[str, Any] | None:
+    """Which validation files the threshold and operating points were chosen on, when their
+    scores were read."""
+    scores = source.raw_validation
+    if scores is None:
+        return None
+    root = saved_data_arguments(source.checkpoint, source.ckpt_file, source.run_dir).get("root")
+    if not root:
+        return None
+    samples = [
+        (Path(path), int(label))
+        for path, label in zip(scores.paths, scores.targets.tolist(), strict=True)
+    ]
+    return {"root": str(root), "split": "val", **split_fingerprint(root, samples)}
+
+
 def decide(source: CheckpointSource, points: bool | None = None) -> Decision:
     """Apply the command's `calibration` and `threshold` to the checkpoint, with the
     validation operating points when `points` is true, or when None and they are at hand."""
@@ -204,4 +223,4 @@ def decide(source: CheckpointSource, points: bool | None = None) -> Decision:
     threshold, rule = choose_threshold(source, temperature or 1.0)
     wanted = validation_is_at_hand(source) if points is None else points
     found = operating_points(source, temperature or 1.0, rule) if wanted else None
-    return Decision(threshold, rule, temperature, found)
+    return Decision(threshold, rule, temperature, found, validation_record(source))

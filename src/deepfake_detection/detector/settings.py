@@ -4,6 +4,7 @@ Trainer) and every command that scores images with a trained checkpoint."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from deepfake_detection.metrics.threshold_rules import EXPECTED, rule_problem
 from deepfake_detection.rules import (
@@ -54,6 +55,19 @@ PRECISION = one_of(*PRECISIONS)
 #: (`val`, `val_eer`, `val_fpr:<rate>`, `val_tpr:<rate>`; `metrics.operating_points`).
 THRESHOLD = Rule(expected=EXPECTED, accepts=lambda value: rule_problem(value) is None)
 CALIBRATION = one_of(*CALIBRATIONS)
+
+
+def _is_validation_rule(value: Any) -> bool:
+    return isinstance(value, str) and rule_problem(value) is None
+
+
+#: A named operating point, chosen on the training run's validation split (an export carries
+#: them): it replaces `threshold` when set.
+OPERATING_POINT = Rule(
+    expected="val, val_eer, val_fpr:<rate> or val_tpr:<rate> (rate in (0, 1))",
+    accepts=_is_validation_rule,
+    nullable=True,
+)
 
 
 @dataclass(frozen=True)

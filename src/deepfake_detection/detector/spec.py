@@ -76,6 +76,11 @@ class ExportSpec:
     parity: dict[str, Any] = field(default_factory=dict)
     #: SHA-256 of `source_checkpoint`, so a later change to that file is noticed.
     source_sha256: str = ""
+    #: {rule: threshold, validation FPR and TPR}: the thresholds a deployment may choose
+    #: between (`operating_point=`), chosen on the training run's validation split.
+    operating_points: dict[str, dict[str, Any]] | None = None
+    #: What produced the model and its thresholds (`reports.protocol`).
+    protocol: dict[str, Any] = field(default_factory=dict)
     model_file: str = ""
     sha256: str = ""
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import lightning as L
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 from torch.utils.data import DataLoader, Dataset
 
 import deepfake_detection
@@ -44,6 +44,7 @@ from deepfake_detection.detector.spec import MODEL_FILES, ExportSpec, sha256_of
 from deepfake_detection.errors import ConfigError, UserInputError
 from deepfake_detection.faces.settings import DEFAULT_WARN_SMALL_FACE
 from deepfake_detection.faces.stage import NoFaceError
+from deepfake_detection.metrics.threshold_rules import parse_rule
 from deepfake_detection.models.base import BaseDetector
 
 log = logging.getLogger(__name__)
@@ -141,9 +142,18 @@ class TrainedDetector:
     #: The PyTorch detector for Grad-CAM, when its checkpoint is at hand; else None.
     detector: BaseDetector | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    #: {rule: threshold, validation FPR and TPR}: the thresholds a request may choose.
+    operating_points: dict[str, dict[str, Any]] | None = None
 
     def label(self, prob: float) -> str:
         return "Fake" if prob > self.threshold else "Real"
+
+    def threshold_of(self, operating_point: str | None) -> float:
+        """The threshold of a named operating point (None: the one in use); `ConfigError`
+        names the ones there are."""
+        if operating_point is None:
+            return self.threshold
+        return point_threshold(self.operating_points, operating_point, self.source)
 
     def info(self) -> dict[str, Any]:
         return {
@@ -158,6 +168,7 @@ class TrainedDetector:
             "classes": {"0": "Real", "1": "Fake"},
             "positive_class": "Fake",
             "explain": self.detector is not None,
+            "operating_points": self.operating_points or {},
             "package_version": deepfake_detection.__version__,
             **self.extra,
         }
@@ -253,10 +264,32 @@ def _for_command(cfg: DictConfig, preprocessing: Preprocessing) -> Preprocessing
     return preprocessing.with_face(OmegaConf.to_container(face) if face is not None else None)
 
 
+def point_threshold(
+    points: dict[str, dict[str, Any]] | None, name: str, source: str | Path
+) -> float:
+    """The threshold of operating point `name` among `points`; a `ConfigError` lists them."""
+    wanted = parse_rule(name).name
+    if points and wanted in points:
+        return float(points[wanted]["threshold"])
+    known = ", ".join(points or {}) or "none (export it again to record them)"
+    raise ConfigError(f"operating_point={name}: {source} has no such point; it has: {known}")
+
+
+def with_operating_point(cfg: DictConfig) -> DictConfig:
+    """`operating_point=<rule>` replaces `threshold` (a checkpoint computes any rule)."""
+    point = cfg.get("operating_point")
+    if point is None:
+        return cfg
+    cfg = cfg.copy()
+    with open_dict(cfg):
+        cfg.threshold = str(point)
+    return cfg
+
+
 def from_checkpoint(cfg: DictConfig, backend: str) -> TrainedDetector:
     """`cfg.ckpt_path` (run dir or `.ckpt`) on `backend`: `torch`, or `onnx` (exported into
     the command's output dir and checked for parity first)."""
-    trained = TrainedCheckpoint.load(cfg)
+    trained = TrainedCheckpoint.load(with_operating_point(cfg))
     model = trained.model.cpu().eval()
     preprocessing = _for_command(cfg, Preprocessing.of_data(trained.data))
     if backend == "onnx":
@@ -273,6 +306,7 @@ def from_checkpoint(cfg: DictConfig, backend: str) -> TrainedDetector:
         temperature=trained.temperature,
         score=score,
         detector=model,
+        operating_points=trained.decided.operating_points,
     )
 
 
@@ -310,8 +344,11 @@ def from_export(cfg: DictConfig, path: Path, backend: str | None) -> TrainedDete
         )
     spec = ExportSpec.load(path)
     threshold, rule = spec.threshold, spec.threshold_rule
-    if cfg.threshold != "val":
-        threshold, rule = float(cfg.threshold), "fixed"
+    wanted = parse_rule(cfg.get("operating_point") or cfg.threshold)
+    if wanted.kind == "fixed":
+        threshold, rule = float(wanted.value), "fixed"
+    elif wanted.name != rule:
+        threshold, rule = point_threshold(spec.operating_points, wanted.name, path), wanted.name
     return TrainedDetector(
         model_name=spec.model,
         backend=fmt,
@@ -323,6 +360,7 @@ def from_export(cfg: DictConfig, path: Path, backend: str | None) -> TrainedDete
         score=load_runner(path, fmt),
         detector=_explainer_from(spec),
         extra={"sha256": spec.sha256},
+        operating_points=spec.operating_points,
     )
 
 

@@ -200,6 +200,7 @@ class ScoringJob:
             },
             perturbation=datamodule.perturbation.label,
             backbone_library=trained.model.backbone_library,
+            validation=trained.decided.validation,
         )
 
 

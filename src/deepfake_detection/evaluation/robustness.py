@@ -20,9 +20,10 @@ from deepfake_detection.data.dataset import decode_all
 from deepfake_detection.data.perturb import Perturbation
 from deepfake_detection.errors import ConfigError
 from deepfake_detection.evaluation.evaluate import ScoringJob
-from deepfake_detection.files import atomic_write_bytes
+from deepfake_detection.files import METRICS_FILE, atomic_write_bytes, write_json
 from deepfake_detection.metrics.binary import compute_metrics
 from deepfake_detection.metrics.per_source import per_source_metrics
+from deepfake_detection.metrics.uncertainty import bootstrap_intervals
 from deepfake_detection.reports import per_source_tables as tables
 from deepfake_detection.reports.figures import robustness_figure, save_figures
 
@@ -31,6 +32,8 @@ log = logging.getLogger(__name__)
 CSV_FILE, MARKDOWN_FILE, FIGURE_NAME = "robustness.csv", "robustness.md", "robustness"
 #: Columns of a row, after the perturbation and its severity.
 ROW_METRICS = ("auroc", "ap", "acc", "balanced_acc", "eer")
+#: Also kept per row in metrics.json, with the rows' bootstrap intervals.
+RECORD_METRICS = ("real_acc", "fake_acc", "tpr@fpr0.01", "tpr@fpr0.001")
 
 
 def perturbation_grid(grid: Mapping[str, Sequence[float]]) -> list[Perturbation]:
@@ -102,13 +105,21 @@ def robustness(cfg: DictConfig) -> list[dict[str, Any]]:
     decoded = decode_all(
         datamodule.index.splits[split], datamodule.max_image_pixels, datamodule.read_from
     )
-    rows, by_condition = [], []
+    rows, by_condition, records = [], [], []
     for perturbation in grid:
         predictions = job.score(
             log_metrics=False, perturbation=perturbation, decoded=decoded
         ).predictions
         metrics = compute_metrics(predictions.probs, predictions.targets, threshold)
         rows.append(row_values(perturbation, metrics))
+        intervals = bootstrap_intervals(predictions.probs, predictions.targets, {"acc": threshold})
+        records.append(
+            {
+                **rows[-1],
+                **{name: metrics[name] for name in RECORD_METRICS},
+                **{f"{name}_ci": interval for name, interval in intervals.items()},
+            }
+        )
         index = datamodule.index
         per_source = per_source_metrics(predictions, index.sources, threshold, index.source_depth)
         if per_source is not None:
@@ -125,6 +136,22 @@ def robustness(cfg: DictConfig) -> list[dict[str, Any]]:
     atomic_write_bytes(output_dir / CSV_FILE, csv_text(rows, threshold).encode())
     if by_condition:
         _write_per_source(output_dir, by_condition, header)
+    protocol = job.protocol(cfg)
+    protocol["perturbation"] = [_condition(row) for row in rows]
+    write_json(
+        output_dir / METRICS_FILE,
+        {
+            "rows": records,
+            "threshold": threshold,
+            "threshold/rule": rule,
+            "checkpoint": str(job.trained.ckpt_file),
+            "model": job.trained.model.model_name,
+            "data/root": str(datamodule.index.root),
+            "data/split": split,
+            "data/images": len(decoded),
+            "protocol": protocol,
+        },
+    )
     figure = {FIGURE_NAME: robustness_figure(rows)}
     save_figures(figure, output_dir, job.logger.experiment, folder="")
     job.logger.experiment.add_text("robustness", table)

@@ -17,6 +17,11 @@ from deepfake_detection.detector.parity import TOLERANCES, parity, parity_inputs
 from deepfake_detection.detector.spec import MODEL_FILES, ExportError, ExportSpec, sha256_of
 from deepfake_detection.detector.trained import TrainedCheckpoint
 from deepfake_detection.models import registry
+from deepfake_detection.reports.protocol import (
+    checkpoint_record,
+    preprocessing_record,
+    protocol_record,
+)
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +30,8 @@ def export(cfg: DictConfig) -> dict[str, Any]:
     """Write the model in `cfg.format`, check it against PyTorch, write its spec."""
     fmt = str(cfg.format)
     output_dir = Path(cfg.paths.output_dir)
-    trained = TrainedCheckpoint.load(cfg)
+    trained = TrainedCheckpoint.load(cfg, decide=False)
+    decision = trained.decide(points=True)
     ckpt_file, data, temperature = trained.ckpt_file, trained.data, trained.temperature
     threshold, rule = trained.threshold, trained.rule
     model = trained.model.cpu().eval()
@@ -46,6 +52,16 @@ def export(cfg: DictConfig) -> dict[str, Any]:
         temperature=temperature,
         source_checkpoint=str(ckpt_file.resolve()),
         source_sha256=sha256_of(ckpt_file),
+        operating_points=decision.operating_points,
+        protocol=protocol_record(
+            data=decision.validation,
+            preprocessing=preprocessing_record(preprocessing),
+            checkpoint=checkpoint_record(ckpt_file, trained.run_dir, trained.checkpoint),
+            threshold={"rule": rule, "value": threshold},
+            calibration={"method": cfg.get("calibration", "none"), "temperature": temperature},
+            perturbation="clean",
+            backbone_library=model.backbone_library,
+        ),
         package_version=deepfake_detection.__version__,
         torch_version=torch.__version__,
         parity={

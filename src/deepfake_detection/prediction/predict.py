@@ -19,7 +19,12 @@ from deepfake_detection.data.preprocess import Preprocessing
 from deepfake_detection.data.scan import write_skipped_files
 from deepfake_detection.detector.clip_scoring import ScoredVideo, score_clip
 from deepfake_detection.detector.image_scoring import ScoredImage
-from deepfake_detection.detector.trained import TrainedCheckpoint, device_runner, score_files
+from deepfake_detection.detector.trained import (
+    TrainedCheckpoint,
+    device_runner,
+    score_files,
+    with_operating_point,
+)
 from deepfake_detection.errors import DatasetError
 from deepfake_detection.faces.settings import DEFAULT_WARN_SMALL_FACE
 from deepfake_detection.files import atomic_write_bytes, write_json
@@ -161,7 +166,7 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
     """Score every readable image and clip of `cfg.input`; returns the summary written."""
     output_dir = Path(cfg.paths.output_dir)
     files, clips = input_files(cfg.input)
-    trained = TrainedCheckpoint.load(cfg)
+    trained = TrainedCheckpoint.load(with_operating_point(cfg))
     ckpt_file, model = trained.ckpt_file, trained.model
     threshold, rule, temperature = trained.threshold, trained.rule, trained.temperature
     data = _settings(trained.data, cfg.data)
@@ -220,6 +225,7 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
         "notes": len(noted),
         "threshold": threshold,
         "threshold/rule": rule,
+        "operating_points": trained.decided.operating_points,
         "calibration": cfg.get("calibration", "none"),
         "temperature": temperature,
         "image_size": data["image_size"],

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from omegaconf import DictConfig
 
 from deepfake_detection.data.settings import PREDICTION_KEYS, ScoringDataSettings
-from deepfake_detection.detector.settings import DEVICE_RULES, DetectorSettings
+from deepfake_detection.detector.settings import DEVICE_RULES, OPERATING_POINT, DetectorSettings
 from deepfake_detection.faces.settings import (
     DEFAULT_WARN_SMALL_FACE,
     SCORING_FACE_RULES,
@@ -37,6 +37,8 @@ class PredictSettings(DetectorSettings):
         existing_path("an image or video file, or a folder of them", required=True)
     )
     backend: str = setting(one_of(*PREDICT_BACKENDS), "torch")
+    #: A validation operating point (`val_fpr:0.01`, ...) in place of `threshold`.
+    operating_point: str | None = setting(OPERATING_POINT, None)
     #: A model trained without the face stage notes small faces (`faces.settings`).
     warn_small_face: float | None = setting(WARN_SMALL_FACE, DEFAULT_WARN_SMALL_FACE)
 

@@ -28,6 +28,7 @@ import deepfake_detection
 from deepfake_detection.detector.clip_scoring import ClipInputs, ScoredVideo, scored_video
 from deepfake_detection.detector.image_scoring import ScoredImage, per_image, verdict_rule
 from deepfake_detection.detector.trained import TrainedDetector
+from deepfake_detection.errors import ConfigError, one_line
 from deepfake_detection.faces.settings import DEFAULT_WARN_SMALL_FACE
 from deepfake_detection.serving.batching import BatchScorer
 from deepfake_detection.serving.explain import grad_cam, overlay_png
@@ -131,10 +132,26 @@ def _json_error(status_code: int, body: dict[str, Any], headers=None) -> JSONRes
     return JSONResponse(body, status_code=status_code, headers=headers)
 
 
-def _result(served: TrainedDetector, upload: Upload, probs: list[float]) -> dict[str, Any]:
+def _decision(served: TrainedDetector, point: str | None) -> tuple[float, Callable[[float], str]]:
+    """(threshold, Real/Fake labeller) of the operating point a request asked for (None:
+    the service's own); an unknown one is a 422 that lists those there are."""
+    try:
+        threshold = served.threshold_of(point)
+    except (ConfigError, ValueError) as err:
+        raise ServiceError(422, f"operating_point={point}: {one_line(err)}") from None
+    return threshold, lambda prob: "Fake" if prob > threshold else "Real"
+
+
+def _result(
+    served: TrainedDetector,
+    upload: Upload,
+    probs: list[float],
+    threshold: float,
+    label: Callable[[float], str],
+) -> dict[str, Any]:
     """One image's answer: its verdict, each face's box and score, and any note."""
     width, height = upload.given.size
-    common = {"file": upload.name, "threshold": served.threshold, "width": width, "height": height}
+    common = {"file": upload.name, "threshold": threshold, "width": width, "height": height}
     if not probs:  # no face, and face.on_missing=skip
         return {
             **common,
@@ -144,7 +161,7 @@ def _result(served: TrainedDetector, upload: Upload, probs: list[float]) -> dict
             "note": upload.given.note,
         }
     scored = ScoredImage.of(upload.name, upload.given, probs, verdict_rule(served.preprocessing))
-    return {**common, **scored.as_json(served.label)}
+    return {**common, **scored.as_json(label)}
 
 
 def top_frame(inputs: ClipInputs, video: ScoredVideo) -> dict[str, Any]:
@@ -300,7 +317,11 @@ def create_app(served: TrainedDetector, settings: ServiceSettings) -> FastAPI:
         with the face stage, also each face's box, P(Fake) and label (the image's verdict
         follows `face.verdict`), and a note when an image has no face or one too small. A
         clip (`"kind": "video"`) answers with its verdict (`video.aggregate` of its sampled
-        frames) and every frame's time, score and faces."""
+        frames) and every frame's time, score and faces. The query parameter
+        `operating_point` (e.g. `val_fpr:0.01`, one of those `/info` lists) decides at that
+        threshold instead of the service's own."""
+        point = request.query_params.get("operating_point") or None
+        threshold, label = _decision(served, point)
 
         async def work(contents: list[tuple[str, bytes]]) -> dict[str, Any]:
             uploads = await decode_uploads(
@@ -320,11 +341,12 @@ def create_app(served: TrainedDetector, settings: ServiceSettings) -> FastAPI:
                 if isinstance(upload, ClipUpload):
                     results.append(await _clip_result(upload))
                 else:
-                    results.append(_result(served, upload, next(own)))
+                    results.append(_result(served, upload, next(own), threshold, label))
             return {
                 "model": served.model_name,
                 "backend": served.backend,
-                "threshold": served.threshold,
+                "threshold": threshold,
+                "operating_point": point or served.threshold_rule,
                 "results": results,
             }
 
@@ -339,8 +361,8 @@ def create_app(served: TrainedDetector, settings: ServiceSettings) -> FastAPI:
             return {
                 "file": upload.name,
                 "kind": "video",
-                "threshold": served.threshold,
-                **video.as_json(served.label),
+                "threshold": threshold,
+                **video.as_json(label),
                 "top_frame": top,
             }
 

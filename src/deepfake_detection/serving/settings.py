@@ -9,7 +9,12 @@ from typing import Any
 from omegaconf import DictConfig
 
 from deepfake_detection.data.settings import IMAGE_READING_KEYS, ScoringDataSettings
-from deepfake_detection.detector.settings import THRESHOLD, CPUDeviceSettings, DetectorSettings
+from deepfake_detection.detector.settings import (
+    OPERATING_POINT,
+    THRESHOLD,
+    CPUDeviceSettings,
+    DetectorSettings,
+)
 from deepfake_detection.faces.settings import (
     DEFAULT_WARN_SMALL_FACE,
     SCORING_FACE_RULES,
@@ -43,6 +48,8 @@ class ServeSettings(DetectorSettings):
 
     threshold: float | str = setting(THRESHOLD, "val")
     backend: str | None = setting(one_of(*SERVE_BACKENDS, nullable=True), None)
+    #: A validation operating point (`val_fpr:0.01`, ...) in place of `threshold`.
+    operating_point: str | None = setting(OPERATING_POINT, None)
     host: str = setting(text(), "127.0.0.1")
     port: int = setting(integer(1, 65535), 8000)
     # ${oc.env:DEEPFAKE_API_KEY,null}: with a key, requests need `Authorization: Bearer <key>`.
