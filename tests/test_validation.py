@@ -332,6 +332,12 @@ EVALUATE_BAD_VALUES: list[tuple[str, Any]] = [
     ("threshold", "VAL"),
     ("threshold", True),
     ("threshold", None),
+    ("threshold", "val_fpr"),
+    ("threshold", "val_fpr:2"),
+    ("threshold", "val_tpr:0"),
+    ("threshold", "val_fnr:0.1"),
+    ("data.label", "both"),
+    ("data.label", 1),
     ("data.split", "dev"),
     ("data.split", 1),
     ("data.split", None),
@@ -373,6 +379,11 @@ PREDICT_BAD_VALUES: list[tuple[str, Any]] = [
     ("input", "no/such/images"),
     ("threshold", 2),
     ("threshold", "best"),
+    ("operating_point", 0.3),
+    ("operating_point", "val_tpr:x"),
+    ("operating_point", 0.5),
+    ("operating_point", "val_fpr:1.5"),
+    ("operating_point", "best"),
     ("data.image_size", 8),
     ("data.batch_size", 0),
     ("data.num_workers", -1),
@@ -412,6 +423,8 @@ SERVE_BAD_VALUES: list[tuple[str, Any]] = [
     ("ckpt_path", "no/such/model.onnx"),
     ("backend", "tensorrt"),
     ("threshold", "best"),
+    ("operating_point", 0.3),
+    ("operating_point", "val_tpr:x"),
     ("calibration", "platt"),
     ("host", ""),
     ("host", 127),
@@ -463,6 +476,12 @@ AUDIT_BAD_VALUES: list[tuple[str, Any]] = [
     ("audit.max_distance", 1.5),
     ("audit.num_workers", -1),
     ("audit.num_workers", "4"),
+    ("audit.shortcuts", "yes"),
+    ("audit.shortcuts", None),
+    ("audit.shortcut_warn_auroc", 0.5),
+    ("audit.shortcut_warn_auroc", 1.5),
+    ("audit.shortcut_warn_auroc", "0.8"),
+    ("audit.shortcut_warn_auroc", True),
 ]
 
 
@@ -568,7 +587,7 @@ def test_evaluate_config_with_a_checkpoint_passes(
 ) -> None:
     validate_evaluate_config(evaluate_config)
     validate_evaluate_config(_with(evaluate_config, "ckpt_path", paths[A_DIR]))
-    for ok in ("val", 0, 1, 0.3):
+    for ok in ("val", 0, 1, 0.3, "val_eer", "val_fpr:0.01", "val_tpr:0.95", "val_fpr:1e-3"):
         validate_evaluate_config(_with(evaluate_config, "threshold", ok))
     for split in ("VALID", "Validation", "train", "Test"):
         validate_evaluate_config(_with(evaluate_config, "data.split", split))

@@ -31,6 +31,14 @@ class AuditReport:
     near_truncated: bool = False
     #: How the splits were found, in words (split folders, or a flat root's hashed split).
     layout: str = "split folders"
+    #: The shortcut check: whether file metadata alone tells Fake from Real, per split (see
+    #: `auditing.shortcuts`); empty when the report was made without it.
+    shortcuts: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def shortcut_splits(self) -> list[str]:
+        """Splits whose metadata alone separates the classes above the warning level."""
+        return list(self.shortcuts.get("warned_splits", []))
 
     @property
     def exact_cross_split(self) -> list[ExactGroup]:
@@ -91,6 +99,8 @@ class AuditReport:
             "imbalanced_splits": [s for s, v in self.imbalance.items() if v["imbalanced"]],
             "leakage": self.leakage,
             "verdict": self.verdict,
+            "shortcuts_checked": bool(self.shortcuts.get("checked")),
+            "shortcut_warned_splits": self.shortcut_splits,
         }
 
     def to_json(self) -> dict[str, Any]:
@@ -110,5 +120,6 @@ class AuditReport:
             "missing_class_folders": self.missing_class_folders,
             "exact_duplicate_groups": [group.to_json() for group in self.exact_groups],
             "near_duplicate_pairs": [pair.to_json() for pair in self.near_pairs],
+            "shortcuts": self.shortcuts,
             "summary": self.summary,
         }

@@ -13,7 +13,13 @@ from deepfake_detection.auditing.duplicates import exact_groups, near_pairs
 from deepfake_detection.auditing.fingerprint import fingerprint_all
 from deepfake_detection.auditing.inventory import take_inventory
 from deepfake_detection.auditing.markdown import render
-from deepfake_detection.auditing.settings import LEAKAGE_EXIT, AuditSettings, dataset_root
+from deepfake_detection.auditing.settings import (
+    DEFAULT_SHORTCUT_WARN_AUROC,
+    LEAKAGE_EXIT,
+    AuditSettings,
+    dataset_root,
+)
+from deepfake_detection.auditing.shortcuts import check_shortcuts, not_checked
 from deepfake_detection.auditing.stats import class_counts, histograms, imbalance
 from deepfake_detection.data.datamodule import auto_num_workers
 from deepfake_detection.data.images import DEFAULT_MAX_PIXELS
@@ -38,10 +44,14 @@ def run_audit(
     seed: int = 42,
     split_fractions: tuple[float, ...] = DEFAULT_SPLIT_FRACTIONS,
     class_aliases: dict[str, list[str]] | None = None,
+    shortcuts: bool = True,
+    shortcut_warn_auroc: float = DEFAULT_SHORTCUT_WARN_AUROC,
 ) -> AuditReport:
     """Audit the dataset at `root`; `workers=None` uses one process per spare core.
 
     A flat root is audited as training would split it with `seed` and `split_fractions`.
+    `shortcuts`: also check whether file metadata alone tells Fake from Real (see
+    `auditing.shortcuts`), warning above `shortcut_warn_auroc`.
     """
     root = dataset_root(root)
     aliases = ClassAliases.from_config(class_aliases)
@@ -63,6 +73,11 @@ def run_audit(
         hashes = [fp.phash for _, fp in readable]
         pairs, truncated = near_pairs(files, digests, hashes, max_distance)
     counts = class_counts(inventory.splits, images)
+    shortcut_check = (
+        check_shortcuts(root, files, inventory.splits, seed=seed, warn_auroc=shortcut_warn_auroc)
+        if shortcuts
+        else not_checked(shortcut_warn_auroc)
+    )
     return AuditReport(
         root=root,
         layout=inventory.layout,
@@ -87,7 +102,10 @@ def run_audit(
             "near_duplicates": near_duplicates,
             "hash_size": hash_size,
             "max_distance": max_distance,
+            "shortcuts": shortcuts,
+            "shortcut_warn_auroc": shortcut_warn_auroc,
         },
+        shortcuts=shortcut_check,
         near_checked=near_duplicates,
         near_truncated=truncated,
     )
@@ -122,6 +140,8 @@ def audit(cfg: DictConfig, settings: AuditSettings | None = None) -> AuditReport
         seed=settings.seed,
         split_fractions=settings.split_fractions,
         class_aliases=settings.class_aliases,
+        shortcuts=settings.shortcuts,
+        shortcut_warn_auroc=settings.shortcut_warn_auroc,
     )
     written = write_reports(report, settings.output_dir)
     print(render(report), end="")

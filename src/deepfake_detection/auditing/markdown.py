@@ -8,6 +8,7 @@ from typing import TypeVar
 from deepfake_detection.auditing.audit_report import AuditReport
 from deepfake_detection.auditing.duplicates import ExactGroup, NearPair
 from deepfake_detection.auditing.inventory import LABELS, ImageFile
+from deepfake_detection.auditing.shortcuts import feature_label, warning
 from deepfake_detection.auditing.stats import IMBALANCE_THRESHOLD
 
 #: Rows shown per list; the rest are counted and left to audit.json.
@@ -127,12 +128,77 @@ def _duplicates(report: AuditReport) -> list[str]:
     ]
 
 
+def _top_features(entry: dict) -> str:
+    shown = [f"{feature_label(f['feature'])} {f['auroc']:.2f}" for f in entry["top_features"]]
+    return ", ".join(shown) or "none (every file alike)"
+
+
+def _shortcut_status(entry: dict, level: float) -> str:
+    if entry["warned"]:
+        return "**WARNING**"
+    if entry["auroc"] > level:
+        return "above the level, but within chance for this many images"
+    return "ok"
+
+
+def _shortcut_row(split: str, entry: dict, level: float) -> list[object]:
+    if entry.get("skipped"):
+        return [split, entry["images"], "-", "-", "-", f"skipped: {entry['skipped']}"]
+    auroc, chance = f"{entry['auroc']:.2f}", f"{min(entry['chance_auroc'], 1):.2f}"
+    status = _shortcut_status(entry, level)
+    return [split, entry["images"], auroc, chance, _top_features(entry), status]
+
+
+def _shortcut_headline(report: AuditReport) -> list[str]:
+    """A line under the verdict naming the splits with a shortcut, detailed further down."""
+    splits = report.shortcut_splits
+    if not splits:
+        return []
+    entries = report.shortcuts["splits"]
+    where = ", ".join(f"{split} (AUROC {entries[split]['auroc']:.2f})" for split in splits)
+    return [
+        f"**WARNING: file metadata alone tells Fake from Real in {where}: see Shortcut check**",
+        "",
+    ]
+
+
+def _shortcuts(report: AuditReport) -> list[str]:
+    check = report.shortcuts
+    if not check.get("checked"):
+        return ["Not checked (audit.shortcuts=false)."]
+    level = check["settings"]["warn_auroc"]
+    splits = check["splits"]
+    rows = [_shortcut_row(split, entry, level) for split, entry in splits.items()]
+    folds = check["settings"]["folds"]
+    lines = [
+        f"{folds}-fold cross-validated AUROC of a classifier that sees only file metadata "
+        "(format, JPEG quality and subsampling, EXIF, size, bytes per pixel), never the "
+        f"pixels: 0.5 is chance, warned above {level} when chance alone could not reach it "
+        '("chance up to"). Top features: the AUROC of each alone.',
+        "",
+        *_table(["split", "images", "AUROC", "chance up to", "top features", "status"], rows),
+    ]
+    contrasts = [
+        f"- {split}: {entry['top_features'][0]['contrast']}"
+        for split, entry in splits.items()
+        if entry.get("top_features")
+    ]
+    if contrasts:
+        lines += ["", "Top feature per split:", "", *contrasts]
+    for split in report.shortcut_splits:
+        lines += ["", f"**WARNING: {warning(split, splits[split], level)}**"]
+    if check.get("unread"):
+        lines += ["", f"{check['unread']} file(s) whose headers could not be read were left out."]
+    return lines
+
+
 def render(report: AuditReport) -> str:
     lines = [
         f"# Dataset audit: {report.root}",
         "",
         f"**{report.verdict}**",
         "",
+        *_shortcut_headline(report),
         "## Images per split",
         "",
         f"Layout: {report.layout}.",
@@ -150,5 +216,9 @@ def render(report: AuditReport) -> str:
         "## Duplicates",
         "",
         *_duplicates(report),
+        "",
+        "## Shortcut check",
+        "",
+        *_shortcuts(report),
     ]
     return "\n".join(lines) + "\n"

@@ -22,6 +22,7 @@ from deepfake_detection.rules import (
     boolean,
     existing_dir,
     integer,
+    number,
     one_of,
     ordered,
     random_seed,
@@ -33,6 +34,10 @@ from deepfake_detection.rules import (
 #: Exit status when `audit.fail_on` leakage is found; 2 stays reserved for mistakes in the
 #: command line, as in every other command.
 LEAKAGE_EXIT = 1
+
+#: Default of `audit.shortcut_warn_auroc`: metadata that tells the classes apart better than
+#: this is warned about (0.5 is chance; a real dataset's encoders differ a little anyway).
+DEFAULT_SHORTCUT_WARN_AUROC = 0.75
 
 
 @dataclass(frozen=True)
@@ -64,6 +69,8 @@ class AuditOptions:
     hash_size: int = setting(integer(4), 8)
     max_distance: int = setting(integer(0), 4)
     num_workers: int | None = setting(integer(0, nullable=True), None)  # null: spare cores
+    shortcuts: bool = setting(boolean(), True)  # metadata-only classifier per split
+    shortcut_warn_auroc: float = setting(number(0.5, 1, low_open=True), DEFAULT_SHORTCUT_WARN_AUROC)
 
 
 #: Keys of `deepfake-audit`, which checks a dataset folder and so needs one.
@@ -122,6 +129,9 @@ class AuditSettings:
     seed: int = 42
     split_fractions: tuple[float, ...] = DEFAULT_SPLIT_FRACTIONS
     class_aliases: dict[str, list[str]] | None = None
+    #: Whether to run the shortcut check, and the metadata-only AUROC it warns above.
+    shortcuts: bool = True
+    shortcut_warn_auroc: float = DEFAULT_SHORTCUT_WARN_AUROC
 
     @classmethod
     def from_config(cls, cfg: DictConfig) -> AuditSettings:
@@ -148,4 +158,8 @@ class AuditSettings:
             class_aliases=OmegaConf.to_container(cfg.data.class_aliases)
             if cfg.data.get("class_aliases") is not None
             else None,
+            shortcuts=bool(cfg.audit.get("shortcuts", True)),
+            shortcut_warn_auroc=float(
+                cfg.audit.get("shortcut_warn_auroc", DEFAULT_SHORTCUT_WARN_AUROC)
+            ),
         )

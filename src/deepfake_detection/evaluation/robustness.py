@@ -56,12 +56,23 @@ def row_values(perturbation: Perturbation, metrics: Mapping[str, float]) -> dict
     }
 
 
+def _interval(row: Mapping[str, Any], name: str) -> str:
+    interval = row.get(f"{name}_ci")
+    return f"{interval[0]:.4f}–{interval[1]:.4f}" if interval else ""
+
+
 def markdown(rows: Sequence[Mapping[str, Any]], header: str) -> str:
+    """The table of robustness.md; an AUROC interval column when the rows carry one."""
+    intervals = any(row.get("auroc_ci") for row in rows)
     titles = ("perturbation", "severity", "AUROC", "AP", "acc", "balanced acc", "EER")
+    if intervals:
+        titles = (*titles, "AUROC 95 % CI")
     lines = [header, "", "| " + " | ".join(titles) + " |", "|" + "---|" * len(titles)]
     for row in rows:
         severity = "" if row["severity"] is None else f"{row['severity']:g}"
         numbers = [f"{row[name]:.4f}" for name in ROW_METRICS]
+        if intervals:
+            numbers.append(_interval(row, "auroc"))
         lines.append("| " + " | ".join([row["perturbation"], severity, *numbers]) + " |")
     return "\n".join(lines) + "\n"
 
@@ -130,7 +141,7 @@ def robustness(cfg: DictConfig) -> list[dict[str, Any]]:
         f"Robustness of {job.trained.ckpt_file} on the {split} split of {datamodule.index.root} "
         f"({len(decoded)} images), every row at threshold {threshold:.6g} ({rule})."
     )
-    table = markdown(rows, header)
+    table = markdown(records, header)
     output_dir = job.output_dir
     atomic_write_bytes(output_dir / MARKDOWN_FILE, table.encode())
     atomic_write_bytes(output_dir / CSV_FILE, csv_text(rows, threshold).encode())

@@ -153,6 +153,8 @@ def test_other_roots(run: FittedRun, val_threshold: float | None) -> dict[str, A
             },
             "images": len(predictions),
             "root": str(other.index.root),
+            "auroc_ci": interval_metrics(predictions, "test", {})["test/auroc_ci"],
+            "fingerprint": split_record(other, "test")["fingerprint"],
         }
         if trainer.is_global_zero:
             folder = run.output_dir / "test_roots" / name
