@@ -103,15 +103,23 @@ def test_the_run_ends_with_a_short_summary(demo_run: tuple[str, Path]) -> None:
     output, run_dir = demo_run
     tail = output[output.index("test metrics of the best checkpoint") :]
     lines = tail.splitlines()
-    assert len(lines) <= 11
+    assert len(lines) <= 13
     assert re.search(r"\(epoch 1 of 1, val/auroc 0\.\d{4}\):$", lines[0])
-    assert re.match(r"  600 images: acc 0\.\d{4}  precision .* F1 0\.\d{4}  \(Fake when", lines[1])
+    interval = r" \[[01]\.\d{4}, [01]\.\d{4}\]"  # a 95 % bootstrap interval
+    assert re.match(
+        rf"  600 images: acc 0\.\d{{4}}{interval}  precision .* F1 0\.\d{{4}}  \(Fake when",
+        lines[1],
+    )
     threshold = json.loads((run_dir / "metrics.json").read_text())["val/threshold"]
-    at_val = rf"  at the validation threshold {threshold:.4g}: acc 0\.\d{{4}}  precision "
+    at_val = rf"  at the validation threshold {threshold:.4g}: acc 0\.\d{{4}}{interval}  precision "
     assert re.match(at_val, lines[2]), lines[2]
-    assert re.match(r"  AUROC 0\.\d{4}  AP 0\.\d{4}  EER 0\.\d{4}$", lines[3])
+    assert re.match(
+        rf"  AUROC 0\.\d{{4}}{interval}  AP 0\.\d{{4}}{interval}  EER 0\.\d{{4}}$", lines[3]
+    )
+    assert re.match(r"  TPR at 1 % FPR [01]\.\d{4}, at 0\.1 % FPR [01]\.\d{4}$", lines[4])
+    assert re.match(r"  at val_fpr:0\.01 \(threshold .*\): test FPR \d+\.\d\d %, TPR", lines[5])
     shown = f"outputs/train/{run_dir.name}"
-    assert lines[4].startswith(f"run dir: {shown}/")
+    assert lines[6].startswith(f"run dir: {shown}/")
     assert f"tensorboard --logdir {shown}" in tail
     assert f"deepfake-evaluate ckpt_path={shown}" in tail
     assert f"deepfake-predict ckpt_path={shown} input=" in tail
