@@ -107,6 +107,8 @@ def test_a_real_only_folder_reports_its_false_positive_rate_with_an_interval(
         extra = ["data.label=real"]
     metrics = run_evaluate([f"ckpt_path={tiny_run}", f"data.root={root}", *extra], tmp_path / "o")
     assert metrics["one_class"] == "real" and metrics["data/images"] == 9
+    figures = {path.name for path in (tmp_path / "o" / "figures").iterdir()}
+    assert "score_histogram.png" in figures and "roc_curve.png" not in figures
     assert metrics["test/auroc"] is None  # no ranking without both classes
     points = metrics["operating_points"]
     assert set(points) == {*STANDARD_RULES, "fixed:0.5"}

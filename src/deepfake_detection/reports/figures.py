@@ -143,14 +143,17 @@ def confident_mistakes_figure(
 
 
 def prediction_figures(predictions: Predictions, threshold: float) -> dict[str, Figure]:
-    """Every figure that needs only the scores of one split."""
-    return {
+    """Every figure that needs only the scores of one split; no ROC or PR curve for a split
+    of one class (a false-positive audit), which has none."""
+    both = len(set(predictions.targets.tolist())) == 2
+    figures = {
         "confusion_matrix": confusion_matrix_figure(predictions, threshold),
-        "roc_curve": roc_figure(predictions),
-        "pr_curve": pr_figure(predictions),
+        "roc_curve": roc_figure(predictions) if both else None,
+        "pr_curve": pr_figure(predictions) if both else None,
         "score_histogram": score_histogram_figure(predictions, threshold),
         "confident_mistakes": confident_mistakes_figure(predictions, threshold),
     }
+    return {name: figure for name, figure in figures.items() if figure is not None}
 
 
 def robustness_figure(rows: Sequence[Mapping[str, Any]]) -> Figure:
