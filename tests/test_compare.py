@@ -556,6 +556,17 @@ def test_a_preprocessing_difference_splits_groups(tmp_path: Path) -> None:
     assert "Differ between groups:\n- preprocessing.image_size: A 224 vs B 160\n" in report
 
 
+def test_a_seed_sweep_with_carved_validation_splits_is_ranked_together(tmp_path: Path) -> None:
+    # Without a validation folder each seed carves its own: same test data, one ranking.
+    for name, seed_val in (("seed1", "1" * 64), ("seed2", "2" * 64)):
+        record = protocol()
+        record["validation"]["fingerprint"] = seed_val
+        make_run(tmp_path / name, metrics=recorded(0.9 if name == "seed1" else 0.95, 0.9, record))
+    result = compare_runs([tmp_path], plots=False)
+    assert best_names(result.report) == ["seed2"] and result.best is not None
+    assert "- validation.fingerprint: 11111111" in result.report
+
+
 def test_a_version_difference_is_a_note_only(tmp_path: Path) -> None:
     make_run(tmp_path / "a", metrics=recorded(0.90, 0.91, protocol(torch_version="2.5.1")))
     make_run(tmp_path / "b", metrics=recorded(0.95, 0.96, protocol(torch_version="2.6.0")))
@@ -746,6 +757,21 @@ def test_paired_bootstrap_needs_the_same_images(tmp_path: Path) -> None:
     report = compare_runs([tmp_path], plots=False).report
 
     assert "ΔAUROC" not in report
+
+
+def test_paired_bootstrap_matches_images_relative_to_each_runs_root(tmp_path: Path) -> None:
+    # The same files, scored once from a relative root and once from an absolute one.
+    for name, root, val in (("a", "data/set", 0.95), ("b", "/elsewhere/data/set", 0.9)):
+        record = protocol()
+        record["data"]["root"] = root
+        make_run(
+            tmp_path / name, metrics=recorded(val, 0.9, record), predictions=scored(40, 1, 0.3)
+        )
+        csv_file = tmp_path / name / "predictions" / "test.csv"
+        text = csv_file.read_text().replace("img/", f"{root}/img/")
+        csv_file.write_text(text)
+    rows = table_rows(compare_runs([tmp_path], plots=False).report)
+    assert rows["b"]["ΔAUROC vs best (95% CI)"] == "+0.0000 [+0.0000, +0.0000]"
 
 
 def test_paired_auroc_matches_the_plain_auroc() -> None:

@@ -70,9 +70,26 @@ def test_val_fpr_flags_at_most_that_share_of_validation_reals(
     threshold = threshold_for(parse_rule(f"val_fpr:{rate}"), probs, targets)
     reals = probs[targets == 0]
     assert int((reals > threshold).sum()) <= math.floor(rate * len(reals) + 1e-9)
-    if not ties:
-        # And it is the lowest such threshold: one score lower flags one real more.
-        assert int((reals >= threshold).sum()) == math.floor(rate * len(reals)) + 1
+    # And no lower threshold flags the same images: below the (k+1)-th highest real score a
+    # real more is flagged, and between that score and the threshold there is no score.
+    kept = torch.sort(reals, descending=True).values[math.floor(rate * len(reals) + 1e-9)]
+    assert kept <= threshold
+    assert not bool(((probs > kept) & (probs <= threshold)).any())
+
+
+def test_rules_flag_scores_at_the_ends_of_the_range() -> None:
+    probs = torch.tensor([0.0, 0.0, 0.2, 1.0, 1.0, 0.0])
+    targets = torch.tensor([1, 1, 0, 1, 0, 0])
+    # Every fake flagged, the two at exactly 0 included.
+    threshold = threshold_for(parse_rule("val_tpr:0.99"), probs, targets)
+    assert bool((probs[targets == 1] > threshold).all())
+    # A real at exactly 1 cannot be left unflagged, and nothing is flagged to try.
+    assert (
+        rates_at(probs, targets, threshold_for(parse_rule("val_fpr:0.01"), probs, targets))[
+            "false_positives"
+        ]
+        <= 1
+    )
 
 
 @pytest.mark.parametrize("seed", range(5))

@@ -217,6 +217,75 @@ def _ask_for_points(client: TestClient, points: dict, tiny_run: Path) -> None:
     assert unknown.status_code == 422 and "val_fpr:0.01" in unknown.json()["detail"]
 
 
+def test_an_export_is_served_at_its_own_threshold_old_exports_included(
+    tiny_run: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "export"
+    overrides = [f"ckpt_path={tiny_run}", "format=torch_export", "threshold=val_tpr:0.95"]
+    export(compose_config("export", overrides, out))
+    model = out / "model.pt2"
+    spec = json.loads(model.with_suffix(".json").read_text())
+    served = load_detector(compose_config("serve", [f"ckpt_path={model}"], tmp_path / "s"))
+    assert (served.threshold, served.threshold_rule) == (spec["threshold"], "val_tpr:0.95")
+    # Asked for by name, its own rule gives its own threshold; `val` its recorded point.
+    asked = load_detector(
+        compose_config("serve", [f"ckpt_path={model}", "threshold=val"], tmp_path)
+    )
+    assert asked.threshold == spec["operating_points"]["val"]["threshold"]
+    # An export written before operating points were recorded: its rule had another name.
+    for key in ("operating_points", "protocol"):
+        spec.pop(key)
+    spec["threshold_rule"] = "youden_j"
+    model.with_suffix(".json").write_text(json.dumps(spec))
+    old = load_detector(compose_config("serve", [f"ckpt_path={model}"], tmp_path / "old"))
+    assert (old.threshold, old.threshold_rule, old.operating_points) == (
+        spec["threshold"],
+        "val",
+        None,
+    )
+    again = load_detector(
+        compose_config("serve", [f"ckpt_path={model}", "threshold=val"], tmp_path)
+    )
+    assert again.threshold == spec["threshold"]
+    with TestClient(create_app(old, ServiceSettings())) as client:
+        image = next((tiny_run.parent / "data" / "test" / "Fake").glob("*.png"))
+        files = [("files", (image.name, image.read_bytes(), "image/png"))]
+        refused = client.post("/predict?operating_point=val_fpr:0.010", files=files)
+        detail = refused.json()["detail"]
+        assert refused.status_code == 422 and detail.count("operating_point=") == 1
+        assert "none recorded" in detail
+        assert client.post("/predict?operating_point=val_fpr", files=files).status_code == 422
+        explained = client.post("/explain?operating_point=val", files=files)
+        assert explained.status_code == 200, explained.text
+        assert explained.headers["X-Threshold"] == repr(spec["threshold"])
+
+
+def test_data_label_needs_a_folder_of_its_own(tiny_run: Path, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="data.label=real: give data.root="):
+        run_evaluate([f"ckpt_path={tiny_run}", "data.label=real"], tmp_path / "o")
+
+
+def test_git_state_says_when_it_cannot_tell(monkeypatch: pytest.MonkeyPatch) -> None:
+    import subprocess
+
+    from deepfake_detection.reports import protocol
+
+    real_run = subprocess.run
+
+    def slow_status(args, **kwargs):
+        if "status" in args:
+            raise subprocess.TimeoutExpired(args, kwargs.get("timeout", 0))
+        return real_run(args, **kwargs)
+
+    protocol.git_state.cache_clear()
+    monkeypatch.setattr(protocol.subprocess, "run", slow_status)
+    try:
+        state = protocol.git_state()
+    finally:
+        protocol.git_state.cache_clear()
+    assert state is None or state["dirty"] is None  # None: not run from a checkout
+
+
 def test_predict_takes_an_operating_point(tiny_run: Path, tmp_path: Path) -> None:
     images = tiny_run.parent / "data" / "test"
     PREDICT.run(

@@ -172,6 +172,15 @@ def _aspect(meta: FileMeta) -> float:
     return meta.width / max(meta.height, 1)
 
 
+#: Formats whose file size says how hard they were compressed. A lossless file's size says
+#: how busy its picture is, which is content, not a trace of how it was saved.
+LOSSY_FORMATS = frozenset({"JPEG", "MPO", "WEBP"})
+
+
+def _bytes_per_pixel(meta: FileMeta) -> float:
+    return meta.bytes_per_pixel if meta.format in LOSSY_FORMATS else MISSING
+
+
 #: In order of cause before consequence: when two features separate equally well (JPEG
 #: quality and the file size it leads to), the cause is named first.
 FEATURES: tuple[Feature, ...] = (
@@ -182,7 +191,7 @@ FEATURES: tuple[Feature, ...] = (
     Feature("width", "width", lambda m: float(m.width), "number"),
     Feature("height", "height", lambda m: float(m.height), "number"),
     Feature("aspect", "aspect ratio (width/height)", _aspect, "number"),
-    Feature("bytes_per_pixel", "bytes per pixel", lambda m: m.bytes_per_pixel, "number"),
+    Feature("bytes_per_pixel", "bytes per pixel (lossy formats)", _bytes_per_pixel, "number"),
 )
 _FORMAT_COLUMN = 0
 

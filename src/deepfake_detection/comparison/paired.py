@@ -18,6 +18,7 @@ import csv
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from deepfake_detection.comparison.protocols import Grouping, get_path
@@ -40,12 +41,35 @@ class PairedDelta:
     images: int
 
 
+def _relative_to_root(run: Run) -> Callable[[str], str]:
+    """A scored path as it is relative to the run's recorded data root, so runs whose roots
+    were given as relative and absolute paths (or live on other machines) still pair up."""
+    root = get_path(run.protocol, "data.root")
+    if not isinstance(root, str) or not root:
+        return lambda path: path
+    prefix = Path(root)
+
+    def relative(path: str) -> str:
+        try:
+            return Path(path).relative_to(prefix).as_posix()
+        except ValueError:
+            pass
+        try:  # a relative root, recorded as the command was run
+            return Path(path).resolve().relative_to(prefix.resolve()).as_posix()
+        except (ValueError, OSError):
+            return path
+
+    return relative
+
+
 def read_scored_images(run: Run) -> dict[str, tuple[int, float]] | None:
-    """`{path: (label, prob_fake)}` from `predictions/test.csv`; None when the run has none,
-    or when images cannot be matched by path (no path column, or a path twice)."""
+    """`{path: (label, prob_fake)}` from `predictions/test.csv`, paths relative to the run's
+    data root; None when the run has none, or when images cannot be matched by path (no
+    path column, or a path twice)."""
     path = run.predictions_file
     if not path.is_file():
         return None
+    relative = _relative_to_root(run)
     scored: dict[str, tuple[int, float]] = {}
     try:
         with path.open(newline="", encoding="utf-8") as handle:
@@ -53,9 +77,10 @@ def read_scored_images(run: Run) -> dict[str, tuple[int, float]] | None:
             if not {"path", "label", "prob_fake"} <= set(reader.fieldnames or ()):
                 return None
             for row in reader:
-                if row["path"] in scored:
+                key = relative(row["path"])
+                if key in scored:
                     return None
-                scored[row["path"]] = (int(float(row["label"])), float(row["prob_fake"]))
+                scored[key] = (int(float(row["label"])), float(row["prob_fake"]))
     except (OSError, ValueError, TypeError) as err:
         log.warning("run %s: not paired: %s: %s", run.name, path, err)
         return None

@@ -6,8 +6,10 @@ AUROCs that do not measure the same thing. Runs are therefore grouped by what ma
 numbers comparable, and the best run is chosen within a group, never across groups, unless
 the user asks for one ranking (`compare.mixed_protocols=allow`).
 
-What splits groups: the test data and the validation data (the best run is chosen on
-validation AUROC, so that must match too), the perturbation and every preprocessing field.
+What splits groups: the test data, the perturbation and every preprocessing field. The
+validation data is listed when it differs but does not split groups: a dataset without a
+validation folder carves one from its training images with each run's seed, and the runs of
+a seed sweep must still be ranked together.
 Other recorded settings (threshold and checkpoint rules, calibration, bootstrap, versions,
 code commit) are listed when they differ, but do not split groups: they change how a run was
 made or reported, not what its test AUROC was measured on.
@@ -30,12 +32,13 @@ MIXED_KEY = "compare.mixed_protocols"
 NO_RECORD = "no protocol record"
 
 #: Protocol fields that split groups, as dotted paths into `metrics.json`'s `protocol`.
-SPLITTING_FIELDS = ("data.fingerprint", "validation.fingerprint", "perturbation", "preprocessing")
+SPLITTING_FIELDS = ("data.fingerprint", "perturbation", "preprocessing")
 #: Protocol fields listed when they differ, without splitting groups (a path covers its
 #: sub-fields: `versions` is every `versions.*`). Per-run outcomes such as the chosen epoch,
 #: threshold value or temperature are left out: they differ between any two runs. A split's
 #: name is shown with its fingerprint, where it matters.
 NOTE_FIELDS = (
+    "validation.fingerprint",
     "data.root",
     "validation.root",
     "checkpoint.rule",
@@ -338,7 +341,6 @@ def group_summary(group: Group) -> str:
     record = group.record
     parts = (
         ("test data", data_text(get_path(record, "data"))),
-        ("validation data", data_text(get_path(record, "validation"))),
         ("perturbation", value_text(get_path(record, "perturbation"))),
         ("image size", value_text(get_path(record, "preprocessing.image_size"))),
     )

@@ -201,7 +201,7 @@ def discover(
     )
     source_depth = _check_depth(source_depth)
     if label is not None:
-        return _index_as_one_class(root, label, required, source_depth)
+        return _index_as_one_class(root, label, required, source_depth, aliases)
     layout = _detect_layout(root, aliases)
     index = DatasetIndex(root=root, layout=layout.kind, source_depth=source_depth)
     lists = read_split_lists(split_lists) if split_lists not in (None, "") else {}
@@ -239,9 +239,11 @@ def discover(
 
 
 def _index_as_one_class(
-    root: Path, label: str, required: tuple[str, ...], source_depth: int
+    root: Path, label: str, required: tuple[str, ...], source_depth: int, aliases: ClassAliases
 ) -> DatasetIndex:
-    """`data.label`: everything under `root` is of class `label`, scored as one split."""
+    """`data.label`: everything under `root` is of class `label`, scored as one split. A
+    folder below it named like the other class is warned about: its files are counted as
+    `label` too."""
     if len(required) != 1:
         raise ConfigError(
             f"data.label={label}: a folder of one class can only be scored as one split, not "
@@ -254,6 +256,20 @@ def _index_as_one_class(
     if not files:
         exts = ", ".join(sorted(IMAGE_EXTENSIONS | VIDEO_EXTENSIONS))
         raise DatasetError(f"data.root={root}: no images or videos with extension {exts}")
+    other = [
+        folder.path.relative_to(root).as_posix()
+        for folder in find_class_folders(root, aliases, source_depth)
+        if folder.label != target
+    ]
+    if other:
+        log.warning(
+            "data.label=%s: %s under data.root=%s name(s) the other class; their files are "
+            "scored as %s too",
+            label,
+            ", ".join(other[:3]) + (", ..." if len(other) > 3 else ""),
+            root,
+            label,
+        )
     index = DatasetIndex(root=root, layout=f"one class ({label})", source_depth=source_depth)
     index.splits[required[0]] = [(path, target) for path in files]
     return index

@@ -35,7 +35,8 @@ def split_fingerprint(
     samples: Iterable[tuple[Path, int]],
     clip_of: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """{"fingerprint": sha256 hex, "files": {"fake": n, "real": n}} of a split's samples.
+    """{"fingerprint": sha256 hex, "files": {"fake": n, "real": n}} of a split's samples,
+    with `missing_files` when some could not be found.
 
     `clip_of` maps an extracted frame back to its clip, which is what is fingerprinted.
     """
@@ -46,10 +47,17 @@ def split_fingerprint(
         source = Path(clip_of.get(str(path), path))
         files[_relative(source, root)] = int(label)
     digest = hashlib.sha256()
+    missing = 0
     for relative in sorted(files):
         size = _size(root / relative)  # an absolute path (outside the root) stays itself
+        missing += size < 0
         digest.update(f"{relative}\t{size}\t{files[relative]}\n".encode())
     counts = {CLASS_NAMES[label].lower(): 0 for label in sorted(CLASS_NAMES, reverse=True)}
     for label in files.values():
         counts[CLASS_NAMES[label].lower()] += 1
-    return {"fingerprint": digest.hexdigest(), "files": counts}
+    record: dict[str, Any] = {"fingerprint": digest.hexdigest(), "files": counts}
+    if missing:
+        # Their sizes could not be read (the dataset moved): this fingerprint will not match
+        # one taken where the files are.
+        record["missing_files"] = missing
+    return record

@@ -202,10 +202,16 @@ def operating_points(
 
 def validation_record(source: CheckpointSource) -> dict[str, Any] | None:
     """Which validation files the threshold and operating points were chosen on, when their
-    scores were read."""
+    scores were read: as training recorded them for its best checkpoint (wherever the
+    dataset is now), else fingerprinted from the files the scores name."""
     scores = source.raw_validation
     if scores is None:
         return None
+    run_dir = source.run_dir
+    if is_best_of_run(run_dir, source.ckpt_file):
+        recorded = read_json(run_dir / METRICS_FILE).get("protocol", {}).get("validation")
+        if isinstance(recorded, dict):
+            return recorded
     root = saved_data_arguments(source.checkpoint, source.ckpt_file, source.run_dir).get("root")
     if not root:
         return None

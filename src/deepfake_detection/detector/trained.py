@@ -151,7 +151,7 @@ class TrainedDetector:
     def threshold_of(self, operating_point: str | None) -> float:
         """The threshold of a named operating point (None: the one in use); `ConfigError`
         names the ones there are."""
-        if operating_point is None:
+        if operating_point is None or operating_point == self.threshold_rule:
             return self.threshold
         return point_threshold(self.operating_points, operating_point, self.source)
 
@@ -271,18 +271,37 @@ def point_threshold(
     wanted = parse_rule(name).name
     if points and wanted in points:
         return float(points[wanted]["threshold"])
-    known = ", ".join(points or {}) or "none (export it again to record them)"
+    known = ", ".join(points or {}) or "none recorded (an export made before they were)"
     raise ConfigError(f"operating_point={name}: {source} has no such point; it has: {known}")
 
 
+#: Rule names older exports recorded, and what they are called now.
+LEGACY_RULES = {"youden_j": "val"}
+
+
+def export_decision(spec: ExportSpec, asked: Any, path: Path) -> tuple[float, str]:
+    """(threshold, rule) of an exported model: its own unless `asked` (a number, or one of
+    the operating points it recorded; its own rule by name gives its own threshold)."""
+    own = LEGACY_RULES.get(spec.threshold_rule, spec.threshold_rule)
+    if asked is None:
+        return spec.threshold, own
+    wanted = parse_rule(asked)
+    if wanted.kind == "fixed":
+        return float(wanted.value), "fixed"
+    if wanted.name == own:
+        return spec.threshold, own
+    return point_threshold(spec.operating_points, wanted.name, path), wanted.name
+
+
 def with_operating_point(cfg: DictConfig) -> DictConfig:
-    """`operating_point=<rule>` replaces `threshold` (a checkpoint computes any rule)."""
+    """`operating_point=<rule>` replaces `threshold` (a checkpoint computes any rule); a
+    threshold left null (the service's "the model's own") is `val` for a checkpoint."""
     point = cfg.get("operating_point")
-    if point is None:
+    if point is None and cfg.get("threshold") is not None:
         return cfg
     cfg = cfg.copy()
     with open_dict(cfg):
-        cfg.threshold = str(point)
+        cfg.threshold = str(point) if point is not None else "val"
     return cfg
 
 
@@ -343,12 +362,9 @@ def from_export(cfg: DictConfig, path: Path, backend: str | None) -> TrainedDete
             f"use backend={'onnx' if fmt == 'onnx' else 'torch'} or leave backend unset"
         )
     spec = ExportSpec.load(path)
-    threshold, rule = spec.threshold, spec.threshold_rule
-    wanted = parse_rule(cfg.get("operating_point") or cfg.threshold)
-    if wanted.kind == "fixed":
-        threshold, rule = float(wanted.value), "fixed"
-    elif wanted.name != rule:
-        threshold, rule = point_threshold(spec.operating_points, wanted.name, path), wanted.name
+    threshold, rule = export_decision(
+        spec, cfg.get("operating_point") or cfg.get("threshold"), path
+    )
     return TrainedDetector(
         model_name=spec.model,
         backend=fmt,

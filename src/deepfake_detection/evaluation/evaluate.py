@@ -18,6 +18,7 @@ from deepfake_detection.data.splitting import SPLIT_LISTS_DIR, read_split_lists
 from deepfake_detection.detector.decision import READING_OVERRIDES, given
 from deepfake_detection.detector.scoring import ScoredSplit, score_split
 from deepfake_detection.detector.trained import TrainedCheckpoint
+from deepfake_detection.errors import ConfigError
 from deepfake_detection.faces.settings import scoring_face
 from deepfake_detection.files import METRICS_FILE, write_json
 from deepfake_detection.metrics.per_source import mean_over
@@ -70,6 +71,13 @@ def scoring_datamodule(
     """The training run's data settings, with the given overrides, reading only `split`,
     through the training run's face stage as the command's `face.*` (`face`) adjusts it,
     and its clips read and scored as the command's `video.*` adjusts the run's."""
+    if overrides.get("label") is not None and same_folder(
+        overrides.get("root"), train_data.get("root")
+    ):
+        raise ConfigError(
+            f"data.label={overrides.label}: give data.root=<a folder of {overrides.label} "
+            "images>; the training run's own dataset has both classes"
+        )
     data = {**train_data, **given(overrides, DATA_OVERRIDES + READING_OVERRIDES)}
     video = OmegaConf.to_container(video) if OmegaConf.is_config(video) else video
     data["video"] = scoring_video(train_data.get("video"), video)
@@ -306,7 +314,8 @@ def evaluate_roots(cfg: DictConfig, roots: list[str]) -> dict[str, Any]:
         root_dir = output_dir / "roots" / name
         write_skipped_files(root_dir, datamodule.skipped)
         jobs.append((name, ScoringJob(root_dir, split, trained, datamodule, logger)))
-    trained.decide()
+    one_class = any(one_class_split(job.datamodule, split) for _, job in jobs)
+    trained.decide(points=True if one_class else None)
     blocks = {name: _report(cfg, job, per_root=True) for name, job in jobs}
     mean = mean_over(
         ({key: block.get(f"{split}/{key}") for key in MEAN_METRICS} for block in blocks.values()),

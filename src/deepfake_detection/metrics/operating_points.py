@@ -41,27 +41,48 @@ def _split(probs: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, to
     return probs, targets
 
 
+#: The threshold below a score of exactly 0: "score > threshold" must still flag it.
+BELOW_ZERO = -1e-6
+
+
 def _just_below(score: torch.Tensor, probs: torch.Tensor) -> float:
     """A threshold that keeps `score` on the Fake side and moves nothing else across: the
-    midpoint to the next lower score, or that score itself when float32 rounds the
-    midpoint back up (as `youden_threshold` does)."""
+    midpoint to the next lower score, or that lower score itself when float32 rounds the
+    midpoint back up (as `youden_threshold` does); below a score of 0, `BELOW_ZERO`."""
     lower = probs[probs < score]
-    below = lower.max() if lower.numel() else torch.zeros_like(score)
+    if not lower.numel():
+        return float(score) / 2 if float(score) > 0 else BELOW_ZERO
+    below = lower.max()
     midpoint = (score + below) / 2
     return float(midpoint if below < midpoint < score else below)
+
+
+def _just_above(score: torch.Tensor, probs: torch.Tensor) -> float:
+    """A threshold that keeps `score` on the Real side and moves nothing else across: the
+    midpoint to the next higher score, so a rescoring that differs in the last digits (an
+    exported model) does not flip the image at the threshold; the score itself when there is
+    none or float32 rounds the midpoint onto an end."""
+    higher = probs[probs > score]
+    if not higher.numel():
+        return float(score)
+    above = higher.min()
+    midpoint = (score + above) / 2
+    return float(midpoint if score < midpoint < above else score)
 
 
 def fpr_threshold(probs: torch.Tensor, targets: torch.Tensor, rate: float) -> float:
     """The lowest threshold at which at most `rate` of the reals score above it.
 
-    With k = floor(rate * reals) false positives allowed, the threshold is the (k+1)-th highest
-    real score: "score > threshold" flags at most k reals (fewer on ties), and no lower
-    threshold does.
+    With k = floor(rate * reals) false positives allowed, the (k+1)-th highest real score
+    must not be flagged: "score > threshold" then flags at most k reals (fewer on ties). The
+    threshold sits halfway to the next higher score, which flags the same images.
     """
     probs, targets = _split(probs, targets)
     reals = torch.sort(probs[targets == 0], descending=True).values
     allowed = math.floor(rate * len(reals) + 1e-9)
-    return float(reals[allowed]) if allowed < len(reals) else 0.0
+    if allowed >= len(reals):
+        return BELOW_ZERO
+    return _just_above(reals[allowed], probs)
 
 
 def tpr_threshold(probs: torch.Tensor, targets: torch.Tensor, rate: float) -> float:

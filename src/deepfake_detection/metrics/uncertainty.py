@@ -20,7 +20,8 @@ import torch
 BOOTSTRAP_RESAMPLES = 1000
 BOOTSTRAP_SEED = 0
 LEVEL = 0.95
-#: Resamples scored at once: bounds the memory to about CHUNK x distinct scores x 8 bytes x 4.
+#: Resamples scored at once: memory is about CHUNK x (images + 2 x distinct scores) x 8 bytes
+#: for the counts, a few times over for the cumulative sums.
 CHUNK = 100
 #: The normal quantile of a two-sided 95 % interval.
 Z95 = 1.959963984540054

@@ -37,11 +37,6 @@ def split_record(datamodule: Any, split: str) -> dict[str, Any]:
     return {"root": str(index.root), "split": split, **record}
 
 
-def files_record(root: str | Path, split: str, files: list[tuple[Path, int]]) -> dict[str, Any]:
-    """The same record for a list of (file, label) scored outside a data module."""
-    return {"root": str(root), "split": split, **split_fingerprint(root, files)}
-
-
 def preprocessing_record(preprocessing: Preprocessing, video: Any = None) -> dict[str, Any]:
     """What the model's input was made from each file: sizes, crop, normalisation, the face
     stage, and for clips the frame sampling and aggregation."""
@@ -85,15 +80,20 @@ def checkpoint_record(
     """Which checkpoint scored: the training run's best (by what it monitored), or a file
     given as it is, with its epoch (counted from 1)."""
     epoch = checkpoint.get("epoch")
-    rule = "the file given"
-    if is_best_of_run(run_dir, ckpt_file):
-        monitor = read_json(run_dir / METRICS_FILE).get("best/monitor")
-        rule = f"best {monitor}" if monitor else "the run's best"
-    return {
-        "rule": rule,
+    record = {
+        "rule": "the file given",
+        "mode": None,
         "epoch": int(epoch) + 1 if isinstance(epoch, int) else None,
-        "file": ckpt_file.name,
     }
+    if is_best_of_run(run_dir, ckpt_file):
+        metrics = read_json(run_dir / METRICS_FILE)
+        trained = metrics.get("protocol", {}).get("checkpoint")
+        if isinstance(trained, dict):  # as training recorded it
+            record.update({k: trained.get(k) for k in ("rule", "mode")})
+        else:
+            monitor = metrics.get("best/monitor")
+            record["rule"] = f"best {monitor}" if monitor else "the run's best"
+    return {**record, "file": ckpt_file.name}
 
 
 def _version(distribution: str) -> str | None:
@@ -116,16 +116,21 @@ def versions(backbone_library: str | None = None) -> dict[str, Any]:
     return found
 
 
+#: Seconds each git call may take: a result's record must not wait on a slow file system.
+GIT_TIMEOUT_S = 3
+
+
 @functools.cache
 def git_state() -> dict[str, Any] | None:
-    """{"commit", "dirty"} of the checkout this package runs from; None when it runs from an
-    installed copy (or git is missing)."""
+    """{"commit", "dirty"} of the checkout this package runs from: `dirty` is whether any
+    tracked file of the checkout differs from the commit (None when git could not tell).
+    None when it runs from an installed copy, or git is missing."""
     package = Path(deepfake_detection.__file__).resolve().parent
 
     def git(*args: str) -> str | None:
         try:
             done = subprocess.run(
-                ["git", *args], cwd=package, capture_output=True, text=True, timeout=10
+                ["git", *args], cwd=package, capture_output=True, text=True, timeout=GIT_TIMEOUT_S
             )
         except (OSError, subprocess.SubprocessError):
             return None
@@ -137,8 +142,8 @@ def git_state() -> dict[str, Any] | None:
     commit = git("rev-parse", "HEAD")
     if not commit:
         return None
-    status = git("status", "--porcelain", "--untracked-files=no", "--", str(package.parent))
-    return {"commit": commit, "dirty": bool(status)}
+    status = git("status", "--porcelain", "--untracked-files=no")
+    return {"commit": commit, "dirty": None if status is None else bool(status)}
 
 
 def protocol_record(

@@ -30,6 +30,7 @@ from deepfake_detection.detector.image_scoring import ScoredImage, per_image, ve
 from deepfake_detection.detector.trained import TrainedDetector
 from deepfake_detection.errors import ConfigError, one_line
 from deepfake_detection.faces.settings import DEFAULT_WARN_SMALL_FACE
+from deepfake_detection.metrics.threshold_rules import parse_rule
 from deepfake_detection.serving.batching import BatchScorer
 from deepfake_detection.serving.explain import grad_cam, overlay_png
 from deepfake_detection.serving.http_errors import BodyTooLarge, ServiceError
@@ -132,26 +133,44 @@ def _json_error(status_code: int, body: dict[str, Any], headers=None) -> JSONRes
     return JSONResponse(body, status_code=status_code, headers=headers)
 
 
-def _decision(served: TrainedDetector, point: str | None) -> tuple[float, Callable[[float], str]]:
-    """(threshold, Real/Fake labeller) of the operating point a request asked for (None:
-    the service's own); an unknown one is a 422 that lists those there are."""
-    try:
-        threshold = served.threshold_of(point)
-    except (ConfigError, ValueError) as err:
-        raise ServiceError(422, f"operating_point={point}: {one_line(err)}") from None
-    return threshold, lambda prob: "Fake" if prob > threshold else "Real"
+@dataclass(frozen=True)
+class _Decision:
+    """How one request decides: the service's threshold, or the operating point it asked for
+    (`?operating_point=val_fpr:0.01`)."""
+
+    threshold: float
+    #: The operating point's name as a config writes it; the service's own rule when none.
+    point: str
+
+    def label(self, prob: float) -> str:
+        return "Fake" if prob > self.threshold else "Real"
+
+    @classmethod
+    def of(cls, served: TrainedDetector, request: Request) -> _Decision:
+        """From the request's query; an unknown point is a 422 that lists those there are."""
+        asked = request.query_params.get("operating_point") or None
+        if asked is None:
+            return cls(served.threshold, served.threshold_rule)
+        try:
+            name = parse_rule(asked).name
+            return cls(served.threshold_of(name), name)
+        except ConfigError as err:
+            raise ServiceError(422, one_line(err)) from None
+        except ValueError as err:
+            raise ServiceError(422, f"operating_point={asked}: {err}") from None
 
 
 def _result(
-    served: TrainedDetector,
-    upload: Upload,
-    probs: list[float],
-    threshold: float,
-    label: Callable[[float], str],
+    served: TrainedDetector, upload: Upload, probs: list[float], decision: _Decision
 ) -> dict[str, Any]:
     """One image's answer: its verdict, each face's box and score, and any note."""
     width, height = upload.given.size
-    common = {"file": upload.name, "threshold": threshold, "width": width, "height": height}
+    common = {
+        "file": upload.name,
+        "threshold": decision.threshold,
+        "width": width,
+        "height": height,
+    }
     if not probs:  # no face, and face.on_missing=skip
         return {
             **common,
@@ -161,7 +180,7 @@ def _result(
             "note": upload.given.note,
         }
     scored = ScoredImage.of(upload.name, upload.given, probs, verdict_rule(served.preprocessing))
-    return {**common, **scored.as_json(label)}
+    return {**common, **scored.as_json(decision.label)}
 
 
 def top_frame(inputs: ClipInputs, video: ScoredVideo) -> dict[str, Any]:
@@ -320,8 +339,7 @@ def create_app(served: TrainedDetector, settings: ServiceSettings) -> FastAPI:
         frames) and every frame's time, score and faces. The query parameter
         `operating_point` (e.g. `val_fpr:0.01`, one of those `/info` lists) decides at that
         threshold instead of the service's own."""
-        point = request.query_params.get("operating_point") or None
-        threshold, label = _decision(served, point)
+        decision = _Decision.of(served, request)
 
         async def work(contents: list[tuple[str, bytes]]) -> dict[str, Any]:
             uploads = await decode_uploads(
@@ -341,12 +359,12 @@ def create_app(served: TrainedDetector, settings: ServiceSettings) -> FastAPI:
                 if isinstance(upload, ClipUpload):
                     results.append(await _clip_result(upload))
                 else:
-                    results.append(_result(served, upload, next(own), threshold, label))
+                    results.append(_result(served, upload, next(own), decision))
             return {
                 "model": served.model_name,
                 "backend": served.backend,
-                "threshold": threshold,
-                "operating_point": point or served.threshold_rule,
+                "threshold": decision.threshold,
+                "operating_point": decision.point,
                 "results": results,
             }
 
@@ -361,8 +379,8 @@ def create_app(served: TrainedDetector, settings: ServiceSettings) -> FastAPI:
             return {
                 "file": upload.name,
                 "kind": "video",
-                "threshold": threshold,
-                **video.as_json(label),
+                "threshold": decision.threshold,
+                **video.as_json(decision.label),
                 "top_frame": top,
             }
 
@@ -398,8 +416,9 @@ def create_app(served: TrainedDetector, settings: ServiceSettings) -> FastAPI:
     )
     async def explain(request: Request) -> Response:
         """One image → its Grad-CAM overlay as PNG; the score is in the X-Prob-Fake,
-        X-Label and X-Threshold headers. With the face stage, the form field `face` picks
-        the face (0, the largest, by default) and the overlay is that face's crop."""
+        X-Label and X-Threshold headers (at `?operating_point=...` when asked). With the face
+        stage, the form field `face` picks the face (0, the largest, by default) and the
+        overlay is that face's crop."""
         if served.detector is None:
             raise ServiceError(
                 501,
@@ -407,6 +426,7 @@ def create_app(served: TrainedDetector, settings: ServiceSettings) -> FastAPI:
                 "source_checkpoint no longer points to",
             )
         detector = served.detector
+        decision = _Decision.of(served, request)
 
         async def work() -> Response:
             contents, fields = await read_form(
@@ -427,8 +447,8 @@ def create_app(served: TrainedDetector, settings: ServiceSettings) -> FastAPI:
                 media_type="image/png",
                 headers={
                     "X-Prob-Fake": repr(prob),
-                    "X-Label": served.label(prob),
-                    "X-Threshold": repr(served.threshold),
+                    "X-Label": decision.label(prob),
+                    "X-Threshold": repr(decision.threshold),
                     "X-Face": str(number) if upload.given.faces else "",
                 },
             )

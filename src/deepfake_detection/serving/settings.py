@@ -25,6 +25,7 @@ from deepfake_detection.rules import (
     integer,
     number,
     one_of,
+    or_null,
     ordered,
     rules_of,
     setting,
@@ -46,7 +47,8 @@ class ServeSettings(DetectorSettings):
     """The root keys of conf/serve.yaml; `ckpt_path` may also be an exported model.onnx or
     model.pt2."""
 
-    threshold: float | str = setting(THRESHOLD, "val")
+    #: null: the model's own (an export's stored threshold; `val` for a checkpoint).
+    threshold: float | str | None = setting(or_null(THRESHOLD), None)
     backend: str | None = setting(one_of(*SERVE_BACKENDS, nullable=True), None)
     #: A validation operating point (`val_fpr:0.01`, ...) in place of `threshold`.
     operating_point: str | None = setting(OPERATING_POINT, None)

@@ -95,9 +95,8 @@ def _protocol(run: FittedRun, best_path: str | None, val_threshold: float | None
         validation=split_record(datamodule, "val"),
         preprocessing=datamodule_preprocessing(datamodule),
         checkpoint={
-            "rule": f"best {checkpoint.monitor} ({checkpoint.mode})"
-            if best_path
-            else "the last weights",
+            "rule": f"best {checkpoint.monitor}" if best_path else "the last weights",
+            "mode": checkpoint.mode if best_path else None,
             "epoch": _checkpoint_epoch(best_path) if best_path else run.trainer.current_epoch,
         },
         threshold={"rule": "fixed", "value": 0.5, "val": val_threshold},
