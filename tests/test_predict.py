@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import shutil
 from pathlib import Path
 
@@ -54,18 +55,33 @@ def test_scores_match_the_training_runs_own_test_scores(trained, tmp_path: Path)
 
 
 @pytest.mark.slow
-def test_onnx_backend_scores_like_torch(trained, tmp_path: Path) -> None:
+def test_onnx_backend_scores_like_torch(
+    trained, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     run_dir, dataset = trained
     args = [f"ckpt_path={run_dir}", f"input={dataset / 'test'}", "threshold=val"]
     torch_summary = run_predict(args, tmp_path / "torch")
     onnx_summary = run_predict([*args, "backend=onnx"], tmp_path / "onnx")
+    exported = list((tmp_path / "cache").rglob("model.onnx"))
+    assert len(exported) == 1
+    written = exported[0].stat().st_mtime_ns
+    # The next run of the same checkpoint reuses that export, once it passes the check.
+    with caplog.at_level(logging.INFO):
+        again = run_predict([*args, "backend=onnx"], tmp_path / "again")
+    assert "exported before" in caplog.text and exported[0].stat().st_mtime_ns == written
+    assert again["threshold"] == onnx_summary["threshold"]
+    # A damaged copy is exported again, not used.
+    exported[0].write_bytes(b"not onnx")
+    run_predict([*args, "backend=onnx"], tmp_path / "damaged")
+    assert exported[0].stat().st_size > 1000
     expected, rows = read_rows(tmp_path / "torch"), read_rows(tmp_path / "onnx")
     assert rows.keys() == expected.keys() and len(rows) == 12
     for path, row in rows.items():
         assert float(row["prob_fake"]) == pytest.approx(
             float(expected[path]["prob_fake"]), abs=1e-4
         )
-    assert onnx_summary["backend"] == "onnx" and (tmp_path / "onnx" / "model.onnx").is_file()
+    assert onnx_summary["backend"] == "onnx"
     assert onnx_summary["threshold"] == torch_summary["threshold"]
     assert onnx_summary["images_per_s"] > 0
 

@@ -34,8 +34,9 @@ log = logging.getLogger(__name__)
 TOLERANCES = {"onnx": 1e-4, "torch_export": 1e-6}
 
 
-def _split_images(data: Mapping[str, Any], split: str, count: int) -> list:
-    """Up to `count` files of the training run's `split`, Fake and Real alternating."""
+def labelled_split(data: Mapping[str, Any], split: str) -> list[tuple[Path, int]]:
+    """(file, label) of the training run's `split`, as training split its root; empty (and
+    logged) when the dataset is no longer there."""
     root = data.get("root")
     try:
         if root in (None, ""):
@@ -43,9 +44,15 @@ def _split_images(data: Mapping[str, Any], split: str, count: int) -> list:
         # The training run's root is split as in training: a flat one is not scored whole.
         index = discover_as_configured(root, data, ("train", "test", split))
     except (UserInputError, OSError) as err:
-        log.info("parity check: the run's %s split is not available (%s)", split, err)
+        log.info("the run's %s split is not available (%s)", split, err)
         return []
-    by_class = [[p for p, y in index.splits[split] if y == label] for label in (1, 0)]
+    return list(index.splits[split])
+
+
+def _split_images(data: Mapping[str, Any], split: str, count: int) -> list:
+    """Up to `count` files of the training run's `split`, Fake and Real alternating."""
+    samples = labelled_split(data, split)
+    by_class = [[p for p, y in samples if y == label] for label in (1, 0)]
     picked = [p for pair in zip(*by_class, strict=False) for p in pair]
     return picked[:count]
 

@@ -81,6 +81,9 @@ class ExportSpec:
     operating_points: dict[str, dict[str, Any]] | None = None
     #: What produced the model and its thresholds (`reports.protocol`).
     protocol: dict[str, Any] = field(default_factory=dict)
+    #: An INT8 model's quantization: method, calibration, and its check against the float
+    #: model on the run's test split; None for a float model.
+    quantization: dict[str, Any] | None = None
     model_file: str = ""
     sha256: str = ""
 

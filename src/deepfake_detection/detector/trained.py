@@ -8,7 +8,9 @@ service score with). Both load once, so a bad file stops a command with one line
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -19,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from torch.utils.data import DataLoader, Dataset
 
 import deepfake_detection
+from deepfake_detection.data.demo import default_cache_dir
 from deepfake_detection.data.images import BadImageError
 from deepfake_detection.data.preprocess import Preprocessing
 from deepfake_detection.data.scan import BadFile, stop_on_bad_image
@@ -38,9 +41,9 @@ from deepfake_detection.detector.loading import (
     resolve_checkpoint,
     saved_data_arguments,
 )
-from deepfake_detection.detector.parity import parity_inputs, write_checked
+from deepfake_detection.detector.parity import parity, parity_inputs, write_checked
 from deepfake_detection.detector.scoring import scoring_trainer
-from deepfake_detection.detector.spec import MODEL_FILES, ExportSpec, sha256_of
+from deepfake_detection.detector.spec import MODEL_FILES, ExportError, ExportSpec, sha256_of
 from deepfake_detection.errors import ConfigError, UserInputError
 from deepfake_detection.faces.settings import DEFAULT_WARN_SMALL_FACE
 from deepfake_detection.faces.stage import NoFaceError
@@ -51,6 +54,16 @@ log = logging.getLogger(__name__)
 
 #: Exported files accepted as `ckpt_path`, and the format of each.
 EXPORT_FORMATS = {".onnx": "onnx", ".pt2": "torch_export"}
+
+
+def exported_copy(ckpt_file: Path, temperature: float) -> Path:
+    """Where `backend=onnx` keeps a checkpoint's ONNX model between runs: keyed on the
+    checkpoint's bytes, the temperature and the versions that write the file."""
+    key = hashlib.sha256(
+        f"{sha256_of(ckpt_file)}|{temperature!r}|{deepfake_detection.__version__}|"
+        f"{torch.__version__}".encode()
+    ).hexdigest()[:24]
+    return default_cache_dir() / "onnx" / key / MODEL_FILES["onnx"]
 
 
 @dataclass
@@ -111,20 +124,44 @@ class TrainedCheckpoint:
         return self.decision
 
     def onnx_runner(self, preprocessing: Preprocessing, output_dir: Path) -> Runner:
-        """The model as ONNX in `output_dir`, checked on its run's test images: the
-        `backend=onnx` of `predict` and the service."""
+        """The model as ONNX, checked against PyTorch on its run's test images: the
+        `backend=onnx` of `predict` and the service. Exported once per checkpoint (and
+        temperature) into the user cache and reused while it still passes the check;
+        into `output_dir` when the cache cannot be written."""
         inputs, where = parity_inputs(self.data, "test", 8, preprocessing)
-        model_file = output_dir / MODEL_FILES["onnx"]
-        model_file.parent.mkdir(parents=True, exist_ok=True)
         model = self.model.cpu().eval()
-        runner, difference = write_checked(model, self.decided.divisor, "onnx", model_file, inputs)
+        divisor = self.decided.divisor
+        cached = exported_copy(self.ckpt_file, divisor)
+        if cached.is_file():
+            try:
+                runner = load_runner(cached, "onnx")
+                difference = parity("onnx", model, divisor, runner, inputs)
+            except ExportError as err:
+                log.info("backend=onnx: exporting again: %s", err)
+            else:
+                log.info(
+                    "backend=onnx: %s, exported before; max |ΔP(Fake)| %.3g against PyTorch on %s",
+                    cached,
+                    difference,
+                    where,
+                )
+                return runner
+        try:
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            model_file = cached
+        except OSError:
+            model_file = output_dir / MODEL_FILES["onnx"]
+            model_file.parent.mkdir(parents=True, exist_ok=True)
+        staged = model_file.with_name(f".{model_file.name}.{os.getpid()}.onnx")
+        runner, difference = write_checked(model, divisor, "onnx", staged, inputs)
+        os.replace(staged, model_file)  # whole or not at all, even beside another process
         log.info(
             "backend=onnx: %s, max |ΔP(Fake)| %.3g against PyTorch on %s",
             model_file,
             difference,
             where,
         )
-        return runner
+        return runner  # its session holds the model: the rename does not touch it
 
 
 @dataclass

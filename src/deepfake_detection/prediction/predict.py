@@ -7,7 +7,7 @@ import csv
 import io
 import logging
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,14 +18,17 @@ from deepfake_detection.data.layout import VIDEO_EXTENSIONS, list_videos
 from deepfake_detection.data.preprocess import Preprocessing
 from deepfake_detection.data.scan import write_skipped_files
 from deepfake_detection.detector.clip_scoring import ScoredVideo, score_clip
+from deepfake_detection.detector.formats import Runner
 from deepfake_detection.detector.image_scoring import ScoredImage
 from deepfake_detection.detector.trained import (
+    EXPORT_FORMATS,
     TrainedCheckpoint,
     device_runner,
+    load_detector,
     score_files,
     with_operating_point,
 )
-from deepfake_detection.errors import DatasetError
+from deepfake_detection.errors import ConfigError, DatasetError
 from deepfake_detection.faces.settings import DEFAULT_WARN_SMALL_FACE
 from deepfake_detection.files import atomic_write_bytes, write_json
 from deepfake_detection.prediction.video_outputs import (
@@ -162,26 +165,86 @@ def score_videos(
     return scored, skipped
 
 
-def predict(cfg: DictConfig) -> dict[str, Any]:
-    """Score every readable image and clip of `cfg.input`; returns the summary written."""
-    output_dir = Path(cfg.paths.output_dir)
-    files, clips = input_files(cfg.input)
+@dataclass
+class _Scorer:
+    """What predict scores with, from a checkpoint or an exported file alike."""
+
+    source: Path
+    model_name: str
+    backend: str
+    runner: Runner
+    preprocessing: Preprocessing
+    #: Batch size, workers, bad-image policy and image size.
+    data: dict[str, Any]
+    threshold: float
+    rule: str
+    temperature: float | None
+    operating_points: dict[str, Any] | None
+
+
+def _from_checkpoint(cfg: DictConfig, output_dir: Path) -> _Scorer:
     trained = TrainedCheckpoint.load(with_operating_point(cfg))
-    ckpt_file, model = trained.ckpt_file, trained.model
-    threshold, rule, temperature = trained.threshold, trained.rule, trained.temperature
     data = _settings(trained.data, cfg.data)
     face = cfg.get("face")
     preprocessing = Preprocessing.of_data(data).with_face(
         OmegaConf.to_container(face) if face is not None else None
     )
+    backend = cfg.get("backend") or "torch"
+    if backend == "onnx":
+        runner = trained.onnx_runner(preprocessing, output_dir)
+    else:
+        runner = device_runner(trained.model, trained.decided.divisor, trained.trainer)
+    return _Scorer(
+        trained.ckpt_file,
+        trained.model.model_name,
+        backend,
+        runner,
+        preprocessing,
+        data,
+        trained.threshold,
+        trained.rule,
+        trained.temperature,
+        trained.decided.operating_points,
+    )
+
+
+def _from_export(cfg: DictConfig) -> _Scorer:
+    """An exported model.onnx / model.int8.onnx / model.pt2: its own preprocessing,
+    threshold and operating points (model.json), checked when it loads."""
+    detector = load_detector(cfg)
+    size = detector.preprocessing.image_size
+    if cfg.data.get("image_size") not in (None, size):
+        raise ConfigError(
+            f"data.image_size={cfg.data.image_size}: {cfg.ckpt_path} was exported for "
+            f"{size} px images"
+        )
+    given = {k: v for k, v in cfg.data.items() if v is not None}
+    data = {"batch_size": 32, "num_workers": None, "on_bad_image": "skip", **given}
+    return _Scorer(
+        Path(detector.source),
+        detector.model_name,
+        detector.backend,
+        detector.score,
+        detector.preprocessing,
+        {**data, "image_size": size},
+        detector.threshold,
+        detector.threshold_rule,
+        detector.temperature,
+        detector.operating_points,
+    )
+
+
+def predict(cfg: DictConfig) -> dict[str, Any]:
+    """Score every readable image and clip of `cfg.input`; returns the summary written."""
+    output_dir = Path(cfg.paths.output_dir)
+    files, clips = input_files(cfg.input)
+    exported = Path(str(cfg.ckpt_path)).suffix.lower() in EXPORT_FORMATS
+    scorer = _from_export(cfg) if exported else _from_checkpoint(cfg, output_dir)
+    runner, preprocessing, data = scorer.runner, scorer.preprocessing, scorer.data
+    threshold, rule, temperature = scorer.threshold, scorer.rule, scorer.temperature
     if preprocessing.face is not None:
         log.info("face stage: %s", preprocessing.describe()["steps"][1])
     video = VideoSettings.from_config(cfg.get("video"))
-
-    if cfg.get("backend", "torch") == "onnx":
-        runner = trained.onnx_runner(preprocessing, output_dir)
-    else:
-        runner = device_runner(model, trained.decided.divisor, trained.trainer)
     started = time.perf_counter()  # reading and scoring, not loading or exporting
     scored, skipped = [], []
     if files:
@@ -211,8 +274,8 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
     fake = sum(1 for prob in calls if prob > threshold)
     noted = [s for s in scored if s.note]
     summary = {
-        "checkpoint": str(ckpt_file),
-        "model": model.model_name,
+        "checkpoint": str(scorer.source),
+        "model": scorer.model_name,
         "input": str(cfg.input),
         "images": len(scored),
         "videos": len(videos),
@@ -225,11 +288,11 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
         "notes": len(noted),
         "threshold": threshold,
         "threshold/rule": rule,
-        "operating_points": trained.decided.operating_points,
+        "operating_points": scorer.operating_points,
         "calibration": cfg.get("calibration", "none"),
         "temperature": temperature,
         "image_size": data["image_size"],
-        "backend": cfg.get("backend", "torch"),
+        "backend": scorer.backend,
         "seconds": round(seconds, 3),
         "images_per_s": round(len(scored) / seconds, 2) if scored and seconds > 0 else None,
         "video_seconds": round(video_seconds, 3),

@@ -36,7 +36,14 @@ class PredictSettings(DetectorSettings):
     input: str = setting(
         existing_path("an image or video file, or a folder of them", required=True)
     )
-    backend: str = setting(one_of(*PREDICT_BACKENDS), "torch")
+    ckpt_path: str = setting(
+        existing_path(
+            "a training run dir, a .ckpt file, or an exported model.onnx / model.pt2",
+            required=True,
+        )
+    )
+    #: null: torch for a checkpoint, the file's own for an exported model.
+    backend: str | None = setting(one_of(*PREDICT_BACKENDS, nullable=True), None)
     #: A validation operating point (`val_fpr:0.01`, ...) in place of `threshold`.
     operating_point: str | None = setting(OPERATING_POINT, None)
     #: A model trained without the face stage notes small faces (`faces.settings`).
