@@ -10,13 +10,13 @@ import pytest
 import torch
 
 from conftest import compose_config
-
-pytestmark = pytest.mark.slow  # ONNX exports and quantization
 from deepfake_detection.commands import EXPORT, PREDICT
 from deepfake_detection.detector.spec import ExportError
 from deepfake_detection.detector.trained import load_detector
 from deepfake_detection.errors import ConfigError
 from deepfake_detection.exporting import quantize
+
+pytestmark = pytest.mark.slow  # ONNX exports and quantization
 
 #: Limits no quantization of the tiny model can miss: these tests check the mechanics.
 LOOSE = ["quantization.max_auroc_drop=1", "quantization.max_acc_drop=1"]
