@@ -386,3 +386,21 @@ def test_a_bad_checkpoint_stops_start_up_with_one_line(tmp_path: Path) -> None:
     assert run.returncode == 2 and "bad.ckpt" in run.stderr and "Traceback" not in run.stderr
     lines = [line for line in run.stderr.splitlines() if line.startswith("error:")]
     assert len(lines) == 1
+
+
+def test_the_service_shares_the_cores_as_configured(tmp_path: Path) -> None:
+    from deepfake_detection.detector import formats
+    from deepfake_detection.serving.server import share_the_cores, usable_cores
+
+    cfg = compose_config("serve", ["ckpt_path=x", "cpu.model_threads=1"], tmp_path)
+    threads = torch.get_num_threads()
+    try:
+        share_the_cores(cfg)
+        assert formats._onnx_threads == formats.OnnxThreads(1, spinning=False)
+        assert torch.get_num_threads() == 1
+    finally:
+        formats.configure_onnx_threads(formats.OnnxThreads())
+        torch.set_num_threads(threads)
+    assert settings_of(cfg).decode_threads == usable_cores()
+    given = compose_config("serve", ["ckpt_path=x", "cpu.decode_threads=3"], tmp_path)
+    assert settings_of(given).decode_threads == 3

@@ -458,6 +458,10 @@ SERVE_BAD_VALUES: list[tuple[str, Any]] = [
     ("trainer.accelerator", "npu"),
     ("trainer.devices", 0),
     ("trainer.precision", "half"),
+    ("cpu.model_threads", 0),
+    ("cpu.model_threads", "all"),
+    ("cpu.decode_threads", 0),
+    ("cpu.spinning", "yes"),
 ]
 
 #: (key, bad value) for `deepfake-audit`.

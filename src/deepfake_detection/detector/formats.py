@@ -12,6 +12,7 @@ import logging
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -144,6 +145,30 @@ def write_torch_export(module: ProbabilityModel, example: torch.Tensor, path: Pa
 WRITERS = {"onnx": write_onnx, "torch_export": write_torch_export}
 
 
+@dataclass(frozen=True)
+class OnnxThreads:
+    """How ONNX Runtime sessions of this process use the CPU.
+
+    `threads`: its intra-op threads (None: ONNX Runtime's choice, one per core). `spinning`:
+    whether idle threads busy-wait for the next batch; that saves microseconds per call but
+    takes the cores from everything else (a service's decoding threads), so a service turns
+    it off.
+    """
+
+    threads: int | None = None
+    spinning: bool = True
+
+
+_onnx_threads = OnnxThreads()
+
+
+def configure_onnx_threads(settings: OnnxThreads) -> None:
+    """Sessions made after this call use `settings` (like `torch.set_num_threads`, for the
+    whole process: the service sets it once at start-up)."""
+    global _onnx_threads
+    _onnx_threads = settings
+
+
 def onnx_runner(path: Path, threads: int | None = None) -> Runner:
     """An ONNX Runtime session on the CPU, as a batch → P(Fake) function."""
     try:
@@ -153,8 +178,12 @@ def onnx_runner(path: Path, threads: int | None = None) -> Runner:
             "running an ONNX model needs onnxruntime: pip install 'deepfake-detection[serve]'"
         ) from None
     options = ort.SessionOptions()
+    threads = threads or _onnx_threads.threads
     if threads:
         options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1  # one graph, run op after op: no second pool
+    if not _onnx_threads.spinning:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.log_severity_level = 3  # errors only
     try:
         session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])

@@ -90,6 +90,8 @@ class ServiceSettings:
     max_video_bytes: int = 200_000_000
     max_concurrent_videos: int = 2
     video_timeout_s: float = 120.0
+    #: Images decoded and prepared at once (`cpu.decode_threads`).
+    decode_threads: int = 2
 
     def limits(self) -> dict[str, Any]:
         return {
@@ -240,6 +242,9 @@ def create_app(served: TrainedDetector, settings: ServiceSettings) -> FastAPI:
     videos = _Gate(settings.max_concurrent_videos, "limits.max_concurrent_videos", "clips")
     #: Threads that decode clips, apart from the ones images are decoded in.
     clip_threads = anyio.CapacityLimiter(settings.max_concurrent_videos)
+    #: Threads that decode images: as many as the cores, not anyio's 40, so a burst of
+    #: requests does not take the cores from the model.
+    image_threads = anyio.CapacityLimiter(settings.decode_threads)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -349,6 +354,7 @@ def create_app(served: TrainedDetector, settings: ServiceSettings) -> FastAPI:
                 settings.video,
                 deadline=time.monotonic() + settings.video_timeout_s,
                 clip_threads=clip_threads,
+                image_threads=image_threads,
             )
             images = [u for u in uploads if isinstance(u, Upload)]
             inputs = [tensor for upload in images for tensor in upload.inputs]
@@ -433,7 +439,12 @@ def create_app(served: TrainedDetector, settings: ServiceSettings) -> FastAPI:
                 request, max_files=1, limit_name="/explain takes ", fields=("face",)
             )
             _check_sizes(contents, [], settings)  # an image: the images' limit
-            decoded = await decode_uploads(contents, served.preprocessing, settings.warn_small_face)
+            decoded = await decode_uploads(
+                contents,
+                served.preprocessing,
+                settings.warn_small_face,
+                image_threads=image_threads,
+            )
             upload = decoded[0]
             assert isinstance(upload, Upload)
             number = _face_number(fields.get("face", "0"), upload)

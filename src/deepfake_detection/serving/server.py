@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
+import torch
 from omegaconf import DictConfig, OmegaConf
 
+from deepfake_detection.detector.formats import OnnxThreads, configure_onnx_threads
 from deepfake_detection.detector.trained import load_detector
 from deepfake_detection.errors import ConfigError
 from deepfake_detection.faces.settings import DEFAULT_WARN_SMALL_FACE
@@ -32,7 +35,26 @@ def settings_of(cfg: DictConfig) -> ServiceSettings:
         max_video_bytes=int(float(limits.get("max_video_mb", 200)) * 1e6),
         max_concurrent_videos=int(limits.get("max_concurrent_videos", 2)),
         video_timeout_s=float(limits.get("video_timeout_s", 120)),
+        decode_threads=int(cfg.get("cpu", {}).get("decode_threads") or usable_cores()),
     )
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its affinity, e.g. a container's CPU set)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def share_the_cores(cfg: DictConfig) -> None:
+    """Before the model loads: its threads (`cpu.model_threads`, default the cores), and
+    ONNX Runtime's idle threads sleeping rather than spinning (`cpu.spinning`), so that the
+    decoding threads get the cores between batches."""
+    cpu = cfg.get("cpu", {})
+    threads = int(cpu.get("model_threads") or usable_cores())
+    configure_onnx_threads(OnnxThreads(threads, bool(cpu.get("spinning", False))))
+    torch.set_num_threads(threads)
 
 
 def serve(cfg: DictConfig) -> dict[str, Any]:
@@ -43,6 +65,7 @@ def serve(cfg: DictConfig) -> dict[str, Any]:
         raise ConfigError(
             "deepfake-serve needs FastAPI and uvicorn: pip install 'deepfake-detection[serve]'"
         ) from None
+    share_the_cores(cfg)
     served = load_detector(cfg)
     settings = settings_of(cfg)
     app = create_app(served, settings)

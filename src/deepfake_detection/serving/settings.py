@@ -22,6 +22,7 @@ from deepfake_detection.faces.settings import (
 )
 from deepfake_detection.rules import (
     Rule,
+    boolean,
     integer,
     number,
     one_of,
@@ -78,11 +79,25 @@ class LimitSettings:
     video_timeout_s: float = setting(number(0, low_open=True), 120)
 
 
+@dataclass(frozen=True)
+class CPUSettings:
+    """`cpu.*`: how the service shares the cores between scoring and decoding; null derives
+    a value from the cores this process may use."""
+
+    #: Threads that score a batch (ONNX Runtime's intra-op threads, or PyTorch's).
+    model_threads: int | None = setting(integer(1, nullable=True), None)
+    #: Images decoded and prepared at once (clips have their own threads).
+    decode_threads: int | None = setting(integer(1, nullable=True), None)
+    #: Whether ONNX Runtime's idle threads busy-wait for the next batch.
+    spinning: bool = setting(boolean(), False)
+
+
 #: Keys of `deepfake-serve`.
 SERVE_RULES: dict[str, Rule] = ordered(
     {
         **rules_of(ServeSettings),
         **rules_of(LimitSettings, "limits"),
+        **rules_of(CPUSettings, "cpu"),
         **rules_of(ScoringDataSettings, "data", only=IMAGE_READING_KEYS),
         **SCORING_FACE_RULES,
         **VIDEO_RULES,

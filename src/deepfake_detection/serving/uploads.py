@@ -154,11 +154,12 @@ async def decode_uploads(
     video: VideoSettings | None = None,
     deadline: float | None = None,
     clip_threads: anyio.CapacityLimiter | None = None,
+    image_threads: anyio.CapacityLimiter | None = None,
 ) -> list[Upload | ClipUpload]:
     """Each upload decoded and preprocessed in a worker thread: an image into its model
     inputs, and with `video`, a clip into its sampled frames' (`ClipUpload`), in one of the
-    `clip_threads`, giving up at `deadline` (`time.monotonic()`). 422 naming every file
-    that is neither."""
+    `clip_threads`, giving up at `deadline` (`time.monotonic()`); images in one of the
+    `image_threads`. 422 naming every file that is neither."""
 
     def decode(name: str, data: bytes) -> Upload | ClipUpload | str:
         if video is not None and is_clip(name, data):
@@ -186,7 +187,7 @@ async def decode_uploads(
     decoded = []
     for name, data in contents:
         clip = video is not None and is_clip(name, data)
-        limiter = clip_threads if clip else None  # clips never take the images' threads
+        limiter = clip_threads if clip else image_threads  # clips never take the images' threads
         decoded.append(await anyio.to_thread.run_sync(decode, name, data, limiter=limiter))
     problems = [
         {"file": name, "error": result}
