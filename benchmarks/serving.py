@@ -2,6 +2,7 @@
 the service's latency over loopback with 1 and 8 concurrent clients.
 
     python benchmarks/serving.py [--ckpt <run dir>] [--data <folder of images>] [--images 512]
+        [--soak 20000]
 
 Without `--ckpt` it trains a throwaway MobileNetV2 (224 px, a few batches; speed does not
 depend on the weights). Without `--data` (or BENCH_DATA) it scores generated 256 px JPEGs.
@@ -22,6 +23,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -220,6 +222,121 @@ def serve_latency(ckpt: Path, backend: str, image: Path, work: Path, requests: i
         process.wait(timeout=30)
 
 
+def start_service(ckpt: Path, backend: str, work: Path, *overrides: str):
+    """A `deepfake-serve` process on a free port, once it answers /health: (process, url)."""
+    import httpx
+
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "deepfake_detection.serve",
+            f"ckpt_path={ckpt}",
+            f"backend={backend}",
+            f"port={port}",
+            f"hydra.run.dir={work / f'soak-{backend}'}",
+            *overrides,
+        ],
+        cwd=work,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(900):
+        try:
+            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                return process, url
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    process.terminate()
+    raise RuntimeError("the service did not start")
+
+
+def resident_mb(pid: int) -> float:
+    """The process's resident memory (VmRSS), in MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def soak_uploads(image: Path) -> list[tuple[str, list | None, int]]:
+    """(name, multipart files, weight): valid images and the malformed uploads a public
+    service meets; 4 valid ones in every 10 requests' worth of weight."""
+    data = image.read_bytes()
+    return [
+        ("valid jpeg", [("files", (image.name, data, "image/jpeg"))], 6),
+        ("truncated jpeg", [("files", ("cut.jpg", data[: len(data) // 3], "image/jpeg"))], 1),
+        ("random bytes", [("files", ("noise.jpg", os.urandom(4096), "image/jpeg"))], 1),
+        ("empty file", [("files", ("empty.png", b"", "image/png"))], 1),
+        ("text", [("files", ("notes.txt", b"not an image at all\n" * 50, "text/plain"))], 1),
+        ("no files field", None, 1),
+    ]
+
+
+def soak(ckpt: Path, image: Path, work: Path, requests: int, clients: int = 8) -> dict:
+    """`requests` requests from `clients` threads, valid images and malformed uploads mixed:
+    the status codes, any 5xx, and the service's resident memory after the first 1,000
+    requests and at the end."""
+    import httpx
+
+    process, url = start_service(ckpt, "onnx", work)
+    kinds = soak_uploads(image)
+    schedule = [kind for kind in kinds for _ in range(kind[2])]
+    lock = threading.Lock()
+    state: dict[str, Any] = {"done": 0, "statuses": {}, "rss_1000": None, "errors": []}
+    per_client = requests // clients
+
+    def client(number: int) -> None:
+        with httpx.Client(timeout=60) as session:
+            for i in range(per_client):
+                name, files, _ = schedule[(number + i) % len(schedule)]
+                try:
+                    if files is None:
+                        response = session.post(f"{url}/predict", data={"x": "1"})
+                    else:
+                        response = session.post(f"{url}/predict", files=files)
+                    status = response.status_code
+                except httpx.HTTPError as err:
+                    status = f"error: {type(err).__name__}"
+                with lock:
+                    key = f"{name}: {status}"
+                    state["statuses"][key] = state["statuses"].get(key, 0) + 1
+                    state["done"] += 1
+                    if state["done"] == 1000:
+                        state["rss_1000"] = resident_mb(process.pid)
+
+    try:
+        started = time.perf_counter()
+        threads = [threading.Thread(target=client, args=(n,)) for n in range(clients)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        seconds = time.perf_counter() - started
+        rss_end = resident_mb(process.pid)
+    finally:
+        process.terminate()
+        process.wait()
+    statuses = state["statuses"]
+    server_errors = sum(
+        count
+        for key, count in statuses.items()
+        if not key.rsplit(": ", 1)[1].isdigit() or int(key.rsplit(": ", 1)[1]) >= 500
+    )
+    return {
+        "requests": state["done"],
+        "clients": clients,
+        "seconds": seconds,
+        "statuses": dict(sorted(statuses.items())),
+        "server_errors": server_errors,
+        "rss_after_1000_mb": state["rss_1000"],
+        "rss_end_mb": rss_end,
+        "rss_growth": rss_end / state["rss_1000"] - 1 if state["rss_1000"] else None,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ckpt", type=Path, help="a training run dir (default: train one)")
@@ -228,6 +345,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2, help="predict runs per backend")
     parser.add_argument("--requests", type=int, default=96, help="per latency measurement")
     parser.add_argument("--out", type=Path, default=Path("benchmark_serving.json"))
+    parser.add_argument(
+        "--soak", type=int, default=20_000, help="requests of the soak run (0: no soak run)"
+    )
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="bench-serving-") as tmp:
@@ -254,6 +374,7 @@ def main() -> None:
         service = {
             b: serve_latency(ckpt, b, one_image, work, args.requests) for b in ("torch", "onnx")
         }
+        soaked = soak(ckpt, one_image, work, args.soak) if args.soak else None
 
     ratio = predict["onnx"]["scoring_img_s"] / predict["torch"]["scoring_img_s"]
     result = {
@@ -264,6 +385,7 @@ def main() -> None:
         "predict_onnx_over_torch": ratio,
         "model_only_batch32": models,
         "service_latency": service,
+        "soak": soaked,
     }
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"\n{result['images']} images ({result['data']}), {os.cpu_count()} CPU cores\n")
@@ -297,6 +419,16 @@ def main() -> None:
             f"| `/predict` {clients} client(s), requests/s | {ts['requests_per_s']:.1f} | "
             f"{os_['requests_per_s']:.1f} | {os_['requests_per_s'] / ts['requests_per_s']:.2f}x |"
         )
+    if soaked is not None:
+        growth = soaked["rss_growth"]
+        print(
+            f"\nsoak ({soaked['requests']} requests, {soaked['clients']} clients, valid and "
+            f"malformed uploads, {soaked['seconds']:.0f} s): {soaked['server_errors']} 5xx or "
+            f"failed; resident memory {soaked['rss_after_1000_mb']:.0f} MB after 1,000 "
+            f"requests, {soaked['rss_end_mb']:.0f} MB at the end ({100 * growth:+.1f} %)"
+        )
+        for key, count in soaked["statuses"].items():
+            print(f"  {key}: {count}")
     q = models["ONNX Runtime INT8"]
     print(
         f"| model alone, batch 32, INT8 over float ONNX Runtime, img/s | {ort['batch_img_s']:.1f} "
