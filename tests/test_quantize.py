@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from conftest import compose_config
-from deepfake_detection.commands import EXPORT, PREDICT
+from deepfake_detection.commands import EVALUATE, EXPORT, PREDICT
 from deepfake_detection.detector.spec import ExportError
 from deepfake_detection.detector.trained import load_detector
 from deepfake_detection.errors import ConfigError
@@ -115,3 +115,35 @@ def test_int8_needs_onnx_and_the_runs_test_split(
     with pytest.raises(ExportError, match="test split is needed to check the INT8 model"):
         run_export(tiny_run, tmp_path / "c", "quantize=int8", "quantization.method=dynamic")
     assert not (tmp_path / "c" / "model.int8.onnx").exists()
+
+
+def test_evaluate_scores_an_exported_model_as_it_ships(
+    int8_export: Path, tiny_run: Path, tmp_path: Path
+) -> None:
+    trained = json.loads((tiny_run / "metrics.json").read_text())
+    results = {}
+    for name in ("model.onnx", "model.int8.onnx"):
+        EVALUATE.run(
+            compose_config("evaluate", [f"ckpt_path={int8_export / name}"], tmp_path / name)
+        )
+        results[name] = json.loads((tmp_path / name / "metrics.json").read_text())
+    float_metrics, int8_metrics = results["model.onnx"], results["model.int8.onnx"]
+    # The float export on the run's own test split: the training run's numbers.
+    assert float_metrics["test/auroc"] == pytest.approx(trained["test/auroc"], abs=1e-4)
+    assert (
+        float_metrics["protocol"]["data"]["fingerprint"]
+        == (trained["protocol"]["data"]["fingerprint"])
+    )
+    check = json.loads((int8_export / "model.int8.json").read_text())["quantization"]["check"]
+    assert int8_metrics["test/auroc"] == pytest.approx(check["int8"]["auroc"], abs=1e-6)
+    assert int8_metrics["quantization"]["type"] == "int8"
+    assert int8_metrics["protocol"]["checkpoint"]["rule"] == "an exported model"
+    assert set(int8_metrics["operating_points"]) >= {"val", "val_fpr:0.01"}
+    with pytest.raises(ConfigError, match="perturbations are applied with a checkpoint"):
+        EVALUATE.run(
+            compose_config(
+                "evaluate",
+                [f"ckpt_path={int8_export / 'model.onnx'}", "perturb=jpeg"],
+                tmp_path / "perturbed",
+            )
+        )

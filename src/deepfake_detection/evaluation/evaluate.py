@@ -17,7 +17,7 @@ from deepfake_detection.data.scan import write_skipped_files
 from deepfake_detection.data.splitting import SPLIT_LISTS_DIR, read_split_lists
 from deepfake_detection.detector.decision import READING_OVERRIDES, given
 from deepfake_detection.detector.scoring import ScoredSplit, score_split
-from deepfake_detection.detector.trained import TrainedCheckpoint
+from deepfake_detection.detector.trained import EXPORT_FORMATS, TrainedCheckpoint
 from deepfake_detection.errors import ConfigError
 from deepfake_detection.faces.settings import scoring_face
 from deepfake_detection.files import METRICS_FILE, write_json
@@ -286,6 +286,10 @@ def _report(cfg: DictConfig, job: ScoringJob, per_root: bool = False) -> dict[st
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Score one split of a dataset with a trained checkpoint, or of each of
     `data.test_roots`; returns the metrics written."""
+    if Path(str(cfg.ckpt_path)).suffix.lower() in EXPORT_FORMATS:
+        from deepfake_detection.evaluation.exported import evaluate_export
+
+        return evaluate_export(cfg)
     if cfg.data.get("test_roots"):
         return evaluate_roots(cfg, [str(root) for root in cfg.data.test_roots])
     return _report(cfg, ScoringJob.start(cfg))
