@@ -12,8 +12,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from deepfake_detection.reports.operating_point_tables import operating_point_lines
-
 
 def shown_path(path: str | Path) -> str:
     """`path` relative to the working directory when below it (shorter to copy), quoted
@@ -171,3 +169,48 @@ def per_source_lines(metrics: Mapping[str, Any]) -> list[str]:
         f"  {mean['sources']} sources: mAP {_number(mean['ap'])}  mean acc "
         f"{_number(mean['acc'])}  mean AUROC {_number(mean['auroc'])}  (per_source.md)"
     ]
+
+
+def _percent(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.2f} %"
+
+
+def _interval(interval: list[float] | None) -> str:
+    if interval is None:
+        return ""
+    return f"[{100 * interval[0]:.2f}, {100 * interval[1]:.2f}]"
+
+
+def operating_point_lines(
+    table: Mapping[str, Mapping[str, Any]], one_class: str | None = None
+) -> list[str]:
+    """A line per operating point: threshold, this split's FPR and TPR (with intervals), and
+    what validation promised. A one-class split shows its one rate."""
+    if not table:
+        return []
+    width = max(len(name) for name in table)
+    if one_class == "real":
+        head = "false-positive rate of these reals at each operating point (95 % interval):"
+    elif one_class == "fake":
+        head = "detection rate of these fakes at each operating point (95 % interval):"
+    else:
+        head = "at each operating point (FPR on reals, TPR on fakes, 95 % intervals):"
+    lines = [f"  {head}"]
+    for name, row in table.items():
+        parts = [f"    {name:<{width}}  > {row['threshold']:.4g}"]
+        if one_class != "fake":
+            parts.append(
+                f"FPR {_percent(row['fpr'])} ({row['false_positives']}/{row['reals']}) "
+                f"{_interval(row['fpr_ci'])}"
+            )
+        if one_class != "real":
+            parts.append(
+                f"TPR {_percent(row['tpr'])} ({row['detected']}/{row['fakes']}) "
+                f"{_interval(row['tpr_ci'])}"
+            )
+        promised = row.get("val_fpr") if one_class != "fake" else row.get("val_tpr")
+        if promised is not None:
+            what = "FPR" if one_class != "fake" else "TPR"
+            parts.append(f"(validation {what} {_percent(promised)})")
+        lines.append("  ".join(parts))
+    return lines
