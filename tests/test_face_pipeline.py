@@ -242,3 +242,29 @@ def test_without_the_crop_cache_crops_last_the_run(tmp_path: Path) -> None:
     run = train_face_run(root, tmp_path / "run", "face.cache=false")
     assert json.loads((run / "metrics.json").read_text())["hparams"]["face"] == "crop"
     assert not (tmp_path / "face-cache").exists()
+
+
+def test_the_framing_note_searches_small_first_and_in_full_only_when_needed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from deepfake_detection.detector import image_scoring
+
+    head = astronaut().crop((130, 10, 320, 220))
+    large = Image.new("RGB", (1024, 1024), (90, 110, 130))
+    large.paste(head.resize((900, 900)), (60, 60))  # a face of about a fifth of the picture
+    small = Image.new("RGB", (1024, 1024), (90, 110, 130))
+    small.paste(head.resize((160, 160)), (450, 450))  # well under a tenth of the picture
+    searched: list[int | None] = []
+    finder = image_scoring._finder
+
+    def counting(detect_size=None):
+        searched.append(detect_size)
+        return finder(detect_size)
+
+    monkeypatch.setattr(image_scoring, "_finder", counting)
+    assert image_scoring.framing_note(large, 0.1) == ""
+    assert searched == [image_scoring.QUICK_DETECT_SIZE]  # settled by the quick search
+    searched.clear()
+    note = image_scoring.framing_note(small, 0.1)
+    assert re.search(r"the face here covers \d\.\d%", note)
+    assert searched == [image_scoring.QUICK_DETECT_SIZE, None]  # and again at full size

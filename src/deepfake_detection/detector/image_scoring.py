@@ -10,7 +10,7 @@ the faces' scores together into the image's verdict.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache
 from typing import Any
 
@@ -20,19 +20,39 @@ from PIL import Image
 from deepfake_detection.data.preprocess import Preprocessing
 from deepfake_detection.faces.settings import DEFAULT_WARN_SMALL_FACE, FaceSettings
 
+#: The longer side, in pixels, at which a picture is first searched for the framing note. A
+#: face large enough to need no note (10 % of the picture by default) is still some 50 px
+#: wide there, and the search costs a fraction of one at the detector's full 640 px (about
+#: 5 ms against 26 ms for a 1024 px photo on 2 cores).
+QUICK_DETECT_SIZE = 160
+
 
 @cache
-def _finder():
+def _finder(detect_size: int | None = None):
     """The default detector, for models trained without the face stage: only to warn."""
     from deepfake_detection.faces.stage import FaceStage
 
-    return FaceStage(FaceSettings())
+    settings = FaceSettings()
+    return FaceStage(
+        settings if detect_size is None else replace(settings, detect_size=detect_size)
+    )
+
+
+def _largest_share(image: Image.Image, detect_size: int | None = None) -> float | None:
+    faces = _finder(detect_size).find(image)
+    return faces[0].area / (image.size[0] * image.size[1]) if faces else None
 
 
 def framing_note(image: Image.Image, warn_below: float | None) -> str:
     """For a model trained on whole images (face=none): a note when the picture's largest
-    face covers less than `warn_below` of it, or when it has no face at all."""
+    face covers less than `warn_below` of it, or when it has no face at all.
+
+    A quick search at `QUICK_DETECT_SIZE` settles the common case, a face large enough; only
+    a picture that may need a note is searched again at full size, for the note's numbers."""
     if warn_below is None:
+        return ""
+    quick = _largest_share(image, QUICK_DETECT_SIZE)
+    if quick is not None and quick >= warn_below:
         return ""
     faces = _finder().find(image)
     if not faces:
