@@ -161,29 +161,8 @@ def free_port() -> int:
 def serve_latency(ckpt: Path, backend: str, image: Path, work: Path, requests: int) -> dict:
     import httpx
 
-    port = free_port()
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "deepfake_detection.serve",
-            f"ckpt_path={ckpt}",
-            f"backend={backend}",
-            f"port={port}",
-            f"hydra.run.dir={work / f'serve-{backend}'}",
-        ],
-        cwd=work,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
+    process, url = start_service(ckpt, backend, work, name="serve")
     try:
-        for _ in range(600):
-            try:
-                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.2)
         data = image.read_bytes()
         results = {}
         for clients in (1, 8):
@@ -222,7 +201,7 @@ def serve_latency(ckpt: Path, backend: str, image: Path, work: Path, requests: i
         process.wait(timeout=30)
 
 
-def start_service(ckpt: Path, backend: str, work: Path, *overrides: str):
+def start_service(ckpt: Path, backend: str, work: Path, *overrides: str, name: str = "soak"):
     """A `deepfake-serve` process on a free port, once it answers /health: (process, url)."""
     import httpx
 
@@ -235,7 +214,7 @@ def start_service(ckpt: Path, backend: str, work: Path, *overrides: str):
             f"ckpt_path={ckpt}",
             f"backend={backend}",
             f"port={port}",
-            f"hydra.run.dir={work / f'soak-{backend}'}",
+            f"hydra.run.dir={work / f'{name}-{backend}'}",
             *overrides,
         ],
         cwd=work,

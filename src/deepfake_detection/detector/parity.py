@@ -49,7 +49,7 @@ def labelled_split(data: Mapping[str, Any], split: str) -> list[tuple[Path, int]
     return list(index.splits[split])
 
 
-def _split_images(data: Mapping[str, Any], split: str, count: int) -> list:
+def split_images(data: Mapping[str, Any], split: str, count: int) -> list:
     """Up to `count` files of the training run's `split`, Fake and Real alternating."""
     samples = labelled_split(data, split)
     by_class = [[p for p, y in samples if y == label] for label in (1, 0)]
@@ -76,7 +76,7 @@ def parity_inputs(
     they can be read, else generated ones."""
     transform = preprocessing.transform()
     tensors = []
-    for path in _split_images(data, split, count):
+    for path in split_images(data, split, count):
         try:
             tensors.append(transform(preprocessing.decode_file(path)))
         except BadImageError as err:

@@ -31,7 +31,7 @@ from deepfake_detection.detector.formats import (
     failure_reason,
     onnx_runner,
 )
-from deepfake_detection.detector.parity import labelled_split
+from deepfake_detection.detector.parity import labelled_split, split_images
 from deepfake_detection.detector.spec import INPUT_NAME, ExportError, ExportSpec
 from deepfake_detection.detector.trained import score_files
 from deepfake_detection.exporting.settings import QuantizationSettings
@@ -67,11 +67,8 @@ def calibration_inputs(
 ) -> np.ndarray:
     """Up to `count` preprocessed images of the training run's validation split, both
     classes alike (every other one), as the exported model takes them."""
-    samples = labelled_split(data, "val")
-    by_class = [[path for path, label in samples if label == wanted] for wanted in (1, 0)]
-    picked = [path for pair in zip(*by_class, strict=False) for path in pair][:count]
     tensors = []
-    for path in picked:
+    for path in split_images(data, "val", count):
         try:
             tensors.append(preprocessing.file(path).numpy())
         except Exception as err:  # a bad file is not needed to calibrate
