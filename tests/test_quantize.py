@@ -110,6 +110,7 @@ def test_int8_needs_onnx_and_the_runs_test_split(
         run_export(tiny_run, tmp_path / "a", "quantize=int8", "format=torch_export")
     # The training run's dataset is gone: nothing to calibrate on, nothing to check on.
     monkeypatch.setattr(quantize, "labelled_split", lambda data, split: [])
+    monkeypatch.setattr(quantize, "split_images", lambda data, split, count: [])
     with pytest.raises(ExportError, match="validation images, which are not available"):
         run_export(tiny_run, tmp_path / "b", "quantize=int8", *LOOSE)
     with pytest.raises(ExportError, match="test split is needed to check the INT8 model"):
