@@ -40,6 +40,7 @@ from deepfake_detection.exporting.settings import EXPORT_RULES
 from deepfake_detection.prediction.settings import PREDICT_RULES
 from deepfake_detection.rules import Rule, validate
 from deepfake_detection.serving.settings import SERVE_RULES
+from deepfake_detection.startup import prepare_process
 
 HELP_FLAGS = ("-h", "--help")
 
@@ -82,6 +83,7 @@ class Command:
 
     def cli(self) -> None:
         """The command line: `deepfake-<name> [key=value ...]`."""
+        prepare_process()
         argv = sys.argv[1:]
         if self.config is None:
             sys.exit(self.task(argv))
