@@ -268,3 +268,8 @@ def test_the_framing_note_searches_small_first_and_in_full_only_when_needed(
     note = image_scoring.framing_note(small, 0.1)
     assert re.search(r"the face here covers \d\.\d%", note)
     assert searched == [image_scoring.QUICK_DETECT_SIZE, None]  # and again at full size
+    searched.clear()
+    thumbnail = Image.new("RGB", (120, 120), (90, 110, 130))
+    thumbnail.paste(head.resize((24, 24)), (50, 50))  # no larger than the quick search
+    assert image_scoring.framing_note(thumbnail, 0.1) != ""
+    assert searched == [image_scoring.QUICK_DETECT_SIZE]  # which saw it whole: once

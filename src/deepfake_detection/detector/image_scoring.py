@@ -38,26 +38,24 @@ def _finder(detect_size: int | None = None):
     )
 
 
-def _largest_share(image: Image.Image, detect_size: int | None = None) -> float | None:
-    faces = _finder(detect_size).find(image)
-    return faces[0].area / (image.size[0] * image.size[1]) if faces else None
-
-
 def framing_note(image: Image.Image, warn_below: float | None) -> str:
     """For a model trained on whole images (face=none): a note when the picture's largest
     face covers less than `warn_below` of it, or when it has no face at all.
 
     A quick search at `QUICK_DETECT_SIZE` settles the common case, a face large enough; only
-    a picture that may need a note is searched again at full size, for the note's numbers."""
+    a larger picture that may need a note is searched again at full size, for the note's
+    numbers (the detector never enlarges: a small picture's quick search is the full one)."""
     if warn_below is None:
         return ""
-    quick = _largest_share(image, QUICK_DETECT_SIZE)
-    if quick is not None and quick >= warn_below:
+    faces = _finder(QUICK_DETECT_SIZE).find(image)
+    area = image.size[0] * image.size[1]
+    if faces and faces[0].area / area >= warn_below:
         return ""
-    faces = _finder().find(image)
+    if max(image.size) > QUICK_DETECT_SIZE:
+        faces = _finder().find(image)
     if not faces:
         return "no face found in this image; the model scored it whole"
-    share = faces[0].area / (image.size[0] * image.size[1])
+    share = faces[0].area / area
     if share >= warn_below:
         return ""
     return (
