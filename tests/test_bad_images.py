@@ -103,7 +103,7 @@ def test_any_decoder_failure_is_a_bad_image(tmp_path: Path, monkeypatch) -> None
     def corrupt_exif(image):
         raise struct.error("unpack requires a buffer of 4 bytes")
 
-    monkeypatch.setattr("deepfake_detection.data.images.ImageOps.exif_transpose", corrupt_exif)
+    monkeypatch.setattr(Image.Image, "getexif", corrupt_exif)
     with pytest.raises(BadImageError, match="truncated or corrupt .error: unpack requires"):
         load_rgb(path)
 

@@ -40,7 +40,7 @@ from deepfake_detection.exporting.settings import EXPORT_RULES
 from deepfake_detection.prediction.settings import PREDICT_RULES
 from deepfake_detection.rules import Rule, validate
 from deepfake_detection.serving.settings import SERVE_RULES
-from deepfake_detection.startup import prepare_process
+from deepfake_detection.startup import imports_done, prepare_process
 
 HELP_FLAGS = ("-h", "--help")
 
@@ -79,13 +79,21 @@ class Command:
         if rules is not None:
             validate(cfg, rules)
         setup_console()
+        imports_done()
         return self.task(cfg)
 
     def cli(self) -> None:
         """The command line: `deepfake-<name> [key=value ...]`."""
         prepare_process()
+        try:
+            self._cli()
+        finally:
+            imports_done()  # when the command ended before its task ran
+
+    def _cli(self) -> None:
         argv = sys.argv[1:]
         if self.config is None:
+            imports_done()
             sys.exit(self.task(argv))
         if any(flag in argv for flag in HELP_FLAGS):
             _print_help(self.help_text(command_line_overrides(argv)))

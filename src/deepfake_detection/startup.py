@@ -8,9 +8,12 @@ training. Two costs did not depend on the job:
   (`scipy.signal.hamming`): about half a second, for a module no command uses. Until the
   library stops doing so, `defer_module` puts a stand-in with that one attribute in its
   place; the real module is imported the first time anything else is read from it.
-- At exit, Python's collector walks every object of every imported module (torch,
-  torchvision, Lightning: over a second). `gc.freeze` at exit skips those walks; objects
-  are still released and finalizers still run.
+- Python's cyclic collector walks every object there is, time and again while modules
+  import (most of a second for torch, torchvision and Lightning) and once more at exit (over
+  a second). It is paused while a command imports (`prepare_process`); once the command has
+  what it needs (`imports_done`), the objects made so far are frozen out of its walks
+  (`gc.freeze`), and so they are again at exit. Objects are still released by reference
+  counting, finalizers still run; cycles made while importing stay until exit.
 """
 
 from __future__ import annotations
@@ -79,10 +82,19 @@ def defer_module(name: str, attributes: Mapping[str, Any]) -> bool:
 
 
 def prepare_process() -> None:
-    """Called by every command before it imports anything heavy."""
+    """Called by every command before it imports anything heavy; `imports_done` must follow
+    (`Command.cli` makes sure it does)."""
     for name, attributes in DEFERRED.items():
         defer_module(name, attributes)
     if not getattr(prepare_process, "_exit_registered", False):
         # Registered first, so it runs last: after Lightning's and the loggers' own hooks.
         atexit.register(gc.freeze)
         prepare_process._exit_registered = True  # type: ignore[attr-defined]
+    gc.disable()
+
+
+def imports_done() -> None:
+    """The collector back on, without the objects of start-up to walk. Idempotent."""
+    if not gc.isenabled():
+        gc.freeze()
+        gc.enable()
