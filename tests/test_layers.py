@@ -18,7 +18,8 @@ PACKAGE = Path(deepfake_detection.__file__).parent
 #: Floor of each top-level module or subpackage of `deepfake_detection`; a module may import
 #: from its own floor and the ones below.
 FLOORS: dict[str, int] = {
-    # foundations: errors, files, config and its rules, console, RNG seeding, checkpoint IO
+    # foundations: errors, files, config and its rules, console, RNG seeding, checkpoint IO,
+    # a command's start and end
     "errors": 0,
     "files": 0,
     "config": 0,
@@ -26,6 +27,7 @@ FLOORS: dict[str, int] = {
     "console": 0,
     "seeding": 0,
     "checkpoint_io": 0,
+    "startup": 0,
     # what a run reads (and the faces and clips in it) and how it is scored
     "data": 1,
     "faces": 1,
