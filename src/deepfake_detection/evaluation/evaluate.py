@@ -19,23 +19,11 @@ from deepfake_detection.detector.decision import READING_OVERRIDES, given
 from deepfake_detection.detector.scoring import ScoredSplit, score_split
 from deepfake_detection.detector.trained import EXPORT_FORMATS, TrainedCheckpoint
 from deepfake_detection.errors import ConfigError
+from deepfake_detection.evaluation.split_report import report_split
 from deepfake_detection.faces.settings import scoring_face
 from deepfake_detection.files import METRICS_FILE, write_json
 from deepfake_detection.metrics.per_source import mean_over
-from deepfake_detection.reports.figures import (
-    dataset_distribution_figure,
-    per_source_figure,
-    prediction_figures,
-    save_figures,
-)
-from deepfake_detection.reports.operating_point_tables import (
-    interval_metrics,
-    one_class_of,
-    scored_points,
-)
 from deepfake_detection.reports.per_clip_tables import flat, report_per_clip
-from deepfake_detection.reports.per_source_tables import FIGURE_NAME as PER_SOURCE_FIGURE
-from deepfake_detection.reports.per_source_tables import report_per_source
 from deepfake_detection.reports.protocol import (
     checkpoint_record,
     datamodule_preprocessing,
@@ -228,24 +216,18 @@ def _report(cfg: DictConfig, job: ScoringJob, per_root: bool = False) -> dict[st
         log.warning("threshold=val on the validation split: these metrics are optimistic")
     scored = job.score(log_metrics=not per_root)
     predictions = scored.predictions
-    predictions.save_csv(output_dir / "predictions" / f"{split}.csv")
-
-    figures = prediction_figures(predictions, threshold)
-    figures["dataset_distribution"] = dataset_distribution_figure(datamodule.index.counts())
-    per_source = report_per_source(
-        output_dir, predictions, datamodule.index, split, threshold, rule
-    )
-    if per_source is not None:
-        figures[PER_SOURCE_FIGURE] = per_source_figure(per_source)
-    save_figures(figures, output_dir, None if per_root else job.logger.experiment)
-
-    one_class = one_class_of(predictions)
-    points = scored_points(predictions, trained.decided.operating_points, threshold, rule)
     metrics = {
         **scored.metrics,
-        **interval_metrics(predictions, split, {"acc": threshold}),
-        "operating_points": points,
-        "one_class": one_class,
+        **report_split(
+            output_dir,
+            predictions,
+            datamodule.index,
+            split,
+            threshold,
+            rule,
+            trained.decided.operating_points,
+            None if per_root else job.logger.experiment,
+        ),
         "protocol": job.protocol(cfg),
         "threshold": threshold,
         "threshold/rule": rule,
@@ -262,8 +244,6 @@ def _report(cfg: DictConfig, job: ScoringJob, per_root: bool = False) -> dict[st
         "face": asdict(datamodule.face) if datamodule.face else None,
         "face/missing": len(datamodule.faceless) if datamodule.face else None,
     }
-    if per_source is not None:
-        metrics["per_source"] = per_source
     if datamodule.clip_of:
         video = datamodule.video
         clips = report_per_clip(

@@ -23,22 +23,10 @@ from deepfake_detection.data.split_fingerprint import split_fingerprint
 from deepfake_detection.detector.spec import ExportSpec
 from deepfake_detection.detector.trained import load_detector, score_files
 from deepfake_detection.errors import ConfigError, DatasetError
+from deepfake_detection.evaluation.split_report import report_split
 from deepfake_detection.files import METRICS_FILE, SKIPPED_FILE, write_json
 from deepfake_detection.metrics.binary import compute_metrics
 from deepfake_detection.metrics.predictions import Predictions
-from deepfake_detection.reports.figures import (
-    dataset_distribution_figure,
-    per_source_figure,
-    prediction_figures,
-    save_figures,
-)
-from deepfake_detection.reports.operating_point_tables import (
-    interval_metrics,
-    one_class_of,
-    scored_points,
-)
-from deepfake_detection.reports.per_source_tables import FIGURE_NAME as PER_SOURCE_FIGURE
-from deepfake_detection.reports.per_source_tables import report_per_source
 from deepfake_detection.reports.protocol import preprocessing_record, protocol_record
 from deepfake_detection.reports.summaries import evaluate_summary
 
@@ -110,7 +98,6 @@ def evaluate_export(cfg: DictConfig) -> dict[str, Any]:
         torch.tensor([labels[s.name] for s in scored]),
         tuple(s.name for s in scored),
     )
-    predictions.save_csv(output_dir / "predictions" / f"{split}.csv")
     threshold, rule = detector.threshold, detector.threshold_rule
     metrics: dict[str, Any] = {
         f"{split}/{name}": value
@@ -118,21 +105,20 @@ def evaluate_export(cfg: DictConfig) -> dict[str, Any]:
             predictions.probs, predictions.targets, threshold
         ).items()
     }
-    per_source = report_per_source(output_dir, predictions, index, split, threshold, rule)
-    figures = prediction_figures(predictions, threshold)
-    figures["dataset_distribution"] = dataset_distribution_figure(index.counts())
-    if per_source is not None:
-        figures[PER_SOURCE_FIGURE] = per_source_figure(per_source)
-        metrics["per_source"] = per_source
-    save_figures(figures, output_dir)
+    metrics.update(
+        report_split(
+            output_dir,
+            predictions,
+            index,
+            split,
+            threshold,
+            rule,
+            detector.operating_points,
+        )
+    )
     scored_files = [(Path(name), labels[name]) for name in predictions.paths]
     metrics.update(
         {
-            **interval_metrics(predictions, split, {"acc": threshold}),
-            "operating_points": scored_points(
-                predictions, detector.operating_points, threshold, rule
-            ),
-            "one_class": one_class_of(predictions),
             "protocol": protocol_record(
                 data={
                     "root": str(index.root),
