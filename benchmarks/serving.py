@@ -1,5 +1,6 @@
-"""Scoring speed: `predict` on PyTorch against ONNX Runtime, the model alone per backend, and
-the service's latency over loopback with 1 and 8 concurrent clients.
+"""Scoring speed: `predict` on PyTorch against ONNX Runtime (the run with `backend=onnx`, and
+its exported float and INT8 files), the model alone per backend, and the service's latency
+over loopback with 1 and 8 concurrent clients.
 
     python benchmarks/serving.py [--ckpt <run dir>] [--data <folder of images>] [--images 512]
         [--soak 20000]
@@ -81,17 +82,44 @@ def pick_images(source: Path, count: int, folder: Path) -> Path:
     return folder
 
 
-def time_predict(ckpt: Path, images: Path, backend: str, work: Path) -> dict:
-    out = work / f"predict-{backend}-{time.monotonic_ns()}"
+def export_files(ckpt: Path, work: Path) -> dict[str, Path]:
+    """The run exported as `deepfake-export format=onnx quantize=int8` writes it: model.onnx
+    and model.int8.onnx. The accuracy limits are opened: a benchmark checkpoint is barely
+    trained, and speed does not depend on its weights."""
+    out = work / "export"
+    sh(
+        [
+            sys.executable,
+            "-m",
+            "deepfake_detection.export",
+            f"ckpt_path={ckpt}",
+            "format=onnx",
+            "quantize=int8",
+            "quantization.max_auroc_drop=1",
+            "quantization.max_acc_drop=1",
+            f"hydra.run.dir={out}",
+        ],
+        work,
+    )
+    return {"export": out / "model.onnx", "export int8": out / "model.int8.onnx"}
+
+
+#: What `deepfake-predict` scores with, per row: the run on each backend (ONNX through the
+#: export `backend=onnx` keeps between runs), and the exported files themselves.
+PREDICT_WAYS = ("torch", "onnx", "export", "export int8")
+
+
+def time_predict(ckpt: Path, images: Path, way: str, work: Path, files: dict[str, Path]) -> dict:
+    out = work / f"predict-{way.replace(' ', '-')}-{time.monotonic_ns()}"
+    model = [f"ckpt_path={files[way]}"] if way in files else [f"ckpt_path={ckpt}", f"backend={way}"]
     started = time.perf_counter()
     sh(
         [
             sys.executable,
             "-m",
             "deepfake_detection.predict",
-            f"ckpt_path={ckpt}",
+            *model,
             f"input={images}",
-            f"backend={backend}",
             f"hydra.run.dir={out}",
         ],
         work,
@@ -338,10 +366,12 @@ def main() -> None:
             images = make_images(work / "images", args.images)
         one_image = next(iter(sorted(images.iterdir())))
 
-        predict_runs: dict[str, list[dict]] = {"torch": [], "onnx": []}
-        for _ in range(args.repeats):  # alternating, so drift on a shared machine hits both
-            for backend in predict_runs:
-                predict_runs[backend].append(time_predict(ckpt, images, backend, work))
+        files = export_files(ckpt, work)
+        predict_runs: dict[str, list[dict]] = {way: [] for way in PREDICT_WAYS}
+        time_predict(ckpt, images, "onnx", work, files)  # `backend=onnx` exports once, here
+        for _ in range(args.repeats):  # alternating, so drift on a shared machine hits all
+            for way in predict_runs:
+                predict_runs[way].append(time_predict(ckpt, images, way, work, files))
         predict = {
             backend: {
                 key: statistics.median(run[key] for run in runs)
@@ -379,6 +409,14 @@ def main() -> None:
         f"| `deepfake-predict` whole process, s | {t['wall_s']:.1f} | {o['wall_s']:.1f} | "
         f"{t['wall_s'] / o['wall_s']:.2f}x |"
     )
+    for way in ("export", "export int8"):
+        e = predict[way]
+        print(
+            f"| `deepfake-predict ckpt_path=model{'.int8' if 'int8' in way else ''}.onnx`, "
+            f"scoring img/s / whole process s | {t['scoring_img_s']:.1f} / {t['wall_s']:.1f} | "
+            f"{e['scoring_img_s']:.1f} / {e['wall_s']:.1f} | "
+            f"{e['scoring_img_s'] / t['scoring_img_s']:.2f}x / {t['wall_s'] / e['wall_s']:.2f}x |"
+        )
     eager, ort = models["torch (eager, channels_last)"], models["ONNX Runtime"]
     print(
         f"| model alone, batch 32, img/s | {eager['batch_img_s']:.1f} | {ort['batch_img_s']:.1f} | "

@@ -78,7 +78,7 @@ def test_a_linear_probe_on_cached_embeddings_trains_exports_and_explains(tmp_pat
     from fastapi.testclient import TestClient
 
     from deepfake_detection.commands import EXPORT, TRAIN
-    from deepfake_detection.detector.trained import load_detector
+    from deepfake_detection.detector.exported_model import load_detector
     from deepfake_detection.serving.app import ServiceSettings, create_app
 
     data = make_dataset(tmp_path / "data", {"train": 8, "valid": 4, "test": 4}, size=32)

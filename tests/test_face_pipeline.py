@@ -22,7 +22,7 @@ from conftest import (
     train_face_run,
 )
 from deepfake_detection.commands import EVALUATE, EXPORT, PREDICT, ROBUSTNESS
-from deepfake_detection.detector.trained import load_detector
+from deepfake_detection.detector.exported_model import load_detector
 from deepfake_detection.errors import DatasetError
 from deepfake_detection.serving.app import ServiceSettings, create_app
 
@@ -269,7 +269,7 @@ def test_the_framing_note_searches_small_first_and_in_full_only_when_needed(
     assert re.search(r"the face here covers \d\.\d%", note)
     assert searched == [image_scoring.QUICK_DETECT_SIZE, None]  # and again at full size
     searched.clear()
-    thumbnail = Image.new("RGB", (120, 120), (90, 110, 130))
-    thumbnail.paste(head.resize((24, 24)), (50, 50))  # no larger than the quick search
+    thumbnail = Image.new("RGB", (90, 90), (90, 110, 130))
+    thumbnail.paste(head.resize((20, 20)), (35, 35))  # no larger than the quick search
     assert image_scoring.framing_note(thumbnail, 0.1) != ""
     assert searched == [image_scoring.QUICK_DETECT_SIZE]  # which saw it whole: once

@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 from conftest import _train_tiny, compose_config, make_tree, write_image
 from deepfake_detection.commands import EVALUATE, PREDICT
 from deepfake_detection.comparison.compare import compare_runs, main
-from deepfake_detection.detector.trained import load_detector
+from deepfake_detection.detector.exported_model import load_detector
 from deepfake_detection.errors import ConfigError, UserInputError
 from deepfake_detection.evaluation.robustness import robustness
 from deepfake_detection.exporting.export import export

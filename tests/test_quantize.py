@@ -4,6 +4,9 @@ loses accuracy; predict and serve take the INT8 file."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -11,8 +14,8 @@ import torch
 
 from conftest import compose_config
 from deepfake_detection.commands import EVALUATE, EXPORT, PREDICT
+from deepfake_detection.detector.exported_model import load_detector
 from deepfake_detection.detector.spec import ExportError
-from deepfake_detection.detector.trained import load_detector
 from deepfake_detection.errors import ConfigError
 from deepfake_detection.exporting import quantize
 
@@ -72,6 +75,32 @@ def test_predict_and_serve_take_the_int8_model(
     )
     batch = torch.zeros(2, 3, 32, 32)
     assert served.score(batch).shape == (2,)
+
+
+def test_predict_with_an_export_needs_neither_lightning_nor_the_checkpoint(
+    int8_export: Path, tiny_run: Path, tmp_path: Path
+) -> None:
+    """An exported model predicts in a process that never imports Lightning or torchmetrics
+    (about a second of its start), and prints each line once."""
+    out = tmp_path / "predict"
+    images = tiny_run.parent / "data" / "test"
+    code = textwrap.dedent(
+        f"""
+        import sys
+        from deepfake_detection.commands import PREDICT
+        sys.argv = ["deepfake-predict", "ckpt_path={int8_export / "model.int8.onnx"}",
+                    "input={images}", "hydra.run.dir={out}"]
+        try:
+            PREDICT.cli()
+        finally:
+            print("imported:", sorted({{"lightning", "torchmetrics"}} & set(sys.modules)))
+        """
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert "imported: []" in run.stdout
+    assert json.loads((out / "predict.json").read_text())["images"] == 12
+    assert "INFO:" not in run.stdout + run.stderr
 
 
 def test_a_quantization_that_loses_accuracy_is_refused(

@@ -21,8 +21,8 @@ from torch import nn
 from conftest import make_dataset, write_image
 from deepfake_detection.commands import EVALUATE, TRAIN
 from deepfake_detection.config import config_dir, register_resolvers
+from deepfake_detection.detector.exported_model import load_detector
 from deepfake_detection.detector.loading import rebuild_detector
-from deepfake_detection.detector.trained import load_detector
 from deepfake_detection.exporting.export import export
 from deepfake_detection.models import registry
 from deepfake_detection.models.base import BaseDetector, OptimizerFactory, SchedulerFactory

@@ -17,7 +17,7 @@ from PIL import Image
 
 from conftest import compose_config, run_cli
 from deepfake_detection.commands import PREDICT
-from deepfake_detection.detector.trained import load_detector
+from deepfake_detection.detector.exported_model import load_detector
 from deepfake_detection.exporting.export import export
 from deepfake_detection.serving.app import ServiceSettings, _Gate, create_app
 from deepfake_detection.serving.batching import BatchScorer

@@ -8,7 +8,7 @@ import textwrap
 
 import pytest
 
-from deepfake_detection.startup import DeferredModule, defer_module
+from deepfake_detection.startup import DeferredModule, after_import, defer_module
 
 
 @pytest.fixture
@@ -63,6 +63,29 @@ def test_nothing_is_deferred_that_is_imported_already_or_not_installed(package):
     assert not defer_module("pkg_deferred.heavy", {})
     assert not defer_module("no_such_package_here.heavy", {})
     assert not defer_module("pkg_deferred.missing", {})
+
+
+def test_a_callback_runs_once_the_module_is_imported(package):
+    import builtins
+
+    seen: list[tuple[str, int]] = []
+
+    def imported(tag: str) -> None:
+        seen.append((tag, getattr(builtins, "heavy_imports", 0)))
+
+    after_import("pkg_deferred", lambda: imported("first"))
+    after_import("pkg_deferred", lambda: imported("second"))
+    assert seen == []  # nothing imports it for the callbacks' sake
+    import pkg_deferred.heavy  # noqa: F401
+
+    # After the package's own code ran (here, while its subpackage was imported), once each.
+    assert [tag for tag, _ in seen] == ["first", "second"]
+    import importlib
+
+    importlib.reload(sys.modules["pkg_deferred"])
+    assert len(seen) == 2
+    after_import("pkg_deferred", lambda: imported("late"))  # imported already: at once
+    assert seen[-1][0] == "late"
 
 
 @pytest.mark.slow

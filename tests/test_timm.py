@@ -89,7 +89,7 @@ def test_train_evaluate_export_serve_and_explain(name: str, tmp_path: Path) -> N
     from fastapi.testclient import TestClient
 
     from deepfake_detection.commands import EVALUATE, EXPORT, TRAIN
-    from deepfake_detection.detector.trained import load_detector
+    from deepfake_detection.detector.exported_model import load_detector
     from deepfake_detection.serving.app import ServiceSettings, create_app
 
     data = make_dataset(tmp_path / "data", {"train": 8, "valid": 4, "test": 4}, size=32)

@@ -303,7 +303,7 @@ def test_on_bad_image_error_stops_at_a_broken_clip(tiny_run, tmp_path: Path) -> 
 
 @pytest.fixture(scope="module")
 def video_service(tiny_run: Path, tmp_path_factory: pytest.TempPathFactory):
-    from deepfake_detection.detector.trained import load_detector
+    from deepfake_detection.detector.exported_model import load_detector
 
     out = tmp_path_factory.mktemp("serve")
     return load_detector(compose_config("serve", [f"ckpt_path={tiny_run}"], out))

@@ -16,6 +16,8 @@ import os
 import sys
 import warnings
 
+from deepfake_detection.startup import after_import
+
 #: Lightning lines that tell the user nothing about their run: its advertisement, the absence
 #: of accelerators nobody asked for (the GPU line stays), and the epoch or step limit being
 #: reached, which the training's last line says in order (`ProgressLog`).
@@ -149,11 +151,15 @@ def _drop_own_handlers(name: str) -> None:
 def quiet_lightning() -> None:
     """Route Lightning's lines through the root logger's handlers only, so each shows once.
 
-    Call after the root logger is configured (inside a Hydra task). Imports Lightning first:
-    its import adds the handler this removes.
+    Call after the root logger is configured (inside a Hydra task). Lightning adds a console
+    handler of its own when it is imported: the handlers are dropped now if it is imported
+    already, else right after its import, so a command that never needs Lightning (predict
+    with an exported model) does not import it here (about a second).
     """
-    import lightning  # noqa: F401  (adds its handler on import)
+    after_import("lightning", _drop_lightning_handlers)
 
+
+def _drop_lightning_handlers() -> None:
     if not logging.getLogger().handlers:
         return  # nothing else would print Lightning's lines: keep its own handler
     for name in LIGHTNING_LOGGERS:
@@ -161,9 +167,9 @@ def quiet_lightning() -> None:
 
 
 def quiet_library_warnings() -> None:
-    from lightning.fabric.utilities.warnings import PossibleUserWarning
-
-    categories = {"FutureWarning": FutureWarning, "PossibleUserWarning": PossibleUserWarning}
+    # Lightning's `PossibleUserWarning` is a `UserWarning`: filtering on its base, with the
+    # exact message and module, silences the same warnings without importing Lightning.
+    categories = {"FutureWarning": FutureWarning, "PossibleUserWarning": UserWarning}
     for message, category, module in LIBRARY_WARNINGS:
         warnings.filterwarnings(
             "ignore", message=message, category=categories[category], module=module

@@ -21,9 +21,10 @@ from __future__ import annotations
 import atexit
 import gc
 import importlib
+import importlib.abc
 import importlib.util
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -79,6 +80,48 @@ def defer_module(name: str, attributes: Mapping[str, Any]) -> bool:
         return False
     sys.modules[name] = DeferredModule(name, str(file), attributes)
     return True
+
+
+class _AfterImport(importlib.abc.MetaPathFinder):
+    """Runs callbacks right after a top-level module is first imported: it finds the
+    module's spec through the other finders and wraps its loader's `exec_module`."""
+
+    def __init__(self) -> None:
+        self.waiting: dict[str, list[Callable[[], None]]] = {}
+
+    def find_spec(self, fullname: str, path: Any, target: Any = None) -> Any:
+        callbacks = self.waiting.pop(fullname, None)
+        if callbacks is None:
+            return None
+        if not self.waiting and self in sys.meta_path:
+            sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(fullname)
+        if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
+            return spec
+        run_module = spec.loader.exec_module
+
+        def exec_module(module: ModuleType) -> None:
+            run_module(module)
+            for callback in callbacks:
+                callback()
+
+        spec.loader.exec_module = exec_module  # type: ignore[method-assign]
+        return spec
+
+
+_after_import = _AfterImport()
+
+
+def after_import(name: str, callback: Callable[[], None]) -> None:
+    """Call `callback` once the top-level module `name` is imported: now if it already is,
+    else as soon as its import completes (so a command that never needs it never pays for
+    importing it just to adjust it)."""
+    if name in sys.modules:
+        callback()
+        return
+    _after_import.waiting.setdefault(name, []).append(callback)
+    if _after_import not in sys.meta_path:
+        sys.meta_path.insert(0, _after_import)
 
 
 def prepare_process() -> None:

@@ -16,8 +16,9 @@ from deepfake_detection.data.layout import root_names, split_children
 from deepfake_detection.data.scan import write_skipped_files
 from deepfake_detection.data.splitting import SPLIT_LISTS_DIR, read_split_lists
 from deepfake_detection.detector.decision import READING_OVERRIDES, given
+from deepfake_detection.detector.exported_model import EXPORT_FORMATS
 from deepfake_detection.detector.scoring import ScoredSplit, score_split
-from deepfake_detection.detector.trained import EXPORT_FORMATS, TrainedCheckpoint
+from deepfake_detection.detector.trained import TrainedCheckpoint
 from deepfake_detection.errors import ConfigError
 from deepfake_detection.evaluation.split_report import report_split
 from deepfake_detection.faces.settings import scoring_face

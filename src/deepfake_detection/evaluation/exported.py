@@ -20,8 +20,9 @@ from deepfake_detection.data.datamodule import auto_num_workers
 from deepfake_detection.data.discovery import discover, split_name
 from deepfake_detection.data.scan import write_skipped_files
 from deepfake_detection.data.split_fingerprint import split_fingerprint
+from deepfake_detection.detector.exported_model import load_detector
+from deepfake_detection.detector.file_scoring import score_files
 from deepfake_detection.detector.spec import ExportSpec
-from deepfake_detection.detector.trained import load_detector, score_files
 from deepfake_detection.errors import ConfigError, DatasetError
 from deepfake_detection.evaluation.split_report import report_split
 from deepfake_detection.files import METRICS_FILE, SKIPPED_FILE, write_json
@@ -63,7 +64,7 @@ def evaluate_export(cfg: DictConfig) -> dict[str, Any]:
     _refuse_what_needs_a_checkpoint(cfg)
     output_dir = Path(cfg.paths.output_dir)
     path = Path(str(cfg.ckpt_path)).expanduser()
-    detector = load_detector(cfg)
+    detector = load_detector(cfg, explain=False)
     spec = ExportSpec.load(path, check_hash=False)  # checked when the detector loaded
     split = split_name(cfg.data.split)
     data = cfg.data

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from deepfake_detection.data.preprocess import Preprocessing
+from deepfake_detection.detector.file_scoring import score_files
 from deepfake_detection.detector.formats import (
     Runner,
     embed_onnx_metadata,
@@ -33,7 +34,6 @@ from deepfake_detection.detector.formats import (
 )
 from deepfake_detection.detector.parity import labelled_split, split_images
 from deepfake_detection.detector.spec import INPUT_NAME, ExportError, ExportSpec
-from deepfake_detection.detector.trained import score_files
 from deepfake_detection.exporting.settings import QuantizationSettings
 from deepfake_detection.metrics.binary import compute_metrics
 

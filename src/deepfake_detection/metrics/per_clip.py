@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
-from deepfake_detection.metrics.binary import compute_metrics
-from deepfake_detection.metrics.predictions import Predictions
+if TYPE_CHECKING:
+    from deepfake_detection.metrics.predictions import Predictions
+
+# `aggregate` is what scoring a clip needs (predict, the service): the metrics' imports
+# (torchmetrics, half a second) wait until a clip metric is computed.
 
 #: Metrics kept for the video level, from `compute_metrics`.
 CLIP_METRICS = ("auroc", "ap", "eer", "acc", "real_acc", "fake_acc", "balanced_acc")
@@ -51,6 +54,8 @@ def clip_predictions(
     if not frames:
         return None
     clips = tuple(frames)
+    from deepfake_detection.metrics.predictions import Predictions
+
     return Predictions(
         torch.tensor([aggregate(frames[c], how, topk) for c in clips]),
         torch.tensor([labels[c] for c in clips]),
@@ -71,6 +76,8 @@ def clip_metrics(
     clips = clip_predictions(predictions, clip_of, how, topk)
     if clips is None:
         return None
+    from deepfake_detection.metrics.binary import compute_metrics
+
     metrics = compute_metrics(clips.probs, clips.targets, threshold)
     return {
         "clips": len(clips),

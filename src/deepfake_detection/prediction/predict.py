@@ -18,16 +18,10 @@ from deepfake_detection.data.layout import VIDEO_EXTENSIONS, list_videos
 from deepfake_detection.data.preprocess import Preprocessing
 from deepfake_detection.data.scan import write_skipped_files
 from deepfake_detection.detector.clip_scoring import ScoredVideo, score_clip
+from deepfake_detection.detector.exported_model import EXPORT_FORMATS, load_detector
+from deepfake_detection.detector.file_scoring import score_files
 from deepfake_detection.detector.formats import Runner
 from deepfake_detection.detector.image_scoring import ScoredImage
-from deepfake_detection.detector.trained import (
-    EXPORT_FORMATS,
-    TrainedCheckpoint,
-    device_runner,
-    load_detector,
-    score_files,
-    with_operating_point,
-)
 from deepfake_detection.errors import ConfigError, DatasetError
 from deepfake_detection.faces.settings import DEFAULT_WARN_SMALL_FACE
 from deepfake_detection.files import atomic_write_bytes, write_json
@@ -183,6 +177,13 @@ class _Scorer:
 
 
 def _from_checkpoint(cfg: DictConfig, output_dir: Path) -> _Scorer:
+    # Lightning loads the checkpoint: imported here, so an exported model starts without it.
+    from deepfake_detection.detector.trained import (
+        TrainedCheckpoint,
+        device_runner,
+        with_operating_point,
+    )
+
     trained = TrainedCheckpoint.load(with_operating_point(cfg))
     data = _settings(trained.data, cfg.data)
     face = cfg.get("face")
@@ -211,7 +212,7 @@ def _from_checkpoint(cfg: DictConfig, output_dir: Path) -> _Scorer:
 def _from_export(cfg: DictConfig) -> _Scorer:
     """An exported model.onnx / model.int8.onnx / model.pt2: its own preprocessing,
     threshold and operating points (model.json), checked when it loads."""
-    detector = load_detector(cfg)
+    detector = load_detector(cfg, explain=False)
     size = detector.preprocessing.image_size
     if cfg.data.get("image_size") not in (None, size):
         raise ConfigError(

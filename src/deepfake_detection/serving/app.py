@@ -26,8 +26,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import deepfake_detection
 from deepfake_detection.detector.clip_scoring import ClipInputs, ScoredVideo, scored_video
+from deepfake_detection.detector.exported_model import TrainedDetector
 from deepfake_detection.detector.image_scoring import ScoredImage, per_image, verdict_rule
-from deepfake_detection.detector.trained import TrainedDetector
 from deepfake_detection.errors import ConfigError, one_line
 from deepfake_detection.faces.settings import DEFAULT_WARN_SMALL_FACE
 from deepfake_detection.metrics.threshold_rules import parse_rule

@@ -9,8 +9,8 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from deepfake_detection.detector.exported_model import load_detector
 from deepfake_detection.detector.formats import OnnxThreads, configure_onnx_threads
-from deepfake_detection.detector.trained import load_detector
 from deepfake_detection.errors import ConfigError
 from deepfake_detection.faces.settings import DEFAULT_WARN_SMALL_FACE
 from deepfake_detection.serving.app import ServiceSettings, create_app
