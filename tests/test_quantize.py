@@ -80,8 +80,8 @@ def test_predict_and_serve_take_the_int8_model(
 def test_predict_with_an_export_needs_neither_lightning_nor_the_checkpoint(
     int8_export: Path, tiny_run: Path, tmp_path: Path
 ) -> None:
-    """An exported model predicts in a process that never imports Lightning or torchmetrics
-    (about a second of its start), and prints each line once."""
+    """An exported model predicts in a process that never imports Lightning, torchmetrics or
+    torchvision (which imports torch._dynamo): about a second of its start. Each line once."""
     out = tmp_path / "predict"
     images = tiny_run.parent / "data" / "test"
     code = textwrap.dedent(
@@ -93,7 +93,8 @@ def test_predict_with_an_export_needs_neither_lightning_nor_the_checkpoint(
         try:
             PREDICT.cli()
         finally:
-            print("imported:", sorted({{"lightning", "torchmetrics"}} & set(sys.modules)))
+            print("imported:", sorted({{"lightning", "torchmetrics", "torchvision"}}
+                                       & set(sys.modules)))
         """
     )
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 from PIL import Image
-from torchvision.transforms import v2
 
 from deepfake_detection.data.images import (
     DEFAULT_MAX_PIXELS,
@@ -25,11 +24,10 @@ from deepfake_detection.data.images import (
     load_rgb,
     load_rgb_bytes,
 )
-from deepfake_detection.data.transforms import (
+from deepfake_detection.data.scoring_transform import (
     IMAGENET_MEAN,
     IMAGENET_STD,
-    eval_transform,
-    resize_and_crop,
+    ScoringTransform,
 )
 from deepfake_detection.faces.settings import FaceSettings, scoring_face
 
@@ -45,8 +43,8 @@ def _face_stage(settings: FaceSettings) -> FaceStage:
 
 
 @cache
-def _eval_transform(image_size: int, crop_fraction: float) -> v2.Compose:
-    return eval_transform(image_size, crop_fraction)  # stateless: safe to share across threads
+def _scoring_transform(image_size: int, crop_fraction: float) -> ScoringTransform:
+    return ScoringTransform(image_size, crop_fraction)  # stateless: safe to share across threads
 
 
 @dataclass(frozen=True)
@@ -96,16 +94,15 @@ class Preprocessing:
     def resize_to(self) -> int:
         return round(self.image_size / self.crop_fraction)
 
-    def transform(self) -> v2.Compose:
-        """Decoded RGB image → normalised float tensor (C, H, W); built once per setting,
-        since predict and the service call it for every image."""
-        return _eval_transform(self.image_size, self.crop_fraction)
+    def transform(self) -> ScoringTransform:
+        """Decoded RGB image → normalised float tensor (C, H, W), as `eval_transform` makes
+        it but without importing torchvision (`scoring_transform.py`); built once per
+        setting, since predict and the service call it for every image."""
+        return _scoring_transform(self.image_size, self.crop_fraction)
 
     def cropped(self, image: Image.Image) -> torch.Tensor:
         """The resized and cropped uint8 image (C, H, W) the model sees, before scaling."""
-        return v2.Compose([v2.ToImage(), *resize_and_crop(self.image_size, self.crop_fraction)])(
-            image
-        )
+        return self.transform().cropped(image)
 
     def check_shape(self, image: Image.Image, name: str | Path) -> None:
         """A very thin image (1 x 100,000, say) passes the pixel bound but would be resized

@@ -9,9 +9,7 @@ from torchvision.transforms import v2
 
 from deepfake_detection.data.augment import AugmentSettings, degradations, geometry
 from deepfake_detection.data.perturb import Perturbation
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from deepfake_detection.data.scoring_transform import IMAGENET_MEAN, IMAGENET_STD
 
 
 def train_transform(
