@@ -54,6 +54,32 @@ def test_scores_match_the_training_runs_own_test_scores(trained, tmp_path: Path)
     assert summary["fake"] + summary["real"] == 12 and summary["skipped"] == 0
 
 
+def test_a_worker_hands_over_each_batch_once_and_scores_alike(trained, tmp_path: Path) -> None:
+    """With DataLoader workers, the inputs travel stacked, once: the per-image records that
+    come back with them carry no tensors (each would cost a shared-memory file)."""
+    import torch
+
+    from deepfake_detection.detector.file_scoring import _collate
+    from deepfake_detection.detector.image_scoring import ImageInputs
+
+    two_faces = ImageInputs([torch.zeros(3, 4, 4), torch.ones(3, 4, 4)], [{}, {}])
+    batch, good, bad = _collate([(two_faces, 0, "", False), (None, 1, "unreadable", False)])
+    assert batch.shape == (2, 3, 4, 4) and bad == [(1, "unreadable", False)]
+    ((given, count, index),) = good
+    assert given.inputs == [] and count == 2 and index == 0
+
+    run_dir, dataset = trained
+    rows = {}
+    for workers in (0, 1):
+        out = tmp_path / f"workers-{workers}"
+        run_predict(
+            [f"ckpt_path={run_dir}", f"input={dataset / 'test'}", f"data.num_workers={workers}"],
+            out,
+        )
+        rows[workers] = {path: row["prob_fake"] for path, row in read_rows(out).items()}
+    assert rows[0] == rows[1] and len(rows[0]) == 12
+
+
 @pytest.mark.slow
 def test_onnx_backend_scores_like_torch(
     trained, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
