@@ -236,3 +236,26 @@ def test_resume_and_a_sweep_reuse_the_cache(tmp_path: Path, data: Path) -> None:
     ]
     assert built == [{"train": False, "val": False}] * 2  # the run above built both
     assert len(_stores(cache)) == 2
+
+
+def test_a_batch_of_stored_features_is_read_whole_and_equals_one_by_one() -> None:
+    from torch.utils.data import DataLoader
+
+    from deepfake_detection.data.feature_store import collate_batch
+    from deepfake_detection.data.loader import SeededSample
+
+    features = np.arange(2 * 10 * 3, dtype=np.float16).reshape(2, 10, 3)  # 2 views
+    dataset = CachedFeatureDataset(features, [i % 2 for i in range(10)], lambda: 1)
+    keys = [SeededSample(7, 123), 2, SeededSample(9, 5)]
+    batched = collate_batch(dataset.__getitems__(keys))
+    one_by_one = collate_batch([dataset[key] for key in keys])
+    for whole, single in zip(batched, one_by_one, strict=True):
+        assert torch.equal(whole, single)
+    assert batched[0].dtype == torch.float32 and torch.equal(
+        batched[0][0], torch.tensor(features[1, 7], dtype=torch.float32)
+    )  # the epoch's view
+    loader = DataLoader(dataset, batch_size=4, collate_fn=collate_batch)
+    got = list(loader)
+    assert [len(batch[2]) for batch in got] == [4, 4, 2]
+    assert torch.equal(torch.cat([batch[2] for batch in got]), torch.arange(10))
+    assert torch.equal(torch.cat([batch[1] for batch in got]), dataset.labels)

@@ -17,7 +17,7 @@ from deepfake_detection.data.augment import AugmentSettings
 from deepfake_detection.data.dataset import ImageFileDataset
 from deepfake_detection.data.demo import default_cache_dir, ensure_demo_dataset
 from deepfake_detection.data.discovery import DEFAULT_SPLIT_FRACTIONS, DatasetIndex, discover
-from deepfake_detection.data.feature_store import FeatureCacheSettings
+from deepfake_detection.data.feature_store import FeatureCacheSettings, collate_batch
 from deepfake_detection.data.images import BAD_IMAGE_POLICIES, DEFAULT_MAX_PIXELS
 from deepfake_detection.data.layout import ClassAliases
 from deepfake_detection.data.loader import (
@@ -408,6 +408,8 @@ class DeepfakeDataModule(L.LightningDataModule):
             # Stored features are a memory read: worker processes would only add overhead.
             num_workers=0 if cached else self.num_workers,
             pin_memory=self.pin_memory,
+            # Stored features are read a batch at a time (`CachedFeatureDataset.__getitems__`).
+            **({"collate_fn": collate_batch} if cached else {}),
         )
         if training:
             # Order and augmentation follow (seed, epoch) alone, so a run resumed at any

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, default_collate
 
 from deepfake_detection.data.loader import SeededSample
 from deepfake_detection.data.settings import FEATURE_CACHE_DTYPES
@@ -257,3 +257,26 @@ class CachedFeatureDataset(Dataset):
         view = self.current_epoch() % self.features.shape[0]
         features = torch.from_numpy(np.array(self.features[view, index], dtype=np.float32))
         return features, self.labels[index], index
+
+    def __getitems__(self, keys: Sequence[int | SeededSample]) -> FeatureBatch:
+        """A whole batch in one read, already collated (`collate_batch` passes it on): the
+        DataLoader's loader calls this in place of `__getitem__` per sample, which costs
+        more than the step itself when a step is a linear head on stored vectors."""
+        indices = [key[0] if isinstance(key, tuple) else key for key in keys]
+        view = self.current_epoch() % self.features.shape[0]
+        features = np.asarray(self.features[view, indices], dtype=np.float32)
+        return FeatureBatch(
+            (torch.from_numpy(features), self.labels[indices], torch.tensor(indices))
+        )
+
+
+class FeatureBatch(tuple):
+    """(features, labels, indices) of a batch read by `CachedFeatureDataset.__getitems__`."""
+
+
+def collate_batch(batch: FeatureBatch | list[Any]) -> Any:
+    """The collate function of a loader over a `CachedFeatureDataset`: a batch read whole is
+    collated already; samples read one by one are stacked as usual."""
+    if isinstance(batch, FeatureBatch):
+        return tuple(batch)
+    return default_collate(batch)

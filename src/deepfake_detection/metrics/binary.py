@@ -66,6 +66,15 @@ def equal_error_rate(probs: torch.Tensor, targets: torch.Tensor) -> float:
     return float(fpr[crossing - 1] + weight * (fpr[crossing] - fpr[crossing - 1]))
 
 
+def auroc_of(probs: torch.Tensor, targets: torch.Tensor) -> float:
+    """AUROC of P(Fake) scores against 0/1 targets; NaN when one class is absent. Alone, for
+    what needs only it after every epoch (a tenth of `compute_metrics`' time)."""
+    targets = targets.long().flatten()
+    if not 0 < int(targets.sum()) < targets.numel():
+        return float("nan")
+    return float(binary_auroc(probs.float().flatten(), targets))
+
+
 def compute_metrics(
     probs: torch.Tensor, targets: torch.Tensor, threshold: float = 0.5
 ) -> dict[str, float]:
@@ -94,7 +103,7 @@ def compute_metrics(
         "precision": precision,
         "recall": recall,
         "f1": _ratio(2 * precision * recall, precision + recall),
-        "auroc": float(binary_auroc(probs, targets)) if both_classes else nan,
+        "auroc": auroc_of(probs, targets),
         "ap": float(binary_average_precision(probs, targets)) if both_classes else nan,
         "eer": equal_error_rate(probs, targets) if both_classes else nan,
         "real_acc": real_acc,

@@ -17,7 +17,7 @@ import torch
 from lightning.pytorch.callbacks import Callback
 
 from deepfake_detection.data.datamodule import DeepfakeDataModule
-from deepfake_detection.metrics.binary import compute_metrics
+from deepfake_detection.metrics.binary import auroc_of
 from deepfake_detection.metrics.per_source import per_source_metrics
 from deepfake_detection.metrics.predictions import Predictions, PredictionStore
 
@@ -65,7 +65,7 @@ class ValidationSources(Callback):
         index = self.datamodule.index
         per_source = per_source_metrics(predictions, index.sources, 0.5, index.source_depth)
         if per_source is None:
-            mean = compute_metrics(predictions.probs, predictions.targets)["auroc"]
+            mean = auroc_of(predictions.probs, predictions.targets)
         else:
             mean = per_source["mean"]["auroc"]
         # Every process holds the gathered scores, so each logs the same value.
