@@ -14,6 +14,10 @@ training. Two costs did not depend on the job:
   what it needs (`imports_done`), the objects made so far are frozen out of its walks
   (`gc.freeze`), and so they are again at exit. Objects are still released by reference
   counting, finalizers still run; cycles made while importing stay until exit.
+
+A library that only needs adjusting once it is there (Lightning adds a console handler of its
+own on import) is adjusted by `after_import`, right after whatever imports it, so that a
+command that never uses it (predict with an exported model) does not import it for that.
 """
 
 from __future__ import annotations
